@@ -1,0 +1,869 @@
+"""The score-matrix container: scores of models on tasks, with their design factors.
+
+A :class:`ScoreMatrix` holds
+
+* ``scores``: an ``(n_models, n_tasks)`` float array in the user's original units, ``NaN`` where a
+  model was not evaluated on a task;
+* ``models`` / ``tasks``: the names of the rows and columns;
+* ``model_factors`` / ``task_factors``: DataFrames indexed by those names (numeric and categorical
+  columns, missing values kept as missing);
+* ``scale``: the declared unit of the scores (``"percent"`` 0-100, ``"fraction"`` 0-1 or
+  ``"unbounded"``), fixed for the whole table;
+* ``normalization``: the invertible affine map used for modelling (per-task min-max over observed
+  cells as in the CPP paper, or the official CPP code's per-model division by the row maximum).
+
+Every model in cppjax fits normalised scores and reports predictions back in original units through
+``ScoreMatrix.denormalize``.
+
+Example:
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"mmlu": [45.0, 70.0, None], "gsm8k": [10.0, "-", 60.0]},
+    ...                   index=["small", "mid", "large"])
+    >>> sm = ScoreMatrix.from_wide(df, scale="percent")
+    >>> sm.shape, sm.n_observed
+    ((3, 2), 4)
+    >>> obs = sm.observed()
+    >>> [float(v) for v in obs.values]
+    [0.0, 0.0, 1.0, 1.0]
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from cppjax.errors import DataError, FactorMismatchError, did_you_mean
+
+log = logging.getLogger(__name__)
+
+Scale = Literal["percent", "fraction", "unbounded"]
+NormKind = Literal["task_minmax", "model_max", "none"]
+
+#: Cell contents read as "not reported" (compared after stripping, case-insensitively).
+MISSING_TOKENS = frozenset(
+    {"", "-", "--", "\u2013", "\u2014", "na", "n/a", "nan", "null", "none", "?"}
+)
+_SCALE_RANGE = {"percent": (0.0, 100.0), "fraction": (0.0, 1.0), "unbounded": (-math.inf, math.inf)}
+_MAX_LISTED = 8
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalisation
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Normalization:
+    """An invertible per-cell affine map ``normalised = (score - loc) / scale``.
+
+    ``loc`` and ``scale`` have shape ``(1, n_tasks)`` for per-task normalisation and
+    ``(n_models, 1)`` for per-model normalisation; they broadcast to the score matrix.
+
+    Kinds:
+      * ``"task_minmax"`` (default, the CPP paper): per task, min and max over observed cells map to
+        0 and 1. A task whose observed scores are all equal gets the width of the declared scale
+        (100 for percent, 1 for fraction) so that nothing is divided by zero.
+      * ``"model_max"`` (the official CPP code on its crowdsource data): each model's row is divided
+        by that model's maximum observed score.
+      * ``"none"``: identity.
+    """
+
+    kind: NormKind
+    loc: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, scores: np.ndarray, kind: NormKind, unit: Scale, names=None) -> Normalization:
+        scores = np.asarray(scores, dtype=float)
+        n_models, n_tasks = scores.shape
+        obs = ~np.isnan(scores)
+        if kind == "none":
+            return cls(kind, np.zeros((1, n_tasks)), np.ones((1, n_tasks)))
+        axis = 0 if kind == "task_minmax" else 1
+        empty = ~obs.any(axis=axis)
+        if empty.any():
+            label = "task" if axis == 0 else "model"
+            bad = [names[i] if names is not None else i for i in np.flatnonzero(empty)]
+            raise DataError(f"cannot normalise: {label}(s) with no observed score: {bad}")
+        if kind == "task_minmax":
+            lo = np.nanmin(scores, axis=0, keepdims=True)
+            hi = np.nanmax(scores, axis=0, keepdims=True)
+            width = hi - lo
+            fallback = _SCALE_RANGE[unit][1] - _SCALE_RANGE[unit][0]
+            if not np.isfinite(fallback):
+                fallback = 1.0
+            width = np.where(width > 0, width, fallback)
+            return cls(kind, lo, width)
+        if kind == "model_max":
+            hi = np.nanmax(scores, axis=1, keepdims=True)
+            if (hi <= 0).any():
+                bad = [names[i] if names is not None else i for i in np.flatnonzero(hi[:, 0] <= 0)]
+                raise DataError(f"model_max normalisation needs a positive maximum; models: {bad}")
+            return cls(kind, np.zeros((n_models, 1)), hi)
+        raise ValueError(f"unknown normalisation {kind!r}; use 'task_minmax', 'model_max', 'none'")
+
+    def _at(self, model_idx, task_idx):
+        model_idx = np.asarray(model_idx)
+        task_idx = np.asarray(task_idx)
+        mi = model_idx if self.loc.shape[0] > 1 else np.zeros_like(model_idx)
+        ti = task_idx if self.loc.shape[1] > 1 else np.zeros_like(task_idx)
+        return self.loc[mi, ti], self.scale[mi, ti]
+
+    def transform(self, values, model_idx, task_idx):
+        """Original units -> normalised, for cells ``(model_idx, task_idx)`` (broadcasts on the
+        trailing axis, so ``values`` may be ``(n_draws, n_cells)``)."""
+        loc, scale = self._at(model_idx, task_idx)
+        return (np.asarray(values) - loc) / scale
+
+    def inverse(self, values, model_idx, task_idx):
+        """Normalised -> original units, for cells ``(model_idx, task_idx)``."""
+        loc, scale = self._at(model_idx, task_idx)
+        return np.asarray(values) * scale + loc
+
+    def cell_scale(self, model_idx, task_idx):
+        """Multiplier from normalised to original units of each cell (for errors and widths)."""
+        return self._at(model_idx, task_idx)[1]
+
+
+class Observations(NamedTuple):
+    """Observed cells as flat arrays, ready for a JAX model."""
+
+    model_idx: np.ndarray  # int32, (n_obs,)
+    task_idx: np.ndarray  # int32, (n_obs,)
+    values: np.ndarray  # float32 normalised scores, (n_obs,)
+
+
+# ---------------------------------------------------------------------------------------------
+# The container
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class ScoreMatrix:
+    """Scores of ``n_models`` models on ``n_tasks`` tasks (``NaN`` = unobserved), with factors.
+
+    Build one with :meth:`from_wide`, :meth:`from_long` or the bundled loaders in
+    :mod:`cppjax.datasets`; the direct constructor validates shapes and names.
+
+    Attributes:
+        scores: ``(n_models, n_tasks)`` float array in original units.
+        models, tasks: row and column names (unique).
+        model_factors, task_factors: DataFrames indexed by ``models`` / ``tasks``.
+        scale: ``"percent"``, ``"fraction"`` or ``"unbounded"``; scores are checked against it.
+        normalization: a :class:`Normalization`, or its kind to fit one on the observed cells.
+        source: where the scores came from (a path or ``"DataFrame"``), used in messages.
+        dropped_models, dropped_tasks: names removed at load time with ``drop_empty=True``.
+    """
+
+    scores: np.ndarray
+    models: tuple[str, ...]
+    tasks: tuple[str, ...]
+    model_factors: pd.DataFrame | None = None
+    task_factors: pd.DataFrame | None = None
+    scale: Scale = "fraction"
+    normalization: Normalization | NormKind = "task_minmax"
+    source: str = "array"
+    dropped_models: tuple[str, ...] = ()
+    dropped_tasks: tuple[str, ...] = ()
+    _index: dict = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self):
+        scores = np.array(self.scores, dtype=float)  # a copy: the caller's array is never altered
+        if scores.ndim != 2:
+            raise DataError(f"scores must be 2-D (models x tasks); got shape {scores.shape}")
+        models = tuple(str(m) for m in self.models)
+        tasks = tuple(str(t) for t in self.tasks)
+        if scores.shape != (len(models), len(tasks)):
+            raise DataError(
+                f"scores have shape {scores.shape} but there are {len(models)} model names and "
+                f"{len(tasks)} task names"
+            )
+        _check_unique(models, "model", self.source)
+        _check_unique(tasks, "task", self.source)
+        if np.isinf(scores).any():
+            i, j = np.argwhere(np.isinf(scores))[0]
+            raise DataError(
+                f"{self.source}: infinite score at model {models[i]!r}, task {tasks[j]!r}"
+            )
+        if self.scale not in _SCALE_RANGE:
+            raise DataError(f"scale must be one of {sorted(_SCALE_RANGE)}; got {self.scale!r}")
+        _check_range(scores, models, tasks, self.scale, self.source)
+        scores.setflags(write=False)
+        mf = _factor_frame(self.model_factors, models, "model")
+        tf = _factor_frame(self.task_factors, tasks, "task")
+        norm = self.normalization
+        if isinstance(norm, str):
+            norm = Normalization.fit(scores, norm, self.scale, names=None)
+        else:
+            expected = {(1, len(tasks)), (len(models), 1)}
+            if norm.loc.shape not in expected:
+                raise DataError(
+                    f"normalisation of shape {norm.loc.shape} does not fit {scores.shape}"
+                )
+        object.__setattr__(self, "scores", scores)
+        object.__setattr__(self, "models", models)
+        object.__setattr__(self, "tasks", tasks)
+        object.__setattr__(self, "model_factors", mf)
+        object.__setattr__(self, "task_factors", tf)
+        object.__setattr__(self, "normalization", norm)
+        index = {
+            "models": {m: i for i, m in enumerate(models)},
+            "tasks": {t: j for j, t in enumerate(tasks)},
+        }
+        object.__setattr__(self, "_index", index)
+
+    # -- shapes -----------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.scores.shape
+
+    @property
+    def n_models(self) -> int:
+        return self.scores.shape[0]
+
+    @property
+    def n_tasks(self) -> int:
+        return self.scores.shape[1]
+
+    @property
+    def mask(self) -> np.ndarray:
+        """Boolean ``(n_models, n_tasks)``: True where a score is observed."""
+        return ~np.isnan(self.scores)
+
+    @property
+    def n_observed(self) -> int:
+        return int(self.mask.sum())
+
+    def __repr__(self) -> str:
+        return (
+            f"ScoreMatrix({self.n_models} models x {self.n_tasks} tasks, "
+            f"{self.n_observed} observed "
+            f"({self.n_observed / max(self.scores.size, 1):.0%}), scale={self.scale!r}, "
+            f"normalization={self.normalization.kind!r}, model factors="
+            f"{list(self.model_factors.columns)}, task factors={list(self.task_factors.columns)})"
+        )
+
+    # -- names ------------------------------------------------------------------------------
+    def model_index(self, name: str) -> int:
+        try:
+            return self._index["models"][name]
+        except KeyError:
+            raise KeyError(f"unknown model {name!r}{did_you_mean(name, self.models)}") from None
+
+    def task_index(self, name: str) -> int:
+        try:
+            return self._index["tasks"][name]
+        except KeyError:
+            raise KeyError(f"unknown task {name!r}{did_you_mean(name, self.tasks)}") from None
+
+    # -- normalisation ----------------------------------------------------------------------
+    @property
+    def normalized(self) -> np.ndarray:
+        """The score matrix in normalised units (``NaN`` where unobserved)."""
+        mi, ti = np.indices(self.shape)
+        return self.normalization.transform(self.scores, mi, ti)
+
+    def normalize(self, values, model_idx, task_idx) -> np.ndarray:
+        return self.normalization.transform(values, model_idx, task_idx)
+
+    def denormalize(self, values, model_idx, task_idx) -> np.ndarray:
+        return self.normalization.inverse(values, model_idx, task_idx)
+
+    # -- conversion for JAX ------------------------------------------------------------------
+    def observed(self) -> Observations:
+        """Index arrays of the observed cells (row-major order) and their normalised scores."""
+        mi, ti = np.nonzero(self.mask)
+        values = self.normalize(self.scores[mi, ti], mi, ti)
+        return Observations(mi.astype(np.int32), ti.astype(np.int32), values.astype(np.float32))
+
+    def missing(self) -> tuple[np.ndarray, np.ndarray]:
+        """Index arrays ``(model_idx, task_idx)`` of the unobserved cells (row-major order)."""
+        mi, ti = np.nonzero(~self.mask)
+        return mi.astype(np.int32), ti.astype(np.int32)
+
+    def cells(self, models: Sequence[str], tasks: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Index arrays for cells given by name (``models[k]``, ``tasks[k]`` pairs)."""
+        if len(models) != len(tasks):
+            raise ValueError("models and tasks must have the same length")
+        mi = np.array([self.model_index(m) for m in models], dtype=np.int32)
+        ti = np.array([self.task_index(t) for t in tasks], dtype=np.int32)
+        return mi, ti
+
+    # -- derived matrices --------------------------------------------------------------------
+    def with_scores(self, scores: np.ndarray) -> ScoreMatrix:
+        """Same names, factors, scale and normalisation, other scores (used by the splits)."""
+        return replace(self, scores=scores, _index=None)
+
+    def subset(self, models: Sequence[str] | None = None, tasks: Sequence[str] | None = None):
+        """A sub-matrix on the named models and tasks (normalisation re-fitted on what remains)."""
+        models = list(self.models if models is None else models)
+        tasks = list(self.tasks if tasks is None else tasks)
+        mi = [self.model_index(m) for m in models]
+        ti = [self.task_index(t) for t in tasks]
+        return ScoreMatrix(
+            self.scores[np.ix_(mi, ti)],
+            models,
+            tasks,
+            model_factors=self.model_factors.loc[models],
+            task_factors=self.task_factors.loc[tasks],
+            scale=self.scale,
+            normalization=self.normalization.kind,
+            source=self.source,
+        )
+
+    def to_long(self, dropna: bool = True) -> pd.DataFrame:
+        """Long table ``model, task, score`` in original units."""
+        mi, ti = np.indices(self.shape)
+        df = pd.DataFrame(
+            {
+                "model": np.asarray(self.models, dtype=object)[mi.ravel()],
+                "task": np.asarray(self.tasks, dtype=object)[ti.ravel()],
+                "score": self.scores.ravel(),
+            }
+        )
+        return df.dropna(subset=["score"]).reset_index(drop=True) if dropna else df
+
+    def to_wide(self) -> pd.DataFrame:
+        """Wide table, models as rows, in original units."""
+        return pd.DataFrame(
+            self.scores,
+            index=pd.Index(self.models, name="model"),
+            columns=pd.Index(self.tasks, name="task"),
+        )
+
+    # -- constructors ------------------------------------------------------------------------
+    @classmethod
+    def from_wide(
+        cls,
+        data: str | os.PathLike | pd.DataFrame,
+        *,
+        models_as: Literal["rows", "columns"] = "rows",
+        scale: Scale | Literal["auto"] = "auto",
+        normalization: NormKind = "task_minmax",
+        model_factors: str | os.PathLike | pd.DataFrame | None = None,
+        task_factors: str | os.PathLike | pd.DataFrame | None = None,
+        on_mismatch: Literal["raise", "warn"] = "raise",
+        drop_empty: bool = False,
+        label_column: str | None = None,
+        factor_columns: Sequence[str] = (),
+        sep: str = ",",
+    ) -> ScoreMatrix:
+        """Read a wide score table (CSV path or DataFrame).
+
+        Args:
+            data: a CSV path (a UTF-8 byte-order mark is handled; the first column holds the row
+                names unless ``label_column`` names another) or a DataFrame (row names in its
+                index unless ``label_column`` names a column).
+            models_as: ``"rows"`` if each row is a model, ``"columns"`` if each column is one.
+            scale: ``"percent"`` (0-100), ``"fraction"`` (0-1), ``"unbounded"``, or ``"auto"``:
+                one decision for the whole table (percent if any score exceeds 1, else
+                fraction), recorded in ``.scale`` and logged. Scores outside the scale are errors.
+            normalization: ``"task_minmax"`` (paper), ``"model_max"`` (official code), ``"none"``.
+            model_factors, task_factors: factor tables (path or DataFrame) with one row per name;
+                see :func:`read_factors`. Names are matched exactly; mismatches raise
+                :class:`FactorMismatchError` listing the closest names (``on_mismatch="warn"``
+                warns instead and leaves the factors of unmatched names missing).
+            drop_empty: a model or task with no observed score is an error unless this is True;
+                then it is removed and its name kept in ``dropped_models`` / ``dropped_tasks``.
+            factor_columns: columns of a models-as-rows table that hold model factors (family,
+                size...) rather than scores; they become model factors.
+
+        Missing cells may be blank, NaN, or a placeholder such as ``"-"`` or ``"n/a"``
+        (see :data:`MISSING_TOKENS`). Any other non-numeric cell is an error naming its line and
+        column.
+        """
+        table = _read_table(data, label_column=label_column, sep=sep)
+        if factor_columns:
+            if models_as != "rows":
+                raise ValueError("factor_columns needs models_as='rows'")
+            for c in factor_columns:
+                if c not in table.col_labels:
+                    raise DataError(
+                        f"{table.source}: no column {c!r}{did_you_mean(c, table.col_labels)}"
+                    )
+            inline = table.frame[list(factor_columns)].copy()
+            inline.index = table.row_labels
+            inline = _type_factor_columns(inline)
+            if model_factors is not None:
+                extra = (
+                    model_factors
+                    if isinstance(model_factors, pd.DataFrame)
+                    else read_factors(model_factors)
+                )
+                inline = inline.join(_type_factor_columns(extra), how="outer")
+            model_factors = inline
+            keep = [c for c in table.col_labels if c not in set(factor_columns)]
+            table = _Table(table.frame[keep], table.row_labels, keep, table.source, table.line_of)
+        values = _parse_numeric(table)
+        if models_as == "columns":
+            values = values.T
+            row_kind, col_kind = "task", "model"
+        elif models_as == "rows":
+            row_kind, col_kind = "model", "task"
+        else:
+            raise ValueError(f"models_as must be 'rows' or 'columns'; got {models_as!r}")
+        _check_unique_labels(table.row_labels, row_kind, table)
+        _check_unique_labels(table.col_labels, col_kind, table, axis="column")
+        if models_as == "columns":
+            models, tasks = table.col_labels, table.row_labels
+        else:
+            models, tasks = table.row_labels, table.col_labels
+        return cls._build(
+            values,
+            models,
+            tasks,
+            table.source,
+            scale,
+            normalization,
+            model_factors,
+            task_factors,
+            on_mismatch,
+            drop_empty,
+        )
+
+    @classmethod
+    def from_long(
+        cls,
+        data: str | os.PathLike | pd.DataFrame,
+        *,
+        model: str = "model",
+        task: str = "task",
+        score: str = "score",
+        scale: Scale | Literal["auto"] = "auto",
+        normalization: NormKind = "task_minmax",
+        model_factors: str | os.PathLike | pd.DataFrame | None = None,
+        task_factors: str | os.PathLike | pd.DataFrame | None = None,
+        on_mismatch: Literal["raise", "warn"] = "raise",
+        sep: str = ",",
+    ) -> ScoreMatrix:
+        """Read a long table with one row per (model, task) score.
+
+        Rows whose score is missing (blank, NaN, placeholder) register the model and task without a
+        score. A (model, task) pair given twice is an error naming both rows. Models and tasks
+        appear in order of first occurrence.
+        """
+        table = _read_table(data, label_column=None, sep=sep, long=True)
+        df, source = table.frame, table.source
+        for col in (model, task, score):
+            if col not in df.columns:
+                raise DataError(
+                    f"{source}: no column {col!r}{did_you_mean(col, df.columns)}; columns are "
+                    f"{list(df.columns)} (set model=, task=, score= to the right names)"
+                )
+        names = {}
+        for col in (model, task):
+            s = df[col].map(
+                lambda v: (
+                    "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v).strip()
+                )
+            )
+            blank = s == ""
+            if blank.any():
+                r = int(np.flatnonzero(blank.to_numpy())[0])
+                raise DataError(f"{source}: {table.where(r)} has an empty {col!r}")
+            names[col] = s.to_numpy(dtype=object)
+        vals = _parse_numeric(
+            _Table(df[[score]], [str(x) for x in df.index], [score], source, table.line_of)
+        )
+        key = pd.Series(list(zip(names[model], names[task], strict=True)))
+        dup = key.duplicated(keep=False)
+        if dup.any():
+            rows = np.flatnonzero(dup.to_numpy())
+            first = key.iloc[rows[0]]
+            same = [table.where(r) for r in rows if key.iloc[r] == first]
+            raise DataError(
+                f"{source}: model {first[0]!r} on task {first[1]!r} appears more than once "
+                f"({', '.join(same)}); keep one score per pair"
+            )
+        models = list(dict.fromkeys(names[model]))
+        tasks = list(dict.fromkeys(names[task]))
+        mpos = {m: i for i, m in enumerate(models)}
+        tpos = {t: j for j, t in enumerate(tasks)}
+        mat = np.full((len(models), len(tasks)), np.nan)
+        mi = np.array([mpos[m] for m in names[model]], dtype=int)
+        ti = np.array([tpos[t] for t in names[task]], dtype=int)
+        mat[mi, ti] = vals[:, 0]
+        return cls._build(
+            mat,
+            models,
+            tasks,
+            source,
+            scale,
+            normalization,
+            model_factors,
+            task_factors,
+            on_mismatch,
+            drop_empty=False,
+        )
+
+    @classmethod
+    def _build(
+        cls,
+        values,
+        models,
+        tasks,
+        source,
+        scale,
+        normalization,
+        model_factors,
+        task_factors,
+        on_mismatch,
+        drop_empty,
+    ):
+        values = np.asarray(values, dtype=float)
+        models, tasks = list(models), list(tasks)
+        dropped_m, dropped_t = _empty_rows_cols(values, models, tasks, source, drop_empty)
+        if dropped_m or dropped_t:
+            keep_m = [i for i, m in enumerate(models) if m not in set(dropped_m)]
+            keep_t = [j for j, t in enumerate(tasks) if t not in set(dropped_t)]
+            values = values[np.ix_(keep_m, keep_t)]
+            models = [models[i] for i in keep_m]
+            tasks = [tasks[j] for j in keep_t]
+        if scale == "auto":
+            obs = values[~np.isnan(values)]
+            scale = "percent" if obs.size and obs.max() > 1.0 else "fraction"
+            log.info("%s: scores read as %s (scale='auto'; pass scale= to fix it)", source, scale)
+        mf = _join_factors(model_factors, models, "model", on_mismatch, source)
+        tf = _join_factors(task_factors, tasks, "task", on_mismatch, source)
+        return cls(
+            values,
+            tuple(models),
+            tuple(tasks),
+            mf,
+            tf,
+            scale=scale,
+            normalization=normalization,
+            source=source,
+            dropped_models=tuple(dropped_m),
+            dropped_tasks=tuple(dropped_t),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading tables
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class _Table:
+    frame: pd.DataFrame  # values as given (strings for CSV), columns = col labels
+    row_labels: list[str]
+    col_labels: list[str]
+    source: str
+    line_of: list[int] | None  # file line of each data row (1-based), None for a DataFrame
+
+    def where(self, r: int) -> str:
+        if self.line_of is not None:
+            return f"line {self.line_of[r]}"
+        return f"row {self.row_labels[r]!r}" if self.row_labels else f"row {r}"
+
+
+def _read_csv_rows(path: Path, sep: str) -> tuple[list[str], list[list[str]], list[int]]:
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh, delimiter=sep)
+        header: list[str] | None = None
+        rows, lines = [], []
+        for rec in reader:
+            if not rec or all(not c.strip() for c in rec):
+                continue
+            if header is None:
+                header = [c.strip() for c in rec]
+                continue
+            if len(rec) > len(header):
+                extra = rec[len(header) :]
+                if any(c.strip() for c in extra):
+                    raise DataError(
+                        f"{path}: line {reader.line_num} has {len(rec)} fields but the header "
+                        f"has {len(header)}"
+                    )
+                rec = rec[: len(header)]
+            rows.append(rec + [""] * (len(header) - len(rec)))
+            lines.append(reader.line_num)
+    if header is None:
+        raise DataError(f"{path}: the file is empty")
+    return header, rows, lines
+
+
+def _read_table(data, *, label_column, sep, long=False) -> _Table:
+    if isinstance(data, pd.DataFrame):
+        df = data.copy()
+        source = "DataFrame"
+        lines = None
+        if long:
+            df = df.reset_index(drop=True)
+            return _Table(
+                df, [str(i) for i in range(len(df))], [str(c) for c in df.columns], source, None
+            )
+        if label_column is not None:
+            if label_column not in df.columns:
+                raise DataError(f"DataFrame has no column {label_column!r}")
+            df = df.set_index(label_column)
+        row_labels = [str(x).strip() for x in df.index]
+    else:
+        path = Path(data)
+        source = str(path)
+        header, rows, lines = _read_csv_rows(path, sep)
+        if long:
+            df = pd.DataFrame(rows, columns=header, dtype=object)
+            return _Table(df, [str(i) for i in range(len(df))], header, source, lines)
+        col = 0 if label_column is None else _header_pos(header, label_column, source)
+        row_labels = [r[col].strip() for r in rows]
+        cols = [c for k, c in enumerate(header) if k != col]
+        df = pd.DataFrame(
+            [[v for k, v in enumerate(r) if k != col] for r in rows], columns=cols, dtype=object
+        )
+        for r, lab in enumerate(row_labels):
+            if not lab:
+                raise DataError(f"{source}: line {lines[r]} has no name in its first column")
+    col_labels = [str(c).strip() for c in df.columns]
+    for k, c in enumerate(col_labels):
+        if not c or c.lower().startswith("unnamed:"):
+            raise DataError(f"{source}: column {k + 1} of the header has no name")
+    return _Table(df, row_labels, col_labels, source, lines)
+
+
+def _header_pos(header, name, source) -> int:
+    if name not in header:
+        raise DataError(f"{source}: no column {name!r}{did_you_mean(name, header)}")
+    return header.index(name)
+
+
+def _is_missing(v) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, float) and math.isnan(v):
+        return True
+    if isinstance(v, str) and v.strip().lower() in MISSING_TOKENS:
+        return True
+    return v is pd.NA or v is pd.NaT
+
+
+def _to_float(v) -> float | None:
+    """A cell as a float, NaN if missing, None if it is not a number."""
+    if _is_missing(v):
+        return math.nan
+    if isinstance(v, bool | np.bool_):
+        return None
+    if isinstance(v, int | float | np.integer | np.floating):
+        return float(v)
+    try:
+        return float(str(v).strip().replace("\u2212", "-"))
+    except ValueError:
+        return None
+
+
+def _parse_numeric(table: _Table) -> np.ndarray:
+    raw = table.frame.to_numpy(dtype=object)
+    out = np.empty(raw.shape, dtype=float)
+    bad = []
+    for r in range(raw.shape[0]):
+        for c in range(raw.shape[1]):
+            f = _to_float(raw[r, c])
+            if f is None:
+                bad.append((r, c))
+                out[r, c] = np.nan
+            else:
+                out[r, c] = f
+    if bad:
+        listed = "; ".join(
+            f"{_cell_where(table, r, c)}: {raw[r, c]!r}" for r, c in bad[:_MAX_LISTED]
+        )
+        more = f" (and {len(bad) - _MAX_LISTED} more)" if len(bad) > _MAX_LISTED else ""
+        raise DataError(
+            f"{table.source}: {len(bad)} non-numeric score cell(s): {listed}{more}. Use a number, "
+            f"or leave the cell blank / '-' if the score is not reported"
+        )
+    if np.isinf(out).any():
+        r, c = np.argwhere(np.isinf(out))[0]
+        raise DataError(f"{table.source}: {_cell_where(table, r, c)}: infinite score")
+    return out
+
+
+def _cell_where(table: _Table, r: int, c: int) -> str:
+    row = table.where(r)
+    if table.line_of is not None and table.row_labels:
+        row += f" ({table.row_labels[r]!r})"
+    return f"{row}, column {table.col_labels[c]!r}"
+
+
+def _check_unique_labels(labels, kind, table: _Table, axis="row"):
+    seen: dict[str, int] = {}
+    for k, lab in enumerate(labels):
+        if lab in seen:
+            if axis == "row":
+                where = f"{table.where(seen[lab])} and {table.where(k)}"
+            else:
+                where = (
+                    f"columns {seen[lab] + 2} and {k + 2}"
+                    if table.line_of
+                    else f"columns {seen[lab]} and {k}"
+                )
+            raise DataError(f"{table.source}: duplicate {kind} name {lab!r} ({where})")
+        seen[lab] = k
+
+
+def _check_unique(names, kind, source):
+    seen = set()
+    for n in names:
+        if n in seen:
+            raise DataError(f"{source}: duplicate {kind} name {n!r}")
+        seen.add(n)
+
+
+def _check_range(scores, models, tasks, scale, source):
+    lo, hi = _SCALE_RANGE[scale]
+    with np.errstate(invalid="ignore"):
+        out = (scores < lo) | (scores > hi)
+    if out.any():
+        cells = np.argwhere(out)
+        listed = "; ".join(
+            f"model {models[i]!r}, task {tasks[j]!r}: {scores[i, j]:g}"
+            for i, j in cells[:_MAX_LISTED]
+        )
+        hint = (
+            " Scores look like percentages: pass scale='percent'."
+            if scale == "fraction" and np.nanmax(scores) <= 100
+            else ""
+        )
+        raise DataError(
+            f"{source}: {len(cells)} score(s) outside the {scale} scale [{lo:g}, {hi:g}]: "
+            f"{listed}.{hint}"
+        )
+
+
+def _empty_rows_cols(values, models, tasks, source, drop_empty):
+    obs = ~np.isnan(values)
+    empty_m = [models[i] for i in np.flatnonzero(~obs.any(axis=1))]
+    empty_t = [tasks[j] for j in np.flatnonzero(~obs.any(axis=0))]
+    if (empty_m or empty_t) and not drop_empty:
+        parts = []
+        if empty_m:
+            parts.append(f"model(s) with no observed score: {empty_m}")
+        if empty_t:
+            parts.append(f"task(s) with no observed score: {empty_t}")
+        raise DataError(
+            f"{source}: {'; '.join(parts)}. Remove them, or pass drop_empty=True to "
+            f"drop them (their names are kept in .dropped_models / .dropped_tasks)"
+        )
+    if empty_m and len(empty_m) == len(models) or empty_t and len(empty_t) == len(tasks):
+        raise DataError(f"{source}: no observed score at all")
+    return empty_m, empty_t
+
+
+# ---------------------------------------------------------------------------------------------
+# Factor tables
+# ---------------------------------------------------------------------------------------------
+def read_factors(
+    data: str | os.PathLike | pd.DataFrame,
+    *,
+    names_as: Literal["rows", "columns"] = "rows",
+    name_column: str | None = None,
+    categorical: Sequence[str] = (),
+    sep: str = ",",
+) -> pd.DataFrame:
+    """Read a factor table into a DataFrame indexed by model (or task) name.
+
+    Each column becomes numeric (``float``) if every non-missing value is a number, otherwise
+    categorical (strings); ``categorical`` forces columns to categorical (e.g. a context window
+    that should be embedded rather than scaled). Missing values stay missing (``NaN`` / ``None``),
+    never 0. ``names_as="columns"`` reads tables with one column per name and one row per factor
+    (as the CPP paper's ``benchmark_feature.csv``).
+    """
+    table = _read_table(data, label_column=name_column, sep=sep)
+    df = table.frame.copy()
+    df.columns = table.col_labels
+    df.index = table.row_labels
+    if names_as == "columns":
+        _check_unique_labels(table.col_labels, "name", table, axis="column")
+        df = df.T
+    elif names_as != "rows":
+        raise ValueError(f"names_as must be 'rows' or 'columns'; got {names_as!r}")
+    else:
+        _check_unique_labels(table.row_labels, "name", table)
+    df.index = pd.Index([str(i).strip() for i in df.index], name="name")
+    return _type_factor_columns(df, categorical)
+
+
+def _type_factor_columns(df: pd.DataFrame, categorical: Sequence[str] = ()) -> pd.DataFrame:
+    out = {}
+    for col in df.columns:
+        values = df[col].tolist()
+        floats = [_to_float(v) for v in values]
+        if col not in categorical and all(f is not None for f in floats):
+            out[col] = pd.Series(floats, index=df.index, dtype=float)
+        else:
+            out[col] = pd.Series(
+                [None if _is_missing(v) else str(v).strip() for v in values],
+                index=df.index,
+                dtype=object,
+            )
+    return pd.DataFrame(out, index=df.index)
+
+
+def _factor_frame(df, names, kind) -> pd.DataFrame:
+    if df is None:
+        return pd.DataFrame(index=pd.Index(list(names), name=kind))
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(f"{kind}_factors must be a DataFrame indexed by {kind} name")
+    if list(df.index) != list(names):
+        missing = [n for n in names if n not in set(df.index)]
+        if missing:
+            raise FactorMismatchError(f"{kind} factors have no row for {missing[:_MAX_LISTED]}")
+        df = df.loc[list(names)]
+    df = df.copy()
+    df.index = pd.Index(list(names), name=kind)
+    return df
+
+
+def _join_factors(factors, names, kind, on_mismatch, source) -> pd.DataFrame | None:
+    if factors is None:
+        return None
+    if not isinstance(factors, pd.DataFrame):
+        factors = read_factors(factors)
+    elif not all(isinstance(i, str) for i in factors.index):
+        raise DataError(f"{kind} factors must be indexed by {kind} name (strings)")
+    else:
+        factors = _type_factor_columns(factors)
+    fsrc = getattr(factors, "attrs", {}).get("source", f"{kind} factor table")
+    idx = [str(i) for i in factors.index]
+    if len(set(idx)) != len(idx):
+        dup = pd.Series(idx)[pd.Series(idx).duplicated()].iloc[0]
+        raise DataError(f"{fsrc}: duplicate {kind} name {dup!r}")
+    have = set(idx)
+    want = set(names)
+    no_factors = [n for n in names if n not in have]
+    no_scores = [n for n in idx if n not in want]
+    if no_factors or no_scores:
+        lines = []
+        for n in no_factors:
+            lines.append(
+                f"  {kind} {n!r} (scores) has no factor row{did_you_mean(n, no_scores or idx)}"
+            )
+        for n in no_scores:
+            lines.append(
+                f"  factor row {n!r} matches no {kind} of {source}"
+                f"{did_you_mean(n, no_factors or names)}"
+            )
+        msg = (
+            f"{kind} names of the factor table and of the scores differ:\n"
+            + "\n".join(lines)
+            + "\nRename them so they match (e.g. factors.rename(index={...}))."
+        )
+        if on_mismatch == "raise":
+            raise FactorMismatchError(msg)
+        import warnings
+
+        from cppjax.errors import CppjaxWarning
+
+        warnings.warn(
+            msg + f"\nFactors of unmatched {kind}s are left missing.", CppjaxWarning, stacklevel=4
+        )
+    aligned = factors.reindex(list(names))
+    aligned.index.name = kind
+    aligned.attrs["unmatched"] = tuple(no_scores)
+    return aligned

@@ -1,0 +1,192 @@
+"""Build the bundled datasets (`cppjax/datasets/files`) from the reference copies in shared/data.
+
+Run from the repository root::
+
+    python -m cppjax.datasets.build --shared ../shared/data
+
+The package's tidy format, one CSV per table, in SI units:
+
+* ``<name>_scores.csv``: ``model, task, score``: one row per observed cell, in the source's scale
+  (percent for the CPP data, fraction for Observational Scaling Laws);
+* ``<name>_models.csv``: ``model`` then model factors, one row per model in matrix order;
+* ``<name>_tasks.csv`` (CPP only): ``task`` then task factors, one row per task in matrix order;
+* ``manifest.json``: source, citation, scale and unit conversions of each dataset.
+
+Counts are stored as plain numbers: ``parameters`` (not millions or billions), ``tokens``,
+``flops``, ``batch_size_tokens``. Figures are otherwise copied as published, including the CPP
+table's ``flops`` column, where four of five values are not FLOPs (OPT-175B 145824, Pythia-1.4B
+7120 — the latter equals its A100-hours); :func:`cppjax.scaling.model_compute` rejects implausible
+FLOPs rather than this script editing the record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from cppjax.data import ScoreMatrix, read_factors
+
+FILES = Path(__file__).parent / "files"
+
+#: Names in the CPP paper's ``model_feature.csv`` that differ from its score matrix.
+CPP_MODEL_ALIASES = {
+    "Luminous Base": "Luminous Base-13B",
+    "Luminous Extended": "Luminous Extended-30B",
+    "Luminous Supreme": "Luminous Supreme-70B",
+}
+
+#: source column -> (our column, multiplier to SI count; None = categorical / as is)
+CPP_MODEL_COLUMNS = {
+    "family": ("family", None),
+    "Pretraining Dataset Size(B)": ("tokens", 1e9),
+    "Parameter Size(M)": ("parameters", 1e6),
+    "Finetuning": ("finetuned", None),
+    "GPUh": ("gpu_hours", 1.0),
+    "FLOPs": ("flops", 1.0),
+    "Context window": ("context_window", 1.0),
+    "batch size(M)": ("batch_size_tokens", 1e6),
+    "Layers": ("layers", 1.0),
+    "Number Heads": ("heads", 1.0),
+    "Key/Value Size": ("kv_size", 1.0),
+    "bottleneck activation size": ("bottleneck_size", 1.0),
+    "Carbon Emission (tCO2Eq)": ("carbon_tco2eq", 1.0),
+}
+CPP_TASK_ROWS = {
+    "ability": "ability",
+    "family": "task_family",
+    "output": "output_format",
+    "few-shot": "few_shot",
+}
+
+OSL_MODEL_COLUMNS = {
+    "Model Family": ("family", None),
+    "Model Size (B)": ("parameters", 1e9),
+    "Pretraining Data Size (T)": ("tokens", 1e12),
+    "FLOPs (1E21)": ("flops", 1e21),
+}
+
+CPP_CITATION = (
+    "Zhang, Lyu, Liu, Ma. Collaborative Performance Prediction for Large Language Models. "
+    "EMNLP 2024, arXiv:2407.01300. "
+    "Data: the paper's public repository, folder data/, commit 4c4319a."
+)
+OSL_CITATION = (
+    "Ruan, Maddison, Hashimoto. Observational Scaling Laws and the Predictability of "
+    "Language Model Performance. NeurIPS 2024, arXiv:2405.10938. "
+    "Data: the paper's public repository, "
+    "eval_results/base_llm_benchmark_eval.csv, commit 4d6e1e4 (Apache License 2.0)."
+)
+
+
+def _convert(df: pd.DataFrame, columns: dict) -> pd.DataFrame:
+    out = {}
+    for src, (dst, mult) in columns.items():
+        col = df[src]
+        out[dst] = col if mult is None else col.astype(float) * mult
+    return pd.DataFrame(out, index=df.index)
+
+
+def read_cpp_reference(shared: Path) -> ScoreMatrix:
+    """Parse the CPP paper's three reference files into a ScoreMatrix with our factor names."""
+    d = shared / "cpp_llm"
+    mf = read_factors(
+        d / "model_feature.csv", name_column="Model Name", categorical=["family", "Finetuning"]
+    )
+    mf = mf.rename(index=CPP_MODEL_ALIASES)
+    tf = read_factors(d / "benchmark_feature.csv", names_as="columns")
+    tf = tf.rename(columns=CPP_TASK_ROWS)
+    tf["few_shot"] = tf["few_shot"].astype(float)
+    return ScoreMatrix.from_wide(
+        d / "crowdsource_performance.csv",
+        scale="percent",
+        model_factors=_convert(mf, CPP_MODEL_COLUMNS),
+        task_factors=tf,
+    )
+
+
+def read_obsscaling_reference(shared: Path) -> ScoreMatrix:
+    """Parse the Observational Scaling Laws base-model table into a ScoreMatrix."""
+    path = shared / "obsscaling" / "base_llm_benchmark_eval.csv"
+    raw = ScoreMatrix.from_wide(
+        path, label_column="Model", scale="fraction", factor_columns=list(OSL_MODEL_COLUMNS)
+    )
+    mf = _convert(raw.model_factors, OSL_MODEL_COLUMNS)
+    return ScoreMatrix(
+        raw.scores, raw.models, raw.tasks, model_factors=mf, scale="fraction", source=str(path)
+    )
+
+
+def _write(sm: ScoreMatrix, name: str, out: Path) -> list[str]:
+    written = []
+    scores = sm.to_long()
+    scores.to_csv(out / f"{name}_scores.csv", index=False)
+    written.append(f"{name}_scores.csv")
+    models = sm.model_factors.reset_index()
+    models.to_csv(out / f"{name}_models.csv", index=False)
+    written.append(f"{name}_models.csv")
+    if len(sm.task_factors.columns):
+        sm.task_factors.reset_index().to_csv(out / f"{name}_tasks.csv", index=False)
+        written.append(f"{name}_tasks.csv")
+    return written
+
+
+def build(shared: Path, out: Path = FILES) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    cpp = read_cpp_reference(shared)
+    osl = read_obsscaling_reference(shared)
+    manifest = {
+        "cpp_crowdsource": {
+            "files": _write(cpp, "cpp_crowdsource", out),
+            "scale": "percent",
+            "shape": list(cpp.shape),
+            "observed": cpp.n_observed,
+            "citation": CPP_CITATION,
+            "model_aliases": CPP_MODEL_ALIASES,
+            "units": {
+                "tokens": "count (source: billions)",
+                "parameters": "count (source: millions)",
+                "batch_size_tokens": "count (source: millions)",
+                "flops": "as published (mixed units, see cppjax.datasets.build)",
+            },
+        },
+        "obsscaling": {
+            "files": _write(osl, "obsscaling", out),
+            "scale": "fraction",
+            "shape": list(osl.shape),
+            "observed": osl.n_observed,
+            "citation": OSL_CITATION,
+            "units": {
+                "parameters": "count (source: billions)",
+                "tokens": "count (source: T)",
+                "flops": "FLOPs (source: units of 1e21)",
+            },
+        },
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--shared",
+        type=Path,
+        default=Path("../shared/data"),
+        help="folder holding cpp_llm/ and obsscaling/ (default ../shared/data)",
+    )
+    p.add_argument("--out", type=Path, default=FILES)
+    args = p.parse_args(argv)
+    manifest = build(args.shared, args.out)
+    for name, info in manifest.items():
+        print(
+            f"{name}: {info['shape'][0]} models x {info['shape'][1]} tasks, "
+            f"{info['observed']} observed -> {', '.join(info['files'])}"
+        )
+    print(f"model names reconciled in cpp_crowdsource: {CPP_MODEL_ALIASES}")
+
+
+if __name__ == "__main__":
+    main()

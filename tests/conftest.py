@@ -1,0 +1,21 @@
+import os
+from pathlib import Path
+
+import jax
+import pytest
+
+jax.config.update("jax_platform_name", "cpu")
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"reference data not found at {SHARED} (../shared/data beside the repository)")
+    return SHARED
+
+
+@pytest.fixture(autouse=True)
+def _quiet(monkeypatch):
+    monkeypatch.setenv("CPPJAX_PROGRESS", os.environ.get("CPPJAX_PROGRESS", "0"))
