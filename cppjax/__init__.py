@@ -2,10 +2,23 @@
 
 from cppjax.data import Normalization, Observations, ScoreMatrix, read_factors
 from cppjax.errors import CppjaxWarning, DataError, FactorMismatchError
+from cppjax.api import fit
+from cppjax.models import BNCF, MF, NCF, PMF, FactorsOnly
+from cppjax.predictive import Posterior, Predictive
+from cppjax.ranks import RankPosterior
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BNCF",
+    "MF",
+    "NCF",
+    "PMF",
+    "FactorsOnly",
+    "Posterior",
+    "Predictive",
+    "RankPosterior",
+    "fit",
     "CppjaxWarning",
     "DataError",
     "FactorMismatchError",

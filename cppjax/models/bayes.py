@@ -1,0 +1,342 @@
+"""Probabilistic matrix factorisation and Bayesian NCF in NumPyro.
+
+Both are plain NumPyro model functions ``model(Xm, Xt, model_idx, task_idx, y=None, **config)``
+over normalised scores; inference lives in :mod:`cppjax.inference`. Plates are named after the
+matrix axes (``"models"``, ``"tasks"``, ``"cells"``).
+
+**Probabilistic MF** (:class:`PMF`)::
+
+    y_ij ~ Normal(mu + a_i + b_j + sum_k lam_k u_ik v_jk, sigma_j)
+    a_i = x_i' beta_a + s_a z_i      u_ik = x_i' W_k + e_ik      (x_i: model design factors)
+    b_j = t_j' beta_b + s_b z_j      v_jk = t_j' G_k + f_jk      (t_j: task design factors)
+    lam_k ~ HalfNormal(0.5)          one shrinkage scale per latent dimension: the effective rank
+                                     is learned, unused dimensions shrink to 0
+    log sigma_j = log sigma_0 + tau z_j   per-task (heteroscedastic) noise, partially pooled
+
+A model or task without scores (cold start) takes its offsets and latent factors from the factor
+regressions, with the prior spread around them: its interval widens accordingly.
+
+**Bayesian NCF** (:class:`BNCF`): the NCF network of :mod:`cppjax.models.nets` (with design factors)
+lifted into NumPyro with ``random_flax_module``, Normal priors on every weight, and the same
+per-task noise model.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pandas as pd
+from numpyro.contrib.module import random_flax_module
+from numpyro.infer import Predictive as NPredictive
+
+from cppjax.data import Normalization, ScoreMatrix
+from cppjax.features import design_matrix, encode_factors
+from cppjax.inference import InferenceResult, log_likelihood, run_inference
+from cppjax.models.nets import NCFNet, factor_arrays
+from cppjax.predictive import Posterior
+
+
+# ---------------------------------------------------------------------------------------------
+# model functions
+# ---------------------------------------------------------------------------------------------
+def _task_noise(n_tasks):
+    log_s0 = numpyro.sample("log_sigma0", dist.Normal(-2.5, 1.0))
+    tau = numpyro.sample("sigma_tau", dist.HalfNormal(0.5))
+    with numpyro.plate("tasks", n_tasks):
+        z = numpyro.sample("sigma_z", dist.Normal(0.0, 1.0))
+    return numpyro.deterministic("sigma", jnp.exp(log_s0 + tau * z))
+
+
+def _regression(name, X, out_dim, scale):
+    """``X @ B`` with ``B ~ Normal(0, s)``, ``s ~ HalfNormal(scale)`` (non-centred); 0 if no X."""
+    if X.shape[1] == 0:
+        return jnp.zeros((X.shape[0],) + ((out_dim,) if out_dim else ()))
+    s = numpyro.sample(f"{name}_scale", dist.HalfNormal(scale))
+    shape = (X.shape[1], out_dim) if out_dim else (X.shape[1],)
+    z = numpyro.sample(f"{name}_z", dist.Normal(0.0, 1.0).expand(shape).to_event(len(shape)))
+    return X @ (s * z)
+
+
+def pmf_model(Xm, Xt, model_idx, task_idx, y=None, *, rank: int = 5):
+    """Probabilistic MF with per-dimension shrinkage, factor regressions and per-task noise."""
+    n_models, n_tasks = Xm.shape[0], Xt.shape[0]
+    mu = numpyro.sample("mu", dist.Normal(0.5, 0.5))
+    s_a = numpyro.sample("s_model", dist.HalfNormal(0.5))
+    s_b = numpyro.sample("s_task", dist.HalfNormal(0.5))
+    a_mean = _regression("beta_model", Xm, 0, 0.2)
+    b_mean = _regression("beta_task", Xt, 0, 0.2)
+    with numpyro.plate("models", n_models):
+        a_z = numpyro.sample("a_z", dist.Normal(0.0, 1.0))
+    with numpyro.plate("tasks", n_tasks):
+        b_z = numpyro.sample("b_z", dist.Normal(0.0, 1.0))
+    a = numpyro.deterministic("model_offset", a_mean + s_a * a_z)
+    b = numpyro.deterministic("task_offset", b_mean + s_b * b_z)
+    mean = mu + a[model_idx] + b[task_idx]
+    if rank:
+        lam = numpyro.sample("lam", dist.HalfNormal(0.5).expand([rank]).to_event(1))
+        u_mean = _regression("W_model", Xm, rank, 0.2)
+        v_mean = _regression("W_task", Xt, rank, 0.2)
+        with numpyro.plate("models", n_models):
+            u_e = numpyro.sample("U_z", dist.Normal(0.0, 1.0).expand([rank]).to_event(1))
+        with numpyro.plate("tasks", n_tasks):
+            v_e = numpyro.sample("V_z", dist.Normal(0.0, 1.0).expand([rank]).to_event(1))
+        U = (u_mean + u_e) * jnp.sqrt(lam)
+        V = (v_mean + v_e) * jnp.sqrt(lam)
+        mean = mean + jnp.sum(U[model_idx] * V[task_idx], axis=-1)
+    sigma = _task_noise(n_tasks)
+    with numpyro.plate("cells", model_idx.shape[0]):
+        numpyro.deterministic("cell_mean", mean)
+        numpyro.sample("y", dist.Normal(mean, sigma[task_idx]), obs=y)
+
+
+def bncf_model(Xm, Xt, model_idx, task_idx, y=None, *, net: NCFNet, factors: tuple,
+               prior_scale: float = 0.3):
+    """Bayesian NCF: Normal(0, prior_scale) priors on all weights, per-task noise."""
+    nn = random_flax_module("ncf", net, dist.Normal(0.0, prior_scale),
+                            model_idx[:1], task_idx[:1], *factors)
+    mean = numpyro.deterministic("cell_mean", nn(model_idx, task_idx, *factors))
+    sigma = _task_noise(Xt.shape[0])
+    with numpyro.plate("cells", model_idx.shape[0]):
+        numpyro.sample("y", dist.Normal(mean, sigma[task_idx]), obs=y)
+
+
+# ---------------------------------------------------------------------------------------------
+# specs
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Bayes:
+    use_factors: bool = True
+    num_warmup: int = 500
+    num_samples: int = 1000
+    num_chains: int = 4
+    target_accept: float = 0.9
+    max_tree_depth: int = 8
+    guide: Literal["lowrank", "meanfield"] = "lowrank"
+    svi_steps: int = 5000
+    lr: float = 0.01
+
+    kind = "bayes"
+
+    def _design(self, sm: ScoreMatrix):
+        if not self.use_factors:
+            return (np.zeros((sm.n_models, 0), np.float32), np.zeros((sm.n_tasks, 0), np.float32))
+        return (design_matrix(encode_factors(sm.model_factors)),
+                design_matrix(encode_factors(sm.task_factors)))
+
+    def model_fn(self, sm: ScoreMatrix):  # pragma: no cover
+        raise NotImplementedError
+
+    def fit(self, train: ScoreMatrix, *, rng_key, method: str = "nuts",
+            progress: bool | None = None) -> BayesPosterior:
+        """Fit on the observed cells of ``train`` with ``method`` = ``"nuts"``, ``"svi"`` or
+        ``"map"``; ``rng_key`` is a ``jax.random`` key or an int seed."""
+        key = jax.random.PRNGKey(rng_key) if isinstance(rng_key, int) else rng_key
+        Xm, Xt = self._design(train)
+        obs = train.observed()
+        args = (jnp.asarray(Xm), jnp.asarray(Xt), jnp.asarray(obs.model_idx),
+                jnp.asarray(obs.task_idx))
+        model = self.model_fn(train)
+
+        def identified(samples):
+            return samples["cell_mean"]
+
+        t0 = time.perf_counter()
+        res = run_inference(
+            model, args, jnp.asarray(obs.values), rng_key=key, method=method,
+            num_warmup=self.num_warmup, num_samples=self.num_samples,
+            num_chains=self.num_chains, target_accept=self.target_accept,
+            max_tree_depth=self.max_tree_depth, guide=self.guide, svi_steps=self.svi_steps,
+            lr=self.lr, progress=progress, identified=identified,
+        )
+        res.samples = {k: v for k, v in res.samples.items() if k not in ("cell_mean", "y")}
+        return BayesPosterior(train, self, res, method, time.perf_counter() - t0)
+
+
+@dataclass(frozen=True)
+class PMF(_Bayes):
+    """Probabilistic matrix factorisation (see the module docstring); ``rank`` is the maximum
+    rank: per-dimension shrinkage switches unused dimensions off.
+
+    Example:
+        >>> from cppjax.datasets import load_cpp_crowdsource
+        >>> post = PMF(rank=2, svi_steps=300, num_samples=50).fit(
+        ...     load_cpp_crowdsource(), rng_key=0, method="svi", progress=False)
+        >>> post.predict("missing", rng_key=1).draws.shape
+        (50, 1210)
+    """
+
+    rank: int = 5
+
+    kind = "pmf"
+
+    def model_fn(self, sm):
+        return partial(pmf_model, rank=self.rank)
+
+
+@dataclass(frozen=True)
+class BNCF(_Bayes):
+    """Bayesian neural collaborative filtering with design factors."""
+
+    dim: int = 4
+    hidden: tuple[int, ...] = (16,)
+    prior_scale: float = 0.3
+    lr: float = 0.005
+
+    kind = "bncf"
+
+    def model_fn(self, sm):
+        mf, tf = encode_factors(sm.model_factors), encode_factors(sm.task_factors)
+        if not self.use_factors:
+            mf = mf._replace(numeric=mf.numeric[:, :0], missing=mf.missing[:, :0],
+                             categorical=mf.categorical[:, :0], cardinalities=())
+            tf = tf._replace(numeric=tf.numeric[:, :0], missing=tf.missing[:, :0],
+                             categorical=tf.categorical[:, :0], cardinalities=())
+        net = NCFNet(sm.n_models, sm.n_tasks, self.dim, tuple(self.hidden), use_ids=True,
+                     use_factors=self.use_factors, model_cards=mf.cardinalities,
+                     task_cards=tf.cardinalities)
+        return partial(bncf_model, net=net, factors=factor_arrays(mf, tf),
+                       prior_scale=self.prior_scale)
+
+
+SPECS = {"pmf": PMF, "bncf": BNCF}
+
+
+# ---------------------------------------------------------------------------------------------
+# posterior
+# ---------------------------------------------------------------------------------------------
+class BayesPosterior(Posterior):
+    """A fitted Bayesian model: posterior samples and the posterior predictive of any cells.
+
+    Attributes:
+        spec: the model specification (:class:`PMF` or :class:`BNCF`).
+        result: samples and diagnostics (:class:`cppjax.inference.InferenceResult`).
+    """
+
+    def __init__(self, matrix: ScoreMatrix, spec: _Bayes, result: InferenceResult, method: str,
+                 fit_seconds: float):
+        self.matrix = matrix
+        self.spec = spec
+        self.result = result
+        self.method = f"{spec.kind}_{method}"
+        self.fit_seconds = fit_seconds
+        Xm, Xt = spec._design(matrix)
+        self._X = (jnp.asarray(Xm), jnp.asarray(Xt))
+        self._model = spec.model_fn(matrix)
+
+    @property
+    def samples(self) -> dict:
+        return self.result.samples
+
+    @property
+    def diagnostics(self) -> dict:
+        return self.result.diagnostics
+
+    @property
+    def n_draws(self) -> int:
+        return next(iter(self.samples.values())).shape[0]
+
+    def __repr__(self):
+        return (f"BayesPosterior({self.method}, {self.n_draws} draws, fit {self.fit_seconds:.1f}s, "
+                f"diagnostics={self.diagnostics})")
+
+    def _args(self, mi, ti):
+        return (*self._X, jnp.asarray(mi), jnp.asarray(ti))
+
+    def _draws(self, model_idx, task_idx, rng_key, sites=("y",)):
+        if rng_key is None:
+            raise ValueError("predictive draws of a Bayesian model need an rng_key (or int seed)")
+        pred = NPredictive(self._model, posterior_samples=self.samples, return_sites=list(sites),
+                           batch_ndims=1)
+        out = pred(rng_key, *self._args(model_idx, task_idx))
+        return np.asarray(out[sites[0]])
+
+    def cell_means(self, model_idx, task_idx) -> np.ndarray:
+        """Posterior draws of the noise-free cell means ``(n_draws, n_cells)`` (normalised)."""
+        return self._draws(model_idx, task_idx, jax.random.PRNGKey(0), sites=("cell_mean",))
+
+    def _log_lik(self, model_idx, task_idx):
+        def fn(y_norm):
+            return log_likelihood(self._model, self.samples, self._args(model_idx, task_idx),
+                                  np.asarray(y_norm, np.float32))
+        return fn
+
+    def to_arviz(self):
+        """ArviZ InferenceData of the posterior with named dimensions (``models``, ``tasks``,
+        ``latent``); offsets and noise are labelled by model and task name."""
+        import arviz as az
+
+        n_chains = self.result.num_chains
+        coords = {"models": list(self.matrix.models), "tasks": list(self.matrix.tasks)}
+        dims = {"model_offset": ["models"], "task_offset": ["tasks"], "sigma": ["tasks"],
+                "a_z": ["models"], "b_z": ["tasks"], "sigma_z": ["tasks"],
+                "U_z": ["models", "latent"], "V_z": ["tasks", "latent"], "lam": ["latent"]}
+        post = {k: v.reshape((n_chains, -1) + v.shape[1:]) for k, v in self.samples.items()
+                if k.split("$")[0] == k}
+        return az.from_dict(posterior=post, coords=coords,
+                            dims={k: d for k, d in dims.items() if k in post},
+                            sample_stats={"diverging": np.zeros((n_chains, self.n_draws // n_chains),
+                                                                bool)} if n_chains else None)
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Save the training matrix, the spec and the samples to one ``.npz`` file."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(".npz")
+        meta = {
+            "spec_kind": self.spec.kind, "spec": asdict(self.spec), "method": self.method,
+            "models": list(self.matrix.models), "tasks": list(self.matrix.tasks),
+            "scale": self.matrix.scale, "norm_kind": self.matrix.normalization.kind,
+            "model_factors": self.matrix.model_factors.to_json(orient="split"),
+            "task_factors": self.matrix.task_factors.to_json(orient="split"),
+            "model_factor_dtypes": {c: str(t) for c, t in self.matrix.model_factors.dtypes.items()},
+            "task_factor_dtypes": {c: str(t) for c, t in self.matrix.task_factors.dtypes.items()},
+            "diagnostics": self.diagnostics, "num_chains": self.result.num_chains,
+            "fit_seconds": self.fit_seconds, "source": self.matrix.source,
+        }
+        arrays = {f"sample::{k}": v for k, v in self.samples.items()}
+        np.savez(path, meta=np.array(json.dumps(meta)), scores=self.matrix.scores,
+                 norm_loc=self.matrix.normalization.loc, norm_scale=self.matrix.normalization.scale,
+                 **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> BayesPosterior:
+        """Load a posterior saved with :meth:`save`; predictions are identical."""
+        with np.load(Path(path), allow_pickle=False) as f:
+            meta = json.loads(str(f["meta"]))
+            samples = {k.split("::", 1)[1]: f[k] for k in f.files if k.startswith("sample::")}
+            scores, loc, scale = f["scores"], f["norm_loc"], f["norm_scale"]
+        spec_cls = SPECS[meta["spec_kind"]]
+        spec_args = meta["spec"]
+        if "hidden" in spec_args:
+            spec_args["hidden"] = tuple(spec_args["hidden"])
+        spec = spec_cls(**spec_args)
+
+        def frame(js, dtypes):
+            df = pd.read_json(__import__("io").StringIO(js), orient="split")
+            for c, t in dtypes.items():
+                df[c] = df[c].astype(float) if t.startswith("float") else \
+                    df[c].astype(object).where(df[c].notna(), None)
+            return df
+
+        mf = frame(meta["model_factors"], meta["model_factor_dtypes"])
+        tf = frame(meta["task_factors"], meta["task_factor_dtypes"])
+        mf.index = list(meta["models"])
+        tf.index = list(meta["tasks"])
+        norm = Normalization(meta["norm_kind"], loc, scale)
+        sm = ScoreMatrix(scores, meta["models"], meta["tasks"], mf, tf, scale=meta["scale"],
+                         normalization=norm, source=meta["source"])
+        res = InferenceResult(samples, meta["method"].split("_")[-1], meta["num_chains"],
+                              meta["diagnostics"])
+        return cls(sm, spec, res, meta["method"].split("_")[-1], meta["fit_seconds"])

@@ -1,0 +1,112 @@
+"""Flax modules of the collaborative predictors (shared by the point and Bayesian models).
+
+Every module maps index arrays of cells ``(model_idx, task_idx)`` of shape ``(N,)`` to normalised
+score predictions of shape ``(N,)``. Static configuration (sizes, which branches exist) is module
+attributes; factor arrays are passed at call time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from cppjax.features import EncodedFactors
+
+
+class MFNet(nn.Module):
+    """Matrix factorisation: ``u_i . v_j`` (+ ``b + b_i + b_j`` with biases)."""
+
+    n_models: int
+    n_tasks: int
+    rank: int = 10
+    biases: bool = True
+
+    @nn.compact
+    def __call__(self, model_idx, task_idx):
+        init = nn.initializers.normal(0.1)
+        u = nn.Embed(self.n_models, self.rank, embedding_init=init, name="U")(model_idx)
+        v = nn.Embed(self.n_tasks, self.rank, embedding_init=init, name="V")(task_idx)
+        out = jnp.sum(u * v, axis=-1)
+        if self.biases:
+            zeros = nn.initializers.zeros
+            out = out + nn.Embed(self.n_models, 1, embedding_init=zeros, name="model_bias")(
+                model_idx)[..., 0]
+            out = out + nn.Embed(self.n_tasks, 1, embedding_init=zeros, name="task_bias")(
+                task_idx)[..., 0]
+            out = out + self.param("bias", nn.initializers.constant(0.5), ())
+        return out
+
+
+class FactorEncoder(nn.Module):
+    """Embeds one side's design factors: categorical columns through embeddings, numeric columns
+    (with their missing-value indicators) through a dense layer; returns ``(N, dim)``."""
+
+    cardinalities: Sequence[int]
+    dim: int
+
+    @nn.compact
+    def __call__(self, dense, codes):
+        parts = []
+        if dense.shape[-1]:
+            parts.append(nn.Dense(self.dim, name="numeric")(dense))
+        for k, card in enumerate(self.cardinalities):
+            parts.append(nn.Embed(card, self.dim, name=f"cat{k}")(codes[..., k]))
+        if not parts:
+            return jnp.zeros(dense.shape[:-1] + (self.dim,))
+        return sum(parts[1:], parts[0])
+
+
+class NCFNet(nn.Module):
+    """Neural collaborative filtering (He et al. 2017) as in the CPP paper.
+
+    A GMF branch (element-wise product of model and task embeddings) and an MLP branch over the
+    concatenated embeddings, joined by a linear output layer. With ``use_factors`` the encoded
+    model and task design factors enter the MLP branch beside the ID embeddings (and, without
+    IDs, form the GMF branch's product too: the factors-only predictor).
+    """
+
+    n_models: int
+    n_tasks: int
+    dim: int = 10
+    hidden: Sequence[int] = (64, 32)
+    use_ids: bool = True
+    use_factors: bool = False
+    model_cards: Sequence[int] = ()
+    task_cards: Sequence[int] = ()
+
+    @nn.compact
+    def __call__(self, model_idx, task_idx, model_dense, model_codes, task_dense, task_codes):
+        init = nn.initializers.normal(0.1)
+        gmf_u, gmf_v, mlp_in = [], [], []
+        if self.use_ids:
+            gmf_u.append(nn.Embed(self.n_models, self.dim, embedding_init=init,
+                                  name="gmf_model")(model_idx))
+            gmf_v.append(nn.Embed(self.n_tasks, self.dim, embedding_init=init,
+                                  name="gmf_task")(task_idx))
+            mlp_in.append(nn.Embed(self.n_models, self.dim, embedding_init=init,
+                                   name="mlp_model")(model_idx))
+            mlp_in.append(nn.Embed(self.n_tasks, self.dim, embedding_init=init,
+                                   name="mlp_task")(task_idx))
+        if self.use_factors:
+            fm = FactorEncoder(tuple(self.model_cards), self.dim, name="model_factors")(
+                model_dense[model_idx], model_codes[model_idx])
+            ft = FactorEncoder(tuple(self.task_cards), self.dim, name="task_factors")(
+                task_dense[task_idx], task_codes[task_idx])
+            mlp_in += [fm, ft]
+            if not self.use_ids:
+                gmf_u.append(fm)
+                gmf_v.append(ft)
+        gmf = sum(gmf_u[1:], gmf_u[0]) * sum(gmf_v[1:], gmf_v[0])
+        h = jnp.concatenate(mlp_in, axis=-1)
+        for k, width in enumerate(self.hidden):
+            h = nn.relu(nn.Dense(width, name=f"mlp{k}")(h))
+        out = nn.Dense(1, name="out")(jnp.concatenate([gmf, h], axis=-1))
+        return out[..., 0]
+
+
+def factor_arrays(model: EncodedFactors, task: EncodedFactors):
+    """The four arrays an :class:`NCFNet` takes after the cell indices."""
+    return (jnp.asarray(model.dense), jnp.asarray(model.categorical),
+            jnp.asarray(task.dense), jnp.asarray(task.categorical))

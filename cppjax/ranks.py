@@ -1,0 +1,105 @@
+"""Rank uncertainty: the posterior of each model's position on a task.
+
+For a task *j*, each model with an observed score keeps it; each model without one takes a draw
+from its posterior predictive. In every draw, a model's rank is 1 + the number of models with a
+strictly higher score (1 = best; ties share the better rank). The draws of these ranks give credible
+intervals, and the share of draws in which A scores above B gives P(A beats B).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+def ranks_from_scores(scores: np.ndarray) -> np.ndarray:
+    """Ranks (1 = highest) along the last axis; ties share the better (smaller) rank.
+
+    Example:
+        >>> ranks_from_scores(np.array([[0.2, 0.9, 0.5, 0.9]])).tolist()
+        [[4, 1, 3, 1]]
+    """
+    s = np.asarray(scores, float)
+    return 1 + (s[..., None, :] > s[..., :, None]).sum(axis=-1)
+
+
+@dataclass(frozen=True, eq=False)
+class RankPosterior:
+    """Draws of the ranks of ``models`` on ``task``.
+
+    Attributes:
+        task: the task name.
+        models: the ranked models.
+        observed: True where the model's score on the task is observed (fixed in every draw).
+        score_draws: ``(n_draws, n_models)`` scores in original units.
+        draws: ``(n_draws, n_models)`` integer ranks, 1 = best.
+    """
+
+    task: str
+    models: tuple[str, ...]
+    observed: np.ndarray
+    score_draws: np.ndarray
+    draws: np.ndarray
+
+    def interval(self, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+        """Central credible interval of each model's rank (integers)."""
+        lo, hi = np.quantile(self.draws, [(1 - level) / 2, (1 + level) / 2], axis=0,
+                             method="inverted_cdf")
+        return lo.astype(int), hi.astype(int)
+
+    def to_frame(self, level: float = 0.9) -> pd.DataFrame:
+        """``model, observed, score_mean, rank_median, rank_mean, rank_lower, rank_upper,
+        p_top1``, sorted by posterior mean rank."""
+        lo, hi = self.interval(level)
+        df = pd.DataFrame({
+            "model": list(self.models), "observed": self.observed,
+            "score_mean": self.score_draws.mean(axis=0),
+            "rank_median": np.median(self.draws, axis=0),
+            "rank_mean": self.draws.mean(axis=0),
+            "rank_lower": lo, "rank_upper": hi,
+            "p_top1": (self.draws == 1).mean(axis=0),
+        })
+        return df.sort_values(["rank_mean", "model"]).reset_index(drop=True)
+
+    def prob_beats(self, a: str, b: str) -> float:
+        """Posterior probability that model ``a`` scores strictly higher than ``b`` on the task."""
+        ia, ib = self._pos(a), self._pos(b)
+        return float(np.mean(self.score_draws[:, ia] > self.score_draws[:, ib]))
+
+    def win_matrix(self) -> pd.DataFrame:
+        """P(row model scores strictly higher than column model), for every pair."""
+        s = self.score_draws
+        p = (s[:, :, None] > s[:, None, :]).mean(axis=0)
+        return pd.DataFrame(p, index=list(self.models), columns=list(self.models))
+
+    def _pos(self, name: str) -> int:
+        try:
+            return self.models.index(name)
+        except ValueError:
+            from cppjax.errors import did_you_mean
+
+            raise KeyError(f"model {name!r} is not ranked on {self.task!r}"
+                           f"{did_you_mean(name, self.models)}") from None
+
+
+def rank_posterior(posterior, task: str, *, rng_key=None,
+                   models: Sequence[str] | None = None) -> RankPosterior:
+    """Rank posterior of ``models`` (default: all models of the training matrix) on ``task``."""
+    sm = posterior.matrix
+    j = sm.task_index(task)
+    names = list(sm.models if models is None else models)
+    mi = np.array([sm.model_index(m) for m in names], dtype=np.int32)
+    observed = sm.mask[mi, j]
+    todo = mi[~observed]
+    n_draws = 1
+    pred = None
+    if todo.size:
+        pred = posterior.predict((todo, np.full(todo.size, j, np.int32)), rng_key=rng_key)
+        n_draws = pred.n_draws
+    scores = np.broadcast_to(sm.scores[mi, j], (n_draws, mi.size)).copy()
+    if pred is not None:
+        scores[:, ~observed] = pred.draws
+    return RankPosterior(task, tuple(names), observed, scores, ranks_from_scores(scores))

@@ -1,0 +1,74 @@
+import jax
+import numpy as np
+import pytest
+
+import cppjax
+from cppjax import splits as S
+from cppjax.datasets import load_cpp_crowdsource
+from cppjax.models import MF, NCF, FactorsOnly
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """A rank-2 matrix with model and task factors that explain the latent factors."""
+    rng = np.random.default_rng(0)
+    n, m = 40, 12
+    u, v = rng.normal(size=(n, 2)), rng.normal(size=(m, 2))
+    s = 50 + 10 * (u @ v.T) + rng.normal(scale=1.0, size=(n, m))
+    s[rng.random((n, m)) < 0.3] = np.nan
+    import pandas as pd
+
+    mf = pd.DataFrame({"size": np.exp(u[:, 0] + 3), "kind": np.where(u[:, 1] > 0, "a", "b")},
+                      index=[f"m{i}" for i in range(n)])
+    tf = pd.DataFrame({"shots": np.round(np.exp(v[:, 0] + 1))}, index=[f"t{j}" for j in range(m)])
+    return cppjax.ScoreMatrix(np.clip(s, 0, 100), list(mf.index), list(tf.index), mf, tf,
+                              scale="percent")
+
+
+@pytest.mark.parametrize("spec", [MF(rank=2, steps=600), NCF(steps=600),
+                                  NCF(use_factors=True, steps=600), FactorsOnly(steps=1500, lr=0.01)])
+def test_point_predictors_beat_the_mean(planted, spec):
+    split = S.random_cells(0, planted, 0.2)
+    post = spec.fit(split.train, rng_key=0)
+    pred = post.predict(split.test)
+    y = split.test.observed().values
+    mse = np.mean((pred.mean(normalized=True) - y) ** 2)
+    base = np.mean((y - split.train.observed().values.mean()) ** 2)
+    assert pred.n_draws == 1
+    assert mse < 0.8 * base, (spec.name, mse, base)
+    # original units round-trip
+    np.testing.assert_allclose(pred.mean(), split.test.denormalize(
+        pred.mean(normalized=True), pred.model_idx, pred.task_idx))
+
+
+def test_reproducible_from_seed_and_fit_many_matches_fit(planted):
+    spec = MF(rank=2, steps=300)
+    a = spec.fit(planted, rng_key=3).predict("missing").draws
+    b = spec.fit(planted, rng_key=jax.random.PRNGKey(3)).predict("missing").draws
+    np.testing.assert_array_equal(a, b)
+    splits = [S.random_cells(k, planted, 0.1) for k in range(3)]
+    many = spec.fit_many([s.train for s in splits], rng_key=0)
+    assert len(many) == 3 and all(p.pred.shape == (1, 40, 12) for p in many)
+
+
+def test_training_never_sees_test_cells(planted):
+    """Changing a held-out value does not change the fit."""
+    split = S.random_cells(0, planted, 0.2)
+    spec = MF(rank=2, steps=200)
+    p1 = spec.fit(split.train, rng_key=0).predict(split.test).draws
+    assert split.train.n_observed + split.test.n_observed == planted.n_observed
+    p2 = spec.fit(split.train, rng_key=0).predict(split.test).draws
+    np.testing.assert_array_equal(p1, p2)
+
+
+def test_fit_by_name_and_interface():
+    sm = load_cpp_crowdsource()
+    post = cppjax.fit("ncf_factors", sm, rng_key=0, steps=50)
+    assert post.method == "ncf_factors"
+    df = post.predict("missing").to_frame()
+    assert len(df) == sm.n_models * sm.n_tasks - sm.n_observed
+    assert df["observed"].isna().all()
+    # predictions stay inside the declared scale
+    assert df["mean"].between(0, 100).all()
+    with pytest.raises(ValueError, match="unknown method 'pmf_nut'.*closest: 'pmf_nuts'"):
+        cppjax.fit("pmf_nut", sm, rng_key=0)
