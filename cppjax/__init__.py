@@ -1,8 +1,8 @@
 """cppjax: collaborative performance prediction for LLM benchmarks, with honest uncertainty."""
 
+from cppjax.api import fit
 from cppjax.data import Normalization, Observations, ScoreMatrix, read_factors
 from cppjax.errors import CppjaxWarning, DataError, FactorMismatchError
-from cppjax.api import fit
 from cppjax.models import BNCF, MF, NCF, PMF, FactorsOnly
 from cppjax.predictive import Posterior, Predictive
 from cppjax.ranks import RankPosterior

@@ -11,8 +11,12 @@ from cppjax.models.bayes import BNCF, PMF, _Bayes
 from cppjax.models.point import MF, NCF, FactorsOnly, _PointModel
 from cppjax.predictive import Posterior
 
-POINT = {"mf": MF, "ncf": NCF, "ncf_factors": lambda **kw: NCF(use_factors=True, **kw),
-         "factors_only": FactorsOnly}
+POINT = {
+    "mf": MF,
+    "ncf": NCF,
+    "ncf_factors": lambda **kw: NCF(use_factors=True, **kw),
+    "factors_only": FactorsOnly,
+}
 BAYES = {"pmf": PMF, "bncf": BNCF}
 METHODS = tuple(POINT) + tuple(f"{m}_{i}" for m in BAYES for i in ("nuts", "svi", "map"))
 
@@ -27,12 +31,20 @@ def make_spec(name: str, **settings):
         return BAYES[base](**settings), inference
     from cppjax.errors import did_you_mean
 
-    raise ValueError(f"unknown method {name!r}{did_you_mean(name, METHODS)}; "
-                     f"choose from {', '.join(METHODS)}")
+    raise ValueError(
+        f"unknown method {name!r}{did_you_mean(name, METHODS)}; choose from {', '.join(METHODS)}"
+    )
 
 
-def fit(model: str | _PointModel | _Bayes, train: ScoreMatrix, *, rng_key, method: str | None = None,
-        progress: bool | None = None, **settings) -> Posterior:
+def fit(
+    model: str | _PointModel | _Bayes,
+    train: ScoreMatrix,
+    *,
+    rng_key,
+    method: str | None = None,
+    progress: bool | None = None,
+    **settings,
+) -> Posterior:
     """Fit a predictor on the observed cells of ``train``.
 
     Args:

@@ -19,7 +19,15 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
-from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO, init_to_median
+from numpyro.infer import (
+    MCMC,
+    NUTS,
+    SVI,
+    Predictive,
+    Trace_ELBO,
+    init_to_median,
+    init_to_value,
+)
 from numpyro.infer.autoguide import AutoDelta, AutoLowRankMultivariateNormal, AutoNormal
 
 from cppjax.errors import CppjaxWarning
@@ -53,7 +61,7 @@ class InferenceResult:
     diagnostics: dict = field(default_factory=dict)
     losses: np.ndarray | None = None
     seconds: float = float("nan")
-    mcmc: object = None
+    sample_stats: dict = field(default_factory=dict)
 
 
 def run_inference(
@@ -73,6 +81,7 @@ def run_inference(
     lr: float = 0.01,
     progress: bool | None = None,
     identified: callable | None = None,
+    init_steps: int = 0,
 ) -> InferenceResult:
     """Fit ``model(*args, y=y)``.
 
@@ -81,6 +90,8 @@ def run_inference(
         method: ``"nuts"`` (``num_chains`` chains, vectorised), ``"svi"`` (``guide`` =
             ``"lowrank"`` multivariate normal or ``"meanfield"`` normal, ``num_samples`` draws
             from it afterwards) or ``"map"`` (a point estimate: one draw).
+        init_steps: NUTS chains start from a MAP estimate found in this many steps (0: from
+            the prior median, chains apart).
         identified: a function of the samples dict returning ``(n_draws, n)`` identified
             quantities (e.g. fitted cell means) on which r-hat and ESS are judged; the raw latent
             factors are not identified (rotation and sign), so their r-hats mean nothing.
@@ -88,21 +99,33 @@ def run_inference(
     t0 = time.perf_counter()
     show = progress_enabled(progress)
     if method == "nuts":
+        init = init_to_median(num_samples=15)
+        if init_steps:
+            # start every chain at a MAP estimate: latent-factor posteriors have symmetric modes
+            # (rotations, sign flips, label switching) that chains started apart settle in
+            k_map, rng_key = jax.random.split(rng_key)
+            g = AutoDelta(model, init_loc_fn=init)
+            svi = SVI(model, g, numpyro.optim.optax_to_numpyro(_adam_schedule(lr, init_steps)),
+                      Trace_ELBO())
+            out = svi.run(k_map, init_steps, *args, y=y, progress_bar=False)
+            values = {k: v for k, v in g.median(out.params).items()}
+            init = init_to_value(values=values)
         kernel = NUTS(model, target_accept_prob=target_accept, max_tree_depth=max_tree_depth,
-                      init_strategy=init_to_median(num_samples=15))
+                      init_strategy=init)
         mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples,
                     num_chains=num_chains, chain_method="vectorized", progress_bar=show)
         mcmc.run(rng_key, *args, y=y, extra_fields=("diverging",))
         grouped = mcmc.get_samples(group_by_chain=True)
         samples = {k: np.asarray(v).reshape((-1,) + v.shape[2:]) for k, v in grouped.items()}
-        diverging = int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum())
-        diag = {"divergences": diverging}
+        div = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
+        diag = {"divergences": int(div.sum())}
         if identified is not None:
             q = np.asarray(identified(samples)).reshape(num_chains, num_samples, -1)
             if num_chains > 1:
                 diag["max_rhat"] = float(np.nanmax(split_gelman_rubin(q)))
             diag["min_ess"] = float(np.nanmin(effective_sample_size(q)))
-        res = InferenceResult(samples, "nuts", num_chains, diag, seconds=0.0, mcmc=mcmc)
+        res = InferenceResult(samples, "nuts", num_chains, diag,
+                              sample_stats={"diverging": div})
         _warn_nuts(diag)
     elif method in ("svi", "map"):
         if method == "map":

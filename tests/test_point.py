@@ -18,15 +18,25 @@ def planted():
     s[rng.random((n, m)) < 0.3] = np.nan
     import pandas as pd
 
-    mf = pd.DataFrame({"size": np.exp(u[:, 0] + 3), "kind": np.where(u[:, 1] > 0, "a", "b")},
-                      index=[f"m{i}" for i in range(n)])
+    mf = pd.DataFrame(
+        {"size": np.exp(u[:, 0] + 3), "kind": np.where(u[:, 1] > 0, "a", "b")},
+        index=[f"m{i}" for i in range(n)],
+    )
     tf = pd.DataFrame({"shots": np.round(np.exp(v[:, 0] + 1))}, index=[f"t{j}" for j in range(m)])
-    return cppjax.ScoreMatrix(np.clip(s, 0, 100), list(mf.index), list(tf.index), mf, tf,
-                              scale="percent")
+    return cppjax.ScoreMatrix(
+        np.clip(s, 0, 100), list(mf.index), list(tf.index), mf, tf, scale="percent"
+    )
 
 
-@pytest.mark.parametrize("spec", [MF(rank=2, steps=600), NCF(steps=600),
-                                  NCF(use_factors=True, steps=600), FactorsOnly(steps=1500, lr=0.01)])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        MF(rank=2, steps=600),
+        NCF(steps=600),
+        NCF(use_factors=True, steps=600),
+        FactorsOnly(steps=1500, lr=0.01),
+    ],
+)
 def test_point_predictors_beat_the_mean(planted, spec):
     split = S.random_cells(0, planted, 0.2)
     post = spec.fit(split.train, rng_key=0)
@@ -37,8 +47,10 @@ def test_point_predictors_beat_the_mean(planted, spec):
     assert pred.n_draws == 1
     assert mse < 0.8 * base, (spec.name, mse, base)
     # original units round-trip
-    np.testing.assert_allclose(pred.mean(), split.test.denormalize(
-        pred.mean(normalized=True), pred.model_idx, pred.task_idx))
+    np.testing.assert_allclose(
+        pred.mean(),
+        split.test.denormalize(pred.mean(normalized=True), pred.model_idx, pred.task_idx),
+    )
 
 
 def test_reproducible_from_seed_and_fit_many_matches_fit(planted):

@@ -58,13 +58,13 @@ def _task_noise(n_tasks):
 
 
 def _regression(name, X, out_dim, scale):
-    """``X @ B`` with ``B ~ Normal(0, s)``, ``s ~ HalfNormal(scale)`` (non-centred); 0 if no X."""
+    """``X @ B`` with ``B ~ Normal(0, scale)``; 0 if there are no factors. (A hierarchical scale
+    on ``B`` made NUTS diverge in a funnel on the CPP data; a fixed scale does not.)"""
     if X.shape[1] == 0:
         return jnp.zeros((X.shape[0],) + ((out_dim,) if out_dim else ()))
-    s = numpyro.sample(f"{name}_scale", dist.HalfNormal(scale))
     shape = (X.shape[1], out_dim) if out_dim else (X.shape[1],)
     z = numpyro.sample(f"{name}_z", dist.Normal(0.0, 1.0).expand(shape).to_event(len(shape)))
-    return X @ (s * z)
+    return X @ (scale * z)
 
 
 def pmf_model(Xm, Xt, model_idx, task_idx, y=None, *, rank: int = 5):
@@ -73,8 +73,8 @@ def pmf_model(Xm, Xt, model_idx, task_idx, y=None, *, rank: int = 5):
     mu = numpyro.sample("mu", dist.Normal(0.5, 0.5))
     s_a = numpyro.sample("s_model", dist.HalfNormal(0.5))
     s_b = numpyro.sample("s_task", dist.HalfNormal(0.5))
-    a_mean = _regression("beta_model", Xm, 0, 0.2)
-    b_mean = _regression("beta_task", Xt, 0, 0.2)
+    a_mean = _regression("beta_model", Xm, 0, 0.1)
+    b_mean = _regression("beta_task", Xt, 0, 0.1)
     with numpyro.plate("models", n_models):
         a_z = numpyro.sample("a_z", dist.Normal(0.0, 1.0))
     with numpyro.plate("tasks", n_tasks):
@@ -84,8 +84,8 @@ def pmf_model(Xm, Xt, model_idx, task_idx, y=None, *, rank: int = 5):
     mean = mu + a[model_idx] + b[task_idx]
     if rank:
         lam = numpyro.sample("lam", dist.HalfNormal(0.5).expand([rank]).to_event(1))
-        u_mean = _regression("W_model", Xm, rank, 0.2)
-        v_mean = _regression("W_task", Xt, rank, 0.2)
+        u_mean = _regression("W_model", Xm, rank, 0.1)
+        v_mean = _regression("W_task", Xt, rank, 0.1)
         with numpyro.plate("models", n_models):
             u_e = numpyro.sample("U_z", dist.Normal(0.0, 1.0).expand([rank]).to_event(1))
         with numpyro.plate("tasks", n_tasks):
@@ -99,11 +99,13 @@ def pmf_model(Xm, Xt, model_idx, task_idx, y=None, *, rank: int = 5):
         numpyro.sample("y", dist.Normal(mean, sigma[task_idx]), obs=y)
 
 
-def bncf_model(Xm, Xt, model_idx, task_idx, y=None, *, net: NCFNet, factors: tuple,
-               prior_scale: float = 0.3):
+def bncf_model(
+    Xm, Xt, model_idx, task_idx, y=None, *, net: NCFNet, factors: tuple, prior_scale: float = 0.3
+):
     """Bayesian NCF: Normal(0, prior_scale) priors on all weights, per-task noise."""
-    nn = random_flax_module("ncf", net, dist.Normal(0.0, prior_scale),
-                            model_idx[:1], task_idx[:1], *factors)
+    nn = random_flax_module(
+        "ncf", net, dist.Normal(0.0, prior_scale), model_idx[:1], task_idx[:1], *factors
+    )
     mean = numpyro.deterministic("cell_mean", nn(model_idx, task_idx, *factors))
     sigma = _task_noise(Xt.shape[0])
     with numpyro.plate("cells", model_idx.shape[0]):
@@ -130,21 +132,28 @@ class _Bayes:
     def _design(self, sm: ScoreMatrix):
         if not self.use_factors:
             return (np.zeros((sm.n_models, 0), np.float32), np.zeros((sm.n_tasks, 0), np.float32))
-        return (design_matrix(encode_factors(sm.model_factors)),
-                design_matrix(encode_factors(sm.task_factors)))
+        return (
+            design_matrix(encode_factors(sm.model_factors)),
+            design_matrix(encode_factors(sm.task_factors)),
+        )
 
     def model_fn(self, sm: ScoreMatrix):  # pragma: no cover
         raise NotImplementedError
 
-    def fit(self, train: ScoreMatrix, *, rng_key, method: str = "nuts",
-            progress: bool | None = None) -> BayesPosterior:
+    def fit(
+        self, train: ScoreMatrix, *, rng_key, method: str = "nuts", progress: bool | None = None
+    ) -> BayesPosterior:
         """Fit on the observed cells of ``train`` with ``method`` = ``"nuts"``, ``"svi"`` or
         ``"map"``; ``rng_key`` is a ``jax.random`` key or an int seed."""
         key = jax.random.PRNGKey(rng_key) if isinstance(rng_key, int) else rng_key
         Xm, Xt = self._design(train)
         obs = train.observed()
-        args = (jnp.asarray(Xm), jnp.asarray(Xt), jnp.asarray(obs.model_idx),
-                jnp.asarray(obs.task_idx))
+        args = (
+            jnp.asarray(Xm),
+            jnp.asarray(Xt),
+            jnp.asarray(obs.model_idx),
+            jnp.asarray(obs.task_idx),
+        )
         model = self.model_fn(train)
 
         def identified(samples):
@@ -152,11 +161,21 @@ class _Bayes:
 
         t0 = time.perf_counter()
         res = run_inference(
-            model, args, jnp.asarray(obs.values), rng_key=key, method=method,
-            num_warmup=self.num_warmup, num_samples=self.num_samples,
-            num_chains=self.num_chains, target_accept=self.target_accept,
-            max_tree_depth=self.max_tree_depth, guide=self.guide, svi_steps=self.svi_steps,
-            lr=self.lr, progress=progress, identified=identified,
+            model,
+            args,
+            jnp.asarray(obs.values),
+            rng_key=key,
+            method=method,
+            num_warmup=self.num_warmup,
+            num_samples=self.num_samples,
+            num_chains=self.num_chains,
+            target_accept=self.target_accept,
+            max_tree_depth=self.max_tree_depth,
+            guide=self.guide,
+            svi_steps=self.svi_steps,
+            lr=self.lr,
+            progress=progress,
+            identified=identified,
         )
         res.samples = {k: v for k, v in res.samples.items() if k not in ("cell_mean", "y")}
         return BayesPosterior(train, self, res, method, time.perf_counter() - t0)
@@ -197,15 +216,31 @@ class BNCF(_Bayes):
     def model_fn(self, sm):
         mf, tf = encode_factors(sm.model_factors), encode_factors(sm.task_factors)
         if not self.use_factors:
-            mf = mf._replace(numeric=mf.numeric[:, :0], missing=mf.missing[:, :0],
-                             categorical=mf.categorical[:, :0], cardinalities=())
-            tf = tf._replace(numeric=tf.numeric[:, :0], missing=tf.missing[:, :0],
-                             categorical=tf.categorical[:, :0], cardinalities=())
-        net = NCFNet(sm.n_models, sm.n_tasks, self.dim, tuple(self.hidden), use_ids=True,
-                     use_factors=self.use_factors, model_cards=mf.cardinalities,
-                     task_cards=tf.cardinalities)
-        return partial(bncf_model, net=net, factors=factor_arrays(mf, tf),
-                       prior_scale=self.prior_scale)
+            mf = mf._replace(
+                numeric=mf.numeric[:, :0],
+                missing=mf.missing[:, :0],
+                categorical=mf.categorical[:, :0],
+                cardinalities=(),
+            )
+            tf = tf._replace(
+                numeric=tf.numeric[:, :0],
+                missing=tf.missing[:, :0],
+                categorical=tf.categorical[:, :0],
+                cardinalities=(),
+            )
+        net = NCFNet(
+            sm.n_models,
+            sm.n_tasks,
+            self.dim,
+            tuple(self.hidden),
+            use_ids=True,
+            use_factors=self.use_factors,
+            model_cards=mf.cardinalities,
+            task_cards=tf.cardinalities,
+        )
+        return partial(
+            bncf_model, net=net, factors=factor_arrays(mf, tf), prior_scale=self.prior_scale
+        )
 
 
 SPECS = {"pmf": PMF, "bncf": BNCF}
@@ -222,8 +257,14 @@ class BayesPosterior(Posterior):
         result: samples and diagnostics (:class:`cppjax.inference.InferenceResult`).
     """
 
-    def __init__(self, matrix: ScoreMatrix, spec: _Bayes, result: InferenceResult, method: str,
-                 fit_seconds: float):
+    def __init__(
+        self,
+        matrix: ScoreMatrix,
+        spec: _Bayes,
+        result: InferenceResult,
+        method: str,
+        fit_seconds: float,
+    ):
         self.matrix = matrix
         self.spec = spec
         self.result = result
@@ -246,8 +287,10 @@ class BayesPosterior(Posterior):
         return next(iter(self.samples.values())).shape[0]
 
     def __repr__(self):
-        return (f"BayesPosterior({self.method}, {self.n_draws} draws, fit {self.fit_seconds:.1f}s, "
-                f"diagnostics={self.diagnostics})")
+        return (
+            f"BayesPosterior({self.method}, {self.n_draws} draws, fit {self.fit_seconds:.1f}s, "
+            f"diagnostics={self.diagnostics})"
+        )
 
     def _args(self, mi, ti):
         return (*self._X, jnp.asarray(mi), jnp.asarray(ti))
@@ -255,8 +298,9 @@ class BayesPosterior(Posterior):
     def _draws(self, model_idx, task_idx, rng_key, sites=("y",)):
         if rng_key is None:
             raise ValueError("predictive draws of a Bayesian model need an rng_key (or int seed)")
-        pred = NPredictive(self._model, posterior_samples=self.samples, return_sites=list(sites),
-                           batch_ndims=1)
+        pred = NPredictive(
+            self._model, posterior_samples=self.samples, return_sites=list(sites), batch_ndims=1
+        )
         out = pred(rng_key, *self._args(model_idx, task_idx))
         return np.asarray(out[sites[0]])
 
@@ -266,8 +310,13 @@ class BayesPosterior(Posterior):
 
     def _log_lik(self, model_idx, task_idx):
         def fn(y_norm):
-            return log_likelihood(self._model, self.samples, self._args(model_idx, task_idx),
-                                  np.asarray(y_norm, np.float32))
+            return log_likelihood(
+                self._model,
+                self.samples,
+                self._args(model_idx, task_idx),
+                np.asarray(y_norm, np.float32),
+            )
+
         return fn
 
     def to_arviz(self):
@@ -277,15 +326,28 @@ class BayesPosterior(Posterior):
 
         n_chains = self.result.num_chains
         coords = {"models": list(self.matrix.models), "tasks": list(self.matrix.tasks)}
-        dims = {"model_offset": ["models"], "task_offset": ["tasks"], "sigma": ["tasks"],
-                "a_z": ["models"], "b_z": ["tasks"], "sigma_z": ["tasks"],
-                "U_z": ["models", "latent"], "V_z": ["tasks", "latent"], "lam": ["latent"]}
-        post = {k: v.reshape((n_chains, -1) + v.shape[1:]) for k, v in self.samples.items()
-                if k.split("$")[0] == k}
-        return az.from_dict(posterior=post, coords=coords,
-                            dims={k: d for k, d in dims.items() if k in post},
-                            sample_stats={"diverging": np.zeros((n_chains, self.n_draws // n_chains),
-                                                                bool)} if n_chains else None)
+        dims = {
+            "model_offset": ["models"],
+            "task_offset": ["tasks"],
+            "sigma": ["tasks"],
+            "a_z": ["models"],
+            "b_z": ["tasks"],
+            "sigma_z": ["tasks"],
+            "U_z": ["models", "latent"],
+            "V_z": ["tasks", "latent"],
+            "lam": ["latent"],
+        }
+        post = {
+            k: v.reshape((n_chains, -1) + v.shape[1:])
+            for k, v in self.samples.items()
+            if k.split("$")[0] == k
+        }
+        return az.from_dict(
+            posterior=post,
+            sample_stats=self.result.sample_stats or None,
+            coords=coords,
+            dims={k: d for k, d in dims.items() if k in post},
+        )
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -294,20 +356,31 @@ class BayesPosterior(Posterior):
         if path.suffix != ".npz":
             path = path.with_suffix(".npz")
         meta = {
-            "spec_kind": self.spec.kind, "spec": asdict(self.spec), "method": self.method,
-            "models": list(self.matrix.models), "tasks": list(self.matrix.tasks),
-            "scale": self.matrix.scale, "norm_kind": self.matrix.normalization.kind,
+            "spec_kind": self.spec.kind,
+            "spec": asdict(self.spec),
+            "method": self.method,
+            "models": list(self.matrix.models),
+            "tasks": list(self.matrix.tasks),
+            "scale": self.matrix.scale,
+            "norm_kind": self.matrix.normalization.kind,
             "model_factors": self.matrix.model_factors.to_json(orient="split"),
             "task_factors": self.matrix.task_factors.to_json(orient="split"),
             "model_factor_dtypes": {c: str(t) for c, t in self.matrix.model_factors.dtypes.items()},
             "task_factor_dtypes": {c: str(t) for c, t in self.matrix.task_factors.dtypes.items()},
-            "diagnostics": self.diagnostics, "num_chains": self.result.num_chains,
-            "fit_seconds": self.fit_seconds, "source": self.matrix.source,
+            "diagnostics": self.diagnostics,
+            "num_chains": self.result.num_chains,
+            "fit_seconds": self.fit_seconds,
+            "source": self.matrix.source,
         }
         arrays = {f"sample::{k}": v for k, v in self.samples.items()}
-        np.savez(path, meta=np.array(json.dumps(meta)), scores=self.matrix.scores,
-                 norm_loc=self.matrix.normalization.loc, norm_scale=self.matrix.normalization.scale,
-                 **arrays)
+        np.savez(
+            path,
+            meta=np.array(json.dumps(meta)),
+            scores=self.matrix.scores,
+            norm_loc=self.matrix.normalization.loc,
+            norm_scale=self.matrix.normalization.scale,
+            **arrays,
+        )
         return path
 
     @classmethod
@@ -326,8 +399,11 @@ class BayesPosterior(Posterior):
         def frame(js, dtypes):
             df = pd.read_json(__import__("io").StringIO(js), orient="split")
             for c, t in dtypes.items():
-                df[c] = df[c].astype(float) if t.startswith("float") else \
-                    df[c].astype(object).where(df[c].notna(), None)
+                df[c] = (
+                    df[c].astype(float)
+                    if t.startswith("float")
+                    else df[c].astype(object).where(df[c].notna(), None)
+                )
             return df
 
         mf = frame(meta["model_factors"], meta["model_factor_dtypes"])
@@ -335,8 +411,17 @@ class BayesPosterior(Posterior):
         mf.index = list(meta["models"])
         tf.index = list(meta["tasks"])
         norm = Normalization(meta["norm_kind"], loc, scale)
-        sm = ScoreMatrix(scores, meta["models"], meta["tasks"], mf, tf, scale=meta["scale"],
-                         normalization=norm, source=meta["source"])
-        res = InferenceResult(samples, meta["method"].split("_")[-1], meta["num_chains"],
-                              meta["diagnostics"])
+        sm = ScoreMatrix(
+            scores,
+            meta["models"],
+            meta["tasks"],
+            mf,
+            tf,
+            scale=meta["scale"],
+            normalization=norm,
+            source=meta["source"],
+        )
+        res = InferenceResult(
+            samples, meta["method"].split("_")[-1], meta["num_chains"], meta["diagnostics"]
+        )
         return cls(sm, spec, res, meta["method"].split("_")[-1], meta["fit_seconds"])

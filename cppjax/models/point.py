@@ -184,7 +184,7 @@ class NCF(_PointModel):
     "NCF + design factors"). See :class:`cppjax.models.nets.NCFNet`."""
 
     dim: int = 10
-    hidden: tuple[int, ...] = (64, 32)
+    hidden: tuple[int, ...] = (32, 16)
     use_factors: bool = False
     lr: float = 0.005
     l2: float = 0.3
@@ -209,6 +209,8 @@ class FactorsOnly(NCF):
     tasks from their factors alone."""
 
     use_factors: bool = True
+    lr: float = 0.01
+    steps: int = 1500
 
     name = "factors_only"
 

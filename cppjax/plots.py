@@ -1,0 +1,157 @@
+"""Figures (matplotlib). Every function takes an optional ``ax`` and returns it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+_UNIT = {"percent": "score (%)", "fraction": "score (0-1)", "unbounded": "score"}
+
+
+def _ax(ax, size=(6, 5)):
+    if ax is None:
+        _, ax = plt.subplots(figsize=size)
+    return ax
+
+
+def observed_vs_predicted(pred, y_true, *, level: float = 0.9, ax=None):
+    """Held-out truth (x) against predictive mean (y) with ``level`` interval bars, in original
+    units, and the identity line."""
+    ax = _ax(ax)
+    y_true = np.asarray(y_true, float)
+    mean = pred.mean()
+    lo, hi = pred.interval(level)
+    inside = (y_true >= lo) & (y_true <= hi)
+    for mask, color, label in (
+        (inside, "tab:blue", "truth inside interval"),
+        (~inside, "tab:red", "truth outside interval"),
+    ):
+        if mask.any():
+            ax.errorbar(
+                y_true[mask],
+                mean[mask],
+                yerr=[mean[mask] - lo[mask], hi[mask] - mean[mask]],
+                fmt="o",
+                ms=3,
+                lw=0.8,
+                alpha=0.7,
+                color=color,
+                label=label,
+            )
+    lim = [min(y_true.min(), lo.min()), max(y_true.max(), hi.max())]
+    ax.plot(lim, lim, color="0.4", lw=1, ls="--")
+    unit = _UNIT[pred.matrix.scale]
+    ax.set_xlabel(f"observed {unit}")
+    ax.set_ylabel(f"predicted {unit} (mean, {level:.0%} interval)")
+    ax.set_title(f"{pred.method}: held-out cells ({inside.mean():.0%} covered)")
+    ax.legend(loc="upper left", fontsize=8)
+    return ax
+
+
+def rank_forest(rank_posterior, *, level: float = 0.9, top: int | None = 40, ax=None):
+    """Forest plot of each model's rank on a task: posterior median and ``level`` interval;
+    models whose score is observed are drawn as filled squares."""
+    df = rank_posterior.to_frame(level)
+    if top is not None:
+        df = df.head(top)
+    ax = _ax(ax, (7, max(3.0, 0.22 * len(df) + 1)))
+    y = np.arange(len(df))[::-1]
+    obs = df["observed"].to_numpy()
+    ax.hlines(y, df["rank_lower"], df["rank_upper"], color="tab:blue", lw=2, alpha=0.6)
+    ax.plot(df["rank_median"][~obs], y[~obs], "o", color="tab:blue", ms=4, label="predicted")
+    ax.plot(df["rank_median"][obs], y[obs], "s", color="black", ms=4, label="observed score")
+    ax.set_yticks(y)
+    ax.set_yticklabels(df["model"], fontsize=7)
+    ax.set_xlabel(f"rank on {rank_posterior.task} (1 = best; {level:.0%} credible interval)")
+    ax.set_xlim(0.5, len(rank_posterior.models) + 0.5)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    shown = (
+        f" (top {len(df)} of {len(rank_posterior.models)})"
+        if top and len(rank_posterior.models) > len(df)
+        else ""
+    )
+    ax.set_title(f"Rank posterior: {rank_posterior.task}{shown}")
+    return ax
+
+
+def calibration_curve(
+    draws, y_true, *, levels: Sequence[float] | None = None, ax=None, label: str | None = None
+):
+    """Nominal against empirical coverage of central intervals (on the diagonal = calibrated)."""
+    from cppjax.metrics import coverage
+
+    ax = _ax(ax, (5, 5))
+    levels = list(levels) if levels is not None else list(np.linspace(0.05, 0.95, 19))
+    cov = coverage(draws, y_true, levels)
+    ax.plot([0, 1], [0, 1], color="0.5", ls="--", lw=1)
+    ax.plot(levels, [cov[lev] for lev in levels], "o-", ms=3, label=label)
+    ax.set_xlabel("nominal coverage of central interval")
+    ax.set_ylabel("empirical coverage (held-out cells)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    if label:
+        ax.legend(loc="upper left", fontsize=8)
+    ax.set_title("Calibration")
+    return ax
+
+
+def completed_heatmap(pred, *, stat: str = "mean", level: float = 0.9, ax=None):
+    """Models x tasks heatmap of the completed matrix: observed scores as given, predicted cells
+    as their posterior ``stat`` (``"mean"``) or interval width (``"width"``); predicted cells are
+    hatched-free but outlined, observed ones marked with a dot."""
+    sm = pred.matrix
+    mat = np.where(sm.mask, sm.scores, np.nan) if stat == "mean" else np.full(sm.shape, np.nan)
+    if stat == "mean":
+        mat[pred.model_idx, pred.task_idx] = pred.mean()
+        title, cbar = "Completed score matrix (dots: observed)", _UNIT[sm.scale]
+        cmap = "viridis"
+    elif stat == "width":
+        lo, hi = pred.interval(level)
+        mat[pred.model_idx, pred.task_idx] = hi - lo
+        title = f"Width of the {level:.0%} interval (blank: observed)"
+        cbar, cmap = f"interval width ({_UNIT[sm.scale]})", "magma_r"
+    else:
+        raise ValueError("stat must be 'mean' or 'width'")
+    ax = _ax(ax, (0.28 * sm.n_tasks + 4, 0.16 * sm.n_models + 2))
+    im = ax.imshow(mat, aspect="auto", cmap=cmap, interpolation="nearest")
+    if stat == "mean":
+        oi, oj = np.nonzero(sm.mask)
+        ax.plot(oj, oi, ".", color="white", ms=1.5)
+    ax.set_xticks(range(sm.n_tasks))
+    ax.set_xticklabels(sm.tasks, rotation=90, fontsize=6)
+    ax.set_yticks(range(sm.n_models))
+    ax.set_yticklabels(sm.models, fontsize=5)
+    ax.figure.colorbar(im, ax=ax, label=cbar, fraction=0.03)
+    ax.set_title(title)
+    return ax
+
+
+def save_prediction_figures(post, pred, out: Path, *, seed: int = 0, level: float = 0.9):
+    """The figures of ``cppjax predict``: completed matrix, interval widths, and the rank
+    posterior on the task with the most missing cells. Returns the paths written."""
+    import jax
+
+    out = Path(out)
+    written = []
+    for stat in ("mean", "width"):
+        ax = completed_heatmap(pred, stat=stat, level=level)
+        path = out / f"heatmap_{stat}.png"
+        ax.figure.savefig(path, dpi=130, bbox_inches="tight")
+        plt.close(ax.figure)
+        written.append(path)
+    sm = post.matrix
+    missing = (~sm.mask).sum(axis=0)
+    observed = sm.mask.sum(axis=0)
+    j = int(np.argmax(np.where(observed >= 3, missing, -1)))
+    rp = post.rank(sm.tasks[j], rng_key=jax.random.PRNGKey(seed + 2))
+    ax = rank_forest(rp, level=level)
+    path = out / "rank_forest.png"
+    ax.figure.savefig(path, dpi=130, bbox_inches="tight")
+    plt.close(ax.figure)
+    written.append(path)
+    return written

@@ -1,0 +1,138 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+import cppjax
+from cppjax import splits as S
+from cppjax.models.bayes import BNCF, PMF, BayesPosterior
+from cppjax.ranks import ranks_from_scores
+
+
+@pytest.fixture(scope="module")
+def planted():
+    rng = np.random.default_rng(1)
+    n, m = 40, 12
+    u, v = rng.normal(size=(n, 2)), rng.normal(size=(m, 2))
+    mean = 0.5 + 0.12 * (u @ v.T) + 0.1 * u[:, :1]
+    s = mean + rng.normal(scale=0.04, size=(n, m))
+    s[rng.random((n, m)) < 0.3] = np.nan
+    mf = pd.DataFrame({"size": np.exp(u[:, 0] + 3)}, index=[f"m{i}" for i in range(n)])
+    return cppjax.ScoreMatrix(
+        np.clip(s, 0, 1),
+        list(mf.index),
+        [f"t{j}" for j in range(m)],
+        model_factors=mf,
+        scale="fraction",
+    )
+
+
+@pytest.fixture(scope="module")
+def pmf_svi(planted):
+    split = S.random_cells(0, planted, 0.25)
+    post = PMF(rank=3, svi_steps=5000, num_samples=400).fit(
+        split.train, rng_key=0, method="svi", progress=False
+    )
+    return split, post
+
+
+def test_pmf_svi_intervals_cover_planted_cells(pmf_svi):
+    split, post = pmf_svi
+    pred = post.predict(split.test, rng_key=1)
+    y = split.test.scores[pred.model_idx, pred.task_idx]
+    lo, hi = pred.interval(0.9)
+    cov = np.mean((y >= lo) & (y <= hi))
+    assert 0.8 <= cov <= 0.99, cov
+    assert pred.draws.shape == (400, split.test.n_observed)
+    assert pred.n_draws == post.n_draws
+
+
+def test_pmf_nuts_small(planted):
+    import warnings
+
+    split = S.random_cells(0, planted, 0.25)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        post = PMF(rank=2, num_warmup=300, num_samples=300, num_chains=2).fit(
+            split.train, rng_key=0, method="nuts", progress=False
+        )
+    d = post.diagnostics
+    assert set(d) >= {"divergences", "max_rhat", "min_ess"}
+    # a fit that fails the r-hat / divergence checks must say so
+    flagged = d["max_rhat"] > 1.05 or d["divergences"] > 0
+    assert flagged == any(issubclass(w.category, cppjax.CppjaxWarning) for w in caught)
+    pred = post.predict(split.test, rng_key=1)
+    y = split.test.scores[pred.model_idx, pred.task_idx]
+    lo, hi = pred.interval(0.9)
+    assert np.mean((y >= lo) & (y <= hi)) >= 0.75
+    idata = post.to_arviz()
+    assert idata.posterior["model_offset"].dims == ("chain", "draw", "models")
+    assert list(idata.posterior["model_offset"].coords["models"].values) == list(planted.models)
+
+
+def test_outputs_frames_and_hpd(pmf_svi):
+    split, post = pmf_svi
+    pred = post.predict("missing", rng_key=0)
+    df = pred.to_frame(0.8)
+    assert list(df.columns) == ["model", "task", "mean", "median", "lower", "upper", "observed"]
+    assert (df["lower"] <= df["mean"]).all() and (df["mean"] <= df["upper"]).all()
+    lo, hi = pred.interval(0.8, kind="hpd")
+    clo, chi = pred.interval(0.8)
+    assert np.all(hi - lo <= chi - clo + 1e-9)  # HPD is never wider than the central interval
+    idata = pred.to_arviz()
+    assert idata.posterior_predictive["score"].shape == (1, pred.n_draws, pred.n_cells)
+
+
+def test_save_load_round_trip(pmf_svi, tmp_path):
+    split, post = pmf_svi
+    path = post.save(tmp_path / "post")
+    back = BayesPosterior.load(path)
+    a = post.predict("missing", rng_key=5).draws
+    b = back.predict("missing", rng_key=5).draws
+    np.testing.assert_array_equal(a, b)
+    assert back.matrix.models == post.matrix.models
+    np.testing.assert_array_equal(back.matrix.scores, post.matrix.scores)
+
+
+def test_rank_draws_match_direct_computation(pmf_svi):
+    split, post = pmf_svi
+    task = split.train.tasks[0]
+    rp = post.rank(task, rng_key=3)
+    j = split.train.task_index(task)
+    obs = split.train.mask[:, j]
+    # observed models keep their score in every draw
+    np.testing.assert_array_equal(
+        rp.score_draws[:, obs],
+        np.broadcast_to(split.train.scores[obs, j], rp.score_draws[:, obs].shape),
+    )
+    # missing models: the same predictive draws as predict() with the same key
+    mi = np.flatnonzero(~obs)
+    pred = post.predict((mi, np.full(mi.size, j)), rng_key=3)
+    np.testing.assert_allclose(rp.score_draws[:, ~obs], pred.draws)
+    # ranks by direct counting in one draw
+    d = rp.score_draws[7]
+    direct = [1 + sum(d[k] > d[i] for k in range(d.size)) for i in range(d.size)]
+    assert rp.draws[7].tolist() == direct
+    lo, hi = rp.interval(0.9)
+    assert (lo <= hi).all() and lo.min() >= 1 and hi.max() <= split.train.n_models
+    a, b = rp.models[0], rp.models[1]
+    assert rp.prob_beats(a, b) + rp.prob_beats(b, a) <= 1.0 + 1e-12
+    assert rp.to_frame()["rank_mean"].is_monotonic_increasing
+
+
+def test_ranks_hand_made():
+    scores = np.array([[3.0, 1.0, 2.0], [1.0, 3.0, 3.0]])
+    assert ranks_from_scores(scores).tolist() == [[1, 3, 2], [3, 1, 1]]
+
+
+def test_bncf_svi_runs(planted):
+    post = BNCF(dim=2, hidden=(8,), svi_steps=300, num_samples=50).fit(
+        planted, rng_key=0, method="svi", progress=False
+    )
+    pred = post.predict("missing", rng_key=0)
+    assert pred.draws.shape == (50, int((~planted.mask).sum()))
+    assert np.isfinite(pred.draws).all()
+
+
+def test_bayes_predict_requires_key(pmf_svi):
+    with pytest.raises(ValueError, match="rng_key"):
+        pmf_svi[1].predict("missing")

@@ -1,0 +1,59 @@
+import pandas as pd
+import pytest
+
+from cppjax.cli import main
+
+
+def test_predict_bundled_writes_csv_and_figures(tmp_path, capsys):
+    rc = main(["predict", "--method", "pmf_svi", "--steps", "300", "--samples", "60",
+               "--out", str(tmp_path)])
+    assert rc == 0
+    df = pd.read_csv(tmp_path / "predictions.csv")
+    assert list(df.columns) == ["model", "task", "mean", "median", "lower_90", "upper_90"]
+    assert len(df) == 72 * 29 - 878
+    assert (df["lower_90"] <= df["mean"]).all() and (df["mean"] <= df["upper_90"]).all()
+    for f in ("heatmap_mean.png", "heatmap_width.png", "rank_forest.png"):
+        assert (tmp_path / f).stat().st_size > 10_000
+    out = capsys.readouterr().out
+    assert "1210 unobserved cells predicted" in out
+
+
+def test_predict_user_csv_and_rank(tmp_path, capsys):
+    p = tmp_path / "lb.csv"
+    p.write_text("\ufeff,mmlu,gsm8k,bbh\nA,40,10,-\nB,60,,30\nC,80,50,35\nD,55,20,\n")
+    rc = main(["predict", "--scores", str(p), "--scale", "percent", "--method", "mf",
+               "--out", str(tmp_path / "o")])
+    assert rc == 0
+    df = pd.read_csv(tmp_path / "o" / "predictions.csv")
+    assert set(zip(df["model"], df["task"], strict=True)) == {("A", "bbh"), ("B", "gsm8k"),
+                                                              ("D", "bbh")}
+    rc = main(["rank", "--task", "bbh", "--scores", str(p), "--method", "mf",
+               "--out", str(tmp_path / "r")])
+    assert rc == 0
+    assert (tmp_path / "r" / "rank_bbh.png").exists()
+
+
+def test_bad_input_is_one_clear_message(tmp_path, capsys):
+    p = tmp_path / "bad.csv"
+    p.write_text(",mmlu\nA,40\nA,50\n")
+    rc = main(["predict", "--scores", str(p), "--method", "mf", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "duplicate model name 'A'" in err and "Traceback" not in err
+    rc = main(["rank", "--task", "mmlux", "--method", "mf", "--out", str(tmp_path)])
+    assert rc == 2
+    assert "unknown task 'mmlux'" in capsys.readouterr().err
+
+
+def test_evaluate_prints_table(capsys):
+    rc = main(["evaluate", "--methods", "mf", "--seeds", "1"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "rank_acc" in out and "mf" in out
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["predict", "--help"]])
+def test_help(argv):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 0
