@@ -133,7 +133,7 @@ def completed_heatmap(pred, *, stat: str = "mean", level: float = 0.9, ax=None):
 
 def save_prediction_figures(post, pred, out: Path, *, seed: int = 0, level: float = 0.9):
     """The figures of ``cppjax predict``: completed matrix, interval widths, and the rank
-    posterior on the task with the most missing cells. Returns the paths written."""
+    posterior on the most-reported task that has unreported models. Returns the paths written."""
     import jax
 
     out = Path(out)
@@ -147,7 +147,8 @@ def save_prediction_figures(post, pred, out: Path, *, seed: int = 0, level: floa
     sm = post.matrix
     missing = (~sm.mask).sum(axis=0)
     observed = sm.mask.sum(axis=0)
-    j = int(np.argmax(np.where(observed >= 3, missing, -1)))
+    # the most-reported task that still has unreported models: the ranking users ask about
+    j = int(np.argmax(np.where(missing > 0, observed, -1)))
     rp = post.rank(sm.tasks[j], rng_key=jax.random.PRNGKey(seed + 2))
     ax = rank_forest(rp, level=level)
     path = out / "rank_forest.png"

@@ -61,8 +61,12 @@ class Predictive:
     def draws(self) -> np.ndarray:
         """``(n_draws, n_cells)`` draws in original units."""
         if "draws" not in self._cache:
-            self._cache["draws"] = self.matrix.denormalize(self.draws_normalized, self.model_idx,
-                                                           self.task_idx)
+            from cppjax.data import _SCALE_RANGE
+
+            d = self.matrix.denormalize(self.draws_normalized, self.model_idx, self.task_idx)
+            # draws were clipped to the scale in normalised units; clip again here so that the
+            # round trip's rounding cannot put a score at -1e-15
+            self._cache["draws"] = np.clip(d, *_SCALE_RANGE[self.matrix.scale])
         return self._cache["draws"]
 
     def _pick(self, normalized: bool) -> np.ndarray:

@@ -74,7 +74,7 @@ def test_outputs_frames_and_hpd(pmf_svi):
     pred = post.predict("missing", rng_key=0)
     df = pred.to_frame(0.8)
     assert list(df.columns) == ["model", "task", "mean", "median", "lower", "upper", "observed"]
-    assert (df["lower"] <= df["mean"]).all() and (df["mean"] <= df["upper"]).all()
+    assert (df["lower"] <= df["median"]).all() and (df["median"] <= df["upper"]).all()
     lo, hi = pred.interval(0.8, kind="hpd")
     clo, chi = pred.interval(0.8)
     assert np.all(hi - lo <= chi - clo + 1e-9)  # HPD is never wider than the central interval
