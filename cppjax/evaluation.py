@@ -54,8 +54,7 @@ def fit_splits(method: str, splits: Sequence[Split], *, seed: int = 0,
     splits share a shape)."""
     from cppjax.api import fit, make_spec
 
-    spec, inference = make_spec(method, **(settings or {}) if method_takes(method, settings)
-                                else {})
+    spec, inference = make_spec(method, **(settings if method_takes(method, settings) else {}))
     key = jax.random.PRNGKey(seed)
     if inference is None:
         return spec.fit_many([s.train for s in splits], rng_key=key)
