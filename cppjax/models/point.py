@@ -85,9 +85,9 @@ class _PointModel:
         inputs = self.inputs(sm)
         mi, ti = np.indices(sm.shape)
         mi, ti = jnp.asarray(mi.ravel()), jnp.asarray(ti.ravel())
-        run = _compiled_trainer(net, self.steps, self.lr, self.weight_decay, self.l2,
-                                self.val_frac, self.refit, sm.shape)
-        pred, best_step = run(keys, jnp.asarray(y, jnp.float32), jnp.asarray(mask), mi, ti, inputs)
+        pred, best_step = _train_batch(
+            net, self.steps, self.lr, self.weight_decay, self.l2, self.val_frac, self.refit,
+            sm.shape, keys, jnp.asarray(y, jnp.float32), jnp.asarray(mask), mi, ti, inputs)
         if not np.isfinite(np.asarray(pred)).all():
             raise FloatingPointError(f"{self.name}: training diverged (non-finite predictions); "
                                      f"lower lr (now {self.lr})")
@@ -146,14 +146,6 @@ def _train_batch(net, steps, lr, wd, l2, val_frac, refit, shape, keys, y, mask, 
         return predict(snap), best_t
 
     return jax.vmap(one)(keys, y, mask)
-
-
-def _compiled_trainer(net, steps, lr, wd, l2, val_frac, refit, shape):
-    def run(keys, y, mask, mi, ti, inputs):
-        return _train_batch(net, steps, lr, wd, l2, val_frac, refit, shape, keys, y, mask, mi,
-                            ti, inputs)
-
-    return run
 
 
 @dataclass(frozen=True)
