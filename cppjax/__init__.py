@@ -3,7 +3,7 @@
 from cppjax.api import fit
 from cppjax.data import Normalization, Observations, ScoreMatrix, read_factors
 from cppjax.errors import CppjaxWarning, DataError, FactorMismatchError
-from cppjax.models import BNCF, MF, NCF, PMF, FactorsOnly
+from cppjax.models import BNCF, MF, NCF, PMF, FactorsOnly, ScalingLaw
 from cppjax.predictive import Posterior, Predictive
 from cppjax.ranks import RankPosterior
 
@@ -15,6 +15,7 @@ __all__ = [
     "NCF",
     "PMF",
     "FactorsOnly",
+    "ScalingLaw",
     "Posterior",
     "Predictive",
     "RankPosterior",

@@ -1,7 +1,9 @@
 """One entry point for every predictor: ``fit(name_or_spec, train, rng_key=..., method=...)``.
 
 Names (as in the benchmarks): ``mf``, ``ncf``, ``ncf_factors``, ``factors_only`` (point
-predictors), ``pmf_nuts``, ``pmf_svi``, ``pmf_map``, ``bncf_nuts``, ``bncf_svi``, ``bncf_map``.
+predictors), ``pmf_nuts``, ``pmf_svi``, ``pmf_map``, ``bncf_nuts``, ``bncf_svi``, ``bncf_map``
+(Bayesian collaborative models), ``scaling_law_unpooled`` and ``scaling_law_hierarchical``
+(per-family power laws, NUTS; append ``_svi`` or ``_map`` for the other inferences).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from cppjax.data import ScoreMatrix
 from cppjax.models.bayes import BNCF, PMF, _Bayes
 from cppjax.models.point import MF, NCF, FactorsOnly, _PointModel
+from cppjax.models.scaling import ScalingLaw
 from cppjax.predictive import Posterior
 
 POINT = {
@@ -18,7 +21,12 @@ POINT = {
     "factors_only": FactorsOnly,
 }
 BAYES = {"pmf": PMF, "bncf": BNCF}
-METHODS = tuple(POINT) + tuple(f"{m}_{i}" for m in BAYES for i in ("nuts", "svi", "map"))
+SCALING = {
+    "scaling_law_unpooled": lambda **kw: ScalingLaw(pooling="unpooled", **kw),
+    "scaling_law_hierarchical": lambda **kw: ScalingLaw(pooling="hierarchical", **kw),
+}
+METHODS = (tuple(POINT) + tuple(f"{m}_{i}" for m in BAYES for i in ("nuts", "svi", "map"))
+           + tuple(SCALING))
 
 
 def make_spec(name: str, **settings):
@@ -26,6 +34,11 @@ def make_spec(name: str, **settings):
     returns ``(spec, inference)`` where ``inference`` is None for point predictors."""
     if name in POINT:
         return POINT[name](**settings), None
+    if name in SCALING:
+        return SCALING[name](**settings), "nuts"
+    for inference in ("svi", "map"):
+        if name.removesuffix(f"_{inference}") in SCALING:
+            return SCALING[name.removesuffix(f"_{inference}")](**settings), inference
     base, _, inference = name.rpartition("_")
     if base in BAYES and inference in ("nuts", "svi", "map"):
         return BAYES[base](**settings), inference

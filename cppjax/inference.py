@@ -181,3 +181,20 @@ def log_likelihood(model, samples: dict, args: tuple, y) -> np.ndarray:
     """Pointwise log-likelihood ``(n_draws, n_cells)`` of ``y`` under each posterior draw."""
     ll = numpyro.infer.log_likelihood(model, samples, *args, y=jnp.asarray(y))
     return np.asarray(ll["y"])
+
+
+def add_deterministic(model, samples: dict, args: tuple, exclude=("cell_mean",)) -> dict:
+    """Add the model's deterministic sites (offsets, noise scales...) to ``samples`` drawn from a
+    guide, which holds latent sample sites only; NUTS samples have them already."""
+    from numpyro import handlers
+
+    tr = handlers.trace(handlers.seed(model, 0)).get_trace(*args, y=None)
+    names = [k for k, s in tr.items()
+             if s["type"] == "deterministic" and k not in exclude and k not in samples]
+    if not names:
+        return samples
+    first = next(iter(samples.values()))
+    pred = Predictive(model, posterior_samples=samples, return_sites=names,
+                      batch_ndims=1 if first.ndim else 0)
+    out = pred(jax.random.PRNGKey(0), *args, y=None)
+    return {**samples, **{k: np.asarray(v) for k, v in out.items()}}

@@ -156,3 +156,72 @@ def save_prediction_figures(post, pred, out: Path, *, seed: int = 0, level: floa
     plt.close(ax.figure)
     written.append(path)
     return written
+
+
+def scaling_curve(
+    post,
+    family: str,
+    task: str,
+    *,
+    level: float = 0.9,
+    rng_key=0,
+    truth=None,
+    others: dict | None = None,
+    color: str = "tab:blue",
+    show_data: bool = True,
+    legend: bool = True,
+    ax=None,
+):
+    """A family's scores on a task against training compute (or parameters), with the scaling
+    law's posterior-median curve and ``level`` predictive band.
+
+    Args:
+        post: a fitted :class:`cppjax.models.ScalingLawPosterior`.
+        truth: optional ``{model: score}`` of held-out models, marked with stars.
+        others: optional ``{label: Predictive}`` of other methods; their ``level`` intervals for
+            this family's cells on ``task`` are drawn as bars at the models' sizes.
+        color: colour of the band; ``show_data=False`` draws the band alone (to overlay a
+            second scaling law on the same axes).
+    """
+    ax = _ax(ax, (5, 4))
+    sm, lay = post.matrix, post.layout
+    j = sm.task_index(task)
+    f = post.families.index(family)
+    members = np.flatnonzero(lay["model_family"] == f)
+    axis = post.family_axis(family)
+    size = lay["scale"]["x"].to_numpy(float)
+    obs = members[sm.mask[members, j]]
+    truth = dict(truth or {})
+    xs = [size[i] for i in members]
+    grid = np.geomspace(min(xs) / 2, max(xs) * 2, 60)
+    draws = post.curve(family, task, grid, rng_key=rng_key)
+    lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    ax.fill_between(grid, lo, hi, color=color, alpha=0.15,
+                    label=f"{post.method} {level:.0%} band")
+    ax.plot(grid, np.median(draws, axis=0), color=color, lw=1.2)
+    if not show_data:
+        return ax
+    ax.scatter(size[obs], sm.scores[obs, j], color="k", s=18, zorder=3, label="training scores")
+    colors = ["tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink"]
+    for n, (label, pred) in enumerate((others or {}).items()):
+        sel = (np.isin(pred.model_idx, members)) & (pred.task_idx == j)
+        if not sel.any():
+            continue
+        mean = pred.mean()[sel]
+        plo, phi = pred.interval(level)
+        x = size[pred.model_idx[sel]] * 1.12 ** (n + 1)
+        yerr = np.maximum(0.0, [mean - plo[sel], phi[sel] - mean])  # rounding with one draw
+        ax.errorbar(x, mean, yerr=yerr, fmt="s", ms=4, lw=1,
+                    capsize=2, color=colors[n % len(colors)], label=label, zorder=4)
+    for m, v in truth.items():
+        i = sm.model_index(m)
+        if np.isfinite(v):
+            ax.scatter([size[i]], [v], marker="*", s=140, color="tab:red", zorder=5,
+                       label="held-out truth" if m == next(iter(truth)) else None)
+    ax.set_xscale("log")
+    ax.set_xlabel("training compute (FLOPs)" if axis == "compute" else "parameters")
+    ax.set_ylabel(f"{task} {_UNIT[sm.scale]}")
+    ax.set_title(f"{family}: {task}", fontsize=10)
+    if legend:
+        ax.legend(fontsize=7)
+    return ax

@@ -2,5 +2,7 @@
 
 from cppjax.models.bayes import BNCF, PMF, BayesPosterior
 from cppjax.models.point import MF, NCF, FactorsOnly, PointPosterior
+from cppjax.models.scaling import ScalingLaw, ScalingLawPosterior
 
-__all__ = ["BNCF", "MF", "NCF", "PMF", "BayesPosterior", "FactorsOnly", "PointPosterior"]
+__all__ = ["BNCF", "MF", "NCF", "PMF", "BayesPosterior", "FactorsOnly", "PointPosterior",
+           "ScalingLaw", "ScalingLawPosterior"]

@@ -41,7 +41,7 @@ from numpyro.infer import Predictive as NPredictive
 
 from cppjax.data import Normalization, ScoreMatrix
 from cppjax.features import design_matrix, encode_factors
-from cppjax.inference import InferenceResult, log_likelihood, run_inference
+from cppjax.inference import InferenceResult, add_deterministic, log_likelihood, run_inference
 from cppjax.models.nets import NCFNet, factor_arrays
 from cppjax.predictive import Posterior
 
@@ -49,12 +49,16 @@ from cppjax.predictive import Posterior
 # ---------------------------------------------------------------------------------------------
 # model functions
 # ---------------------------------------------------------------------------------------------
-def _task_noise(n_tasks):
-    log_s0 = numpyro.sample("log_sigma0", dist.Normal(-2.5, 1.0))
-    tau = numpyro.sample("sigma_tau", dist.HalfNormal(0.5))
+def _task_noise(n_tasks, tau_scale: float = 0.5, log_s0_loc: float = -2.5, floor: float = 0.0):
+    """Per-task noise, partially pooled; ``tau_scale=0`` shares one noise scale by all tasks;
+    ``floor`` is added to every scale."""
+    log_s0 = numpyro.sample("log_sigma0", dist.Normal(log_s0_loc, 1.0))
+    if tau_scale == 0:
+        return numpyro.deterministic("sigma", floor + jnp.exp(log_s0) * jnp.ones(n_tasks))
+    tau = numpyro.sample("sigma_tau", dist.HalfNormal(tau_scale))
     with numpyro.plate("tasks", n_tasks):
         z = numpyro.sample("sigma_z", dist.Normal(0.0, 1.0))
-    return numpyro.deterministic("sigma", jnp.exp(log_s0 + tau * z))
+    return numpyro.deterministic("sigma", floor + jnp.exp(log_s0 + tau * z))
 
 
 def _regression(name, X, out_dim, scale):
@@ -178,6 +182,8 @@ class _Bayes:
             identified=identified,
         )
         res.samples = {k: v for k, v in res.samples.items() if k not in ("cell_mean", "y")}
+        if method != "nuts":
+            res.samples = add_deterministic(model, res.samples, args)
         return BayesPosterior(train, self, res, method, time.perf_counter() - t0)
 
 
