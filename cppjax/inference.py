@@ -104,7 +104,7 @@ def run_inference(
             # start every chain at a MAP estimate: latent-factor posteriors have symmetric modes
             # (rotations, sign flips, label switching) that chains started apart settle in
             k_map, rng_key = jax.random.split(rng_key)
-            g = AutoDelta(model, init_loc_fn=init)
+            g = AutoLowRankMultivariateNormal(model, init_loc_fn=init, init_scale=0.01)
             svi = SVI(model, g, numpyro.optim.optax_to_numpyro(_adam_schedule(lr, init_steps)),
                       Trace_ELBO())
             out = svi.run(k_map, init_steps, *args, y=y, progress_bar=False)

@@ -136,3 +136,14 @@ def test_bncf_svi_runs(planted):
 def test_bayes_predict_requires_key(pmf_svi):
     with pytest.raises(ValueError, match="rng_key"):
         pmf_svi[1].predict("missing")
+
+
+def test_pmf_noise_floor_and_svi_deterministic_sites(planted):
+    post = PMF(rank=2, svi_steps=200, num_samples=30, noise_floor=0.03).fit(
+        planted, rng_key=0, method="svi", progress=False)
+    # SVI draws carry the model's deterministic sites too (offsets, noise), for to_arviz
+    assert {"sigma", "model_offset", "task_offset"} <= set(post.samples)
+    assert post.samples["sigma"].shape == (30, planted.n_tasks)
+    assert (post.samples["sigma"] >= 0.03).all()
+    idata = post.to_arviz()
+    assert list(idata.posterior["sigma"].coords["tasks"].values) == list(planted.tasks)

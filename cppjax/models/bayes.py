@@ -71,7 +71,8 @@ def _regression(name, X, out_dim, scale):
     return X @ (scale * z)
 
 
-def pmf_model(Xm, Xt, model_idx, task_idx, y=None, *, rank: int = 5):
+def pmf_model(Xm, Xt, model_idx, task_idx, y=None, *, rank: int = 5, noise_tau: float = 0.5,
+              noise_floor: float = 0.0):
     """Probabilistic MF with per-dimension shrinkage, factor regressions and per-task noise."""
     n_models, n_tasks = Xm.shape[0], Xt.shape[0]
     mu = numpyro.sample("mu", dist.Normal(0.5, 0.5))
@@ -97,7 +98,7 @@ def pmf_model(Xm, Xt, model_idx, task_idx, y=None, *, rank: int = 5):
         U = (u_mean + u_e) * jnp.sqrt(lam)
         V = (v_mean + v_e) * jnp.sqrt(lam)
         mean = mean + jnp.sum(U[model_idx] * V[task_idx], axis=-1)
-    sigma = _task_noise(n_tasks)
+    sigma = _task_noise(n_tasks, noise_tau, floor=noise_floor)
     with numpyro.plate("cells", model_idx.shape[0]):
         numpyro.deterministic("cell_mean", mean)
         numpyro.sample("y", dist.Normal(mean, sigma[task_idx]), obs=y)
@@ -130,6 +131,7 @@ class _Bayes:
     guide: Literal["lowrank", "meanfield"] = "lowrank"
     svi_steps: int = 5000
     lr: float = 0.01
+    nuts_init_steps: int = 0
 
     kind = "bayes"
 
@@ -180,6 +182,7 @@ class _Bayes:
             lr=self.lr,
             progress=progress,
             identified=identified,
+            init_steps=self.nuts_init_steps,
         )
         res.samples = {k: v for k, v in res.samples.items() if k not in ("cell_mean", "y")}
         if method != "nuts":
@@ -201,11 +204,14 @@ class PMF(_Bayes):
     """
 
     rank: int = 5
+    noise_tau: float = 0.5
+    noise_floor: float = 0.0
 
     kind = "pmf"
 
     def model_fn(self, sm):
-        return partial(pmf_model, rank=self.rank)
+        return partial(pmf_model, rank=self.rank, noise_tau=self.noise_tau,
+                       noise_floor=self.noise_floor)
 
 
 @dataclass(frozen=True)
