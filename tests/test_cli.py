@@ -59,3 +59,15 @@ def test_help(argv):
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 0
+
+
+def test_predict_with_scaling_law_names_unplaced_models(tmp_path, capsys):
+    rc = main(["predict", "--method", "scaling_law_hierarchical_svi", "--steps", "300",
+               "--samples", "60", "--out", str(tmp_path)])
+    assert rc == 0
+    df = pd.read_csv(tmp_path / "predictions.csv")
+    assert not {"GPT-4", "gpt-3.5"} & set(df["model"])
+    assert df[["lower_90", "upper_90"]].stack().between(0, 100).all()
+    out = capsys.readouterr().out
+    assert "cannot place 2 model(s)" in out and "GPT-4" in out
+    assert (tmp_path / "rank_forest.png").exists()
