@@ -147,3 +147,21 @@ def test_pmf_noise_floor_and_svi_deterministic_sites(planted):
     assert (post.samples["sigma"] >= 0.03).all()
     idata = post.to_arviz()
     assert list(idata.posterior["sigma"].coords["tasks"].values) == list(planted.tasks)
+
+
+@pytest.mark.parametrize("likelihood", ["normal", "student_t"])
+def test_likelihoods(planted, likelihood):
+    post = PMF(rank=2, svi_steps=300, num_samples=40, likelihood=likelihood).fit(
+        planted, rng_key=0, method="svi", progress=False)
+    assert ("nu" in post.samples) == (likelihood == "student_t")
+    pred = post.predict("missing", rng_key=2)
+    assert np.isfinite(pred.draws).all()
+    # the log predictive density of observed cells is finite under either likelihood
+    assert np.isfinite(post._log_lik(*np.nonzero(planted.mask))(
+        planted.normalized[planted.mask])).all()
+
+
+def test_bad_likelihood_is_named(planted):
+    with pytest.raises(ValueError, match="likelihood must be"):
+        PMF(rank=2, svi_steps=10, num_samples=5, likelihood="beta").fit(
+            planted, rng_key=0, method="svi", progress=False)

@@ -6,12 +6,15 @@ matrix axes (``"models"``, ``"tasks"``, ``"cells"``).
 
 **Probabilistic MF** (:class:`PMF`)::
 
-    y_ij ~ Normal(mu + a_i + b_j + sum_k lam_k u_ik v_jk, sigma_j)
+    y_ij ~ StudentT(nu, mu + a_i + b_j + sum_k lam_k u_ik v_jk, sigma_j)   (or Normal)
     a_i = x_i' beta_a + s_a z_i      u_ik = x_i' W_k + e_ik      (x_i: model design factors)
     b_j = t_j' beta_b + s_b z_j      v_jk = t_j' G_k + f_jk      (t_j: task design factors)
     lam_k ~ HalfNormal(0.5)          one shrinkage scale per latent dimension: the effective rank
                                      is learned, unused dimensions shrink to 0
-    log sigma_j = log sigma_0 + tau z_j   per-task (heteroscedastic) noise, partially pooled
+    sigma_j = floor + exp(log sigma_0 + tau z_j)   per-task (heteroscedastic) noise, partially
+                                     pooled, with a floor (0.03 by default) that keeps a task's
+                                     noise from collapsing onto an exact fit (NUTS diverged there)
+    nu - 1 ~ Gamma(2, 0.1)           learned tails; ``likelihood="normal"`` for a Gaussian
 
 A model or task without scores (cold start) takes its offsets and latent factors from the factor
 regressions, with the prior spread around them: its interval widens accordingly.
@@ -61,6 +64,21 @@ def _task_noise(n_tasks, tau_scale: float = 0.5, log_s0_loc: float = -2.5, floor
     return numpyro.deterministic("sigma", floor + jnp.exp(log_s0 + tau * z))
 
 
+def _observe(mean, sigma, task_idx, y, likelihood: str):
+    """The observation model of every cell: Normal, or Student-t with learned degrees of freedom
+    (heavier tails: a few cells far off the low-rank structure do not inflate every interval)."""
+    if likelihood == "student_t":
+        nu = numpyro.sample("nu", dist.Gamma(2.0, 0.1))
+        obs = dist.StudentT(nu + 1.0, mean, sigma[task_idx])  # nu + 1 > 1: the mean exists
+    elif likelihood == "normal":
+        obs = dist.Normal(mean, sigma[task_idx])
+    else:
+        raise ValueError(f"likelihood must be 'normal' or 'student_t', got {likelihood!r}")
+    with numpyro.plate("cells", mean.shape[0]):
+        numpyro.deterministic("cell_mean", mean)
+        numpyro.sample("y", obs, obs=y)
+
+
 def _regression(name, X, out_dim, scale):
     """``X @ B`` with ``B ~ Normal(0, scale)``; 0 if there are no factors. (A hierarchical scale
     on ``B`` made NUTS diverge in a funnel on the CPP data; a fixed scale does not.)"""
@@ -72,7 +90,7 @@ def _regression(name, X, out_dim, scale):
 
 
 def pmf_model(Xm, Xt, model_idx, task_idx, y=None, *, rank: int = 5, noise_tau: float = 0.5,
-              noise_floor: float = 0.0):
+              noise_floor: float = 0.0, likelihood: str = "normal"):
     """Probabilistic MF with per-dimension shrinkage, factor regressions and per-task noise."""
     n_models, n_tasks = Xm.shape[0], Xt.shape[0]
     mu = numpyro.sample("mu", dist.Normal(0.5, 0.5))
@@ -99,22 +117,20 @@ def pmf_model(Xm, Xt, model_idx, task_idx, y=None, *, rank: int = 5, noise_tau: 
         V = (v_mean + v_e) * jnp.sqrt(lam)
         mean = mean + jnp.sum(U[model_idx] * V[task_idx], axis=-1)
     sigma = _task_noise(n_tasks, noise_tau, floor=noise_floor)
-    with numpyro.plate("cells", model_idx.shape[0]):
-        numpyro.deterministic("cell_mean", mean)
-        numpyro.sample("y", dist.Normal(mean, sigma[task_idx]), obs=y)
+    _observe(mean, sigma, task_idx, y, likelihood)
 
 
 def bncf_model(
-    Xm, Xt, model_idx, task_idx, y=None, *, net: NCFNet, factors: tuple, prior_scale: float = 0.3
+    Xm, Xt, model_idx, task_idx, y=None, *, net: NCFNet, factors: tuple, prior_scale: float = 0.3,
+    noise_tau: float = 0.5, noise_floor: float = 0.0, likelihood: str = "normal",
 ):
     """Bayesian NCF: Normal(0, prior_scale) priors on all weights, per-task noise."""
     nn = random_flax_module(
         "ncf", net, dist.Normal(0.0, prior_scale), model_idx[:1], task_idx[:1], *factors
     )
-    mean = numpyro.deterministic("cell_mean", nn(model_idx, task_idx, *factors))
-    sigma = _task_noise(Xt.shape[0])
-    with numpyro.plate("cells", model_idx.shape[0]):
-        numpyro.sample("y", dist.Normal(mean, sigma[task_idx]), obs=y)
+    mean = nn(model_idx, task_idx, *factors)
+    sigma = _task_noise(Xt.shape[0], noise_tau, floor=noise_floor)
+    _observe(mean, sigma, task_idx, y, likelihood)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,6 +148,9 @@ class _Bayes:
     svi_steps: int = 5000
     lr: float = 0.01
     nuts_init_steps: int = 0
+    noise_tau: float = 0.5
+    noise_floor: float = 0.0
+    likelihood: Literal["normal", "student_t"] = "normal"
 
     kind = "bayes"
 
@@ -204,14 +223,14 @@ class PMF(_Bayes):
     """
 
     rank: int = 5
-    noise_tau: float = 0.5
-    noise_floor: float = 0.0
+    noise_floor: float = 0.03
+    likelihood: Literal["normal", "student_t"] = "student_t"
 
     kind = "pmf"
 
     def model_fn(self, sm):
         return partial(pmf_model, rank=self.rank, noise_tau=self.noise_tau,
-                       noise_floor=self.noise_floor)
+                       noise_floor=self.noise_floor, likelihood=self.likelihood)
 
 
 @dataclass(frozen=True)
@@ -251,7 +270,8 @@ class BNCF(_Bayes):
             task_cards=tf.cardinalities,
         )
         return partial(
-            bncf_model, net=net, factors=factor_arrays(mf, tf), prior_scale=self.prior_scale
+            bncf_model, net=net, factors=factor_arrays(mf, tf), prior_scale=self.prior_scale,
+            noise_tau=self.noise_tau, noise_floor=self.noise_floor, likelihood=self.likelihood,
         )
 
 
