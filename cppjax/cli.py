@@ -74,13 +74,11 @@ def cmd_predict(args) -> int:
     post = _fit(args, sm)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cells = "missing"
-    if getattr(post, "unplaced_models", None):
-        cells = post.placed_cells("missing")
+    if post.unplaced_models:
         print(f"the scaling law cannot place {len(post.unplaced_models)} model(s) on a size axis "
               f"(no FLOPs, parameters or tokens): {', '.join(post.unplaced_models)}; their cells "
               f"are not predicted")
-    pred = post.predict(cells, rng_key=jax.random.PRNGKey(args.seed + 1))
+    pred = post.predict(post.placed_cells("missing"), rng_key=jax.random.PRNGKey(args.seed + 1))
     df = pred.to_frame(level=args.level).drop(columns=["observed"])
     csv = out / "predictions.csv"
     lev = f"{args.level * 100:g}"

@@ -26,7 +26,6 @@ from numpyro.infer import (
     Predictive,
     Trace_ELBO,
     init_to_median,
-    init_to_value,
 )
 from numpyro.infer.autoguide import AutoDelta, AutoLowRankMultivariateNormal, AutoNormal
 
@@ -81,7 +80,6 @@ def run_inference(
     lr: float = 0.01,
     progress: bool | None = None,
     identified: callable | None = None,
-    init_steps: int = 0,
 ) -> InferenceResult:
     """Fit ``model(*args, y=y)``.
 
@@ -90,8 +88,6 @@ def run_inference(
         method: ``"nuts"`` (``num_chains`` chains, vectorised), ``"svi"`` (``guide`` =
             ``"lowrank"`` multivariate normal or ``"meanfield"`` normal, ``num_samples`` draws
             from it afterwards) or ``"map"`` (a point estimate: one draw).
-        init_steps: NUTS chains start from a MAP estimate found in this many steps (0: from
-            the prior median, chains apart).
         identified: a function of the samples dict returning ``(n_draws, n)`` identified
             quantities (e.g. fitted cell means) on which r-hat and ESS are judged; the raw latent
             factors are not identified (rotation and sign), so their r-hats mean nothing.
@@ -100,16 +96,6 @@ def run_inference(
     show = progress_enabled(progress)
     if method == "nuts":
         init = init_to_median(num_samples=15)
-        if init_steps:
-            # start every chain at a MAP estimate: latent-factor posteriors have symmetric modes
-            # (rotations, sign flips, label switching) that chains started apart settle in
-            k_map, rng_key = jax.random.split(rng_key)
-            g = AutoLowRankMultivariateNormal(model, init_loc_fn=init, init_scale=0.01)
-            svi = SVI(model, g, numpyro.optim.optax_to_numpyro(_adam_schedule(lr, init_steps)),
-                      Trace_ELBO())
-            out = svi.run(k_map, init_steps, *args, y=y, progress_bar=False)
-            values = {k: v for k, v in g.median(out.params).items()}
-            init = init_to_value(values=values)
         kernel = NUTS(model, target_accept_prob=target_accept, max_tree_depth=max_tree_depth,
                       init_strategy=init)
         mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples,

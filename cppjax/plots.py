@@ -149,8 +149,7 @@ def save_prediction_figures(post, pred, out: Path, *, seed: int = 0, level: floa
     observed = sm.mask.sum(axis=0)
     # the most-reported task that still has unreported models: the ranking users ask about
     j = int(np.argmax(np.where(missing > 0, observed, -1)))
-    unplaced = set(getattr(post, "unplaced_models", ()))  # a scaling law cannot place these
-    models = [m for m in sm.models if m not in unplaced]
+    models = [m for m in sm.models if m not in set(post.unplaced_models)]
     rp = post.rank(sm.tasks[j], rng_key=jax.random.PRNGKey(seed + 2), models=models)
     ax = rank_forest(rp, level=level)
     path = out / "rank_forest.png"

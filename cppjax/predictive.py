@@ -171,6 +171,20 @@ class Posterior:
     def _log_lik(self, model_idx, task_idx) -> Callable | None:
         return None
 
+    @property
+    def unplaced_models(self) -> list[str]:
+        """Models this posterior cannot predict (a scaling law's models with no size or family);
+        empty for the collaborative models, which predict every model."""
+        return []
+
+    def placed_cells(self, cells="missing") -> tuple[np.ndarray, np.ndarray]:
+        """``(model_idx, task_idx)`` of ``cells`` (as in :meth:`predict`) less the cells of
+        :attr:`unplaced_models`: what this posterior can predict."""
+        mi, ti = self._cells(cells)
+        unplaced = [self.matrix.model_index(m) for m in self.unplaced_models]
+        keep = ~np.isin(mi, unplaced)
+        return mi[keep], ti[keep]
+
     def predict(
         self,
         cells: str | tuple | ScoreMatrix = "missing",

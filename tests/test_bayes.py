@@ -157,11 +157,12 @@ def test_likelihoods(planted, likelihood):
     pred = post.predict("missing", rng_key=2)
     assert np.isfinite(pred.draws).all()
     # the log predictive density of observed cells is finite under either likelihood
-    assert np.isfinite(post._log_lik(*np.nonzero(planted.mask))(
-        planted.normalized[planted.mask])).all()
+    obs = post.predict("observed", rng_key=3)
+    assert np.isfinite(obs.log_lik(planted.normalized[obs.model_idx, obs.task_idx])).all()
 
 
 def test_bad_likelihood_is_named(planted):
-    with pytest.raises(ValueError, match="likelihood must be"):
-        PMF(rank=2, svi_steps=10, num_samples=5, likelihood="beta").fit(
-            planted, rng_key=0, method="svi", progress=False)
+    with pytest.raises(ValueError, match="likelihood must be 'normal' or 'student_t'"):
+        PMF(likelihood="beta")
+    with pytest.raises(ValueError, match="noise_floor must be >= 0"):
+        BNCF(noise_floor=-0.1)

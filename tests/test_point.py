@@ -60,7 +60,7 @@ def test_reproducible_from_seed_and_fit_many_matches_fit(planted):
     np.testing.assert_array_equal(a, b)
     splits = [S.random_cells(k, planted, 0.1) for k in range(3)]
     many = spec.fit_many([s.train for s in splits], rng_key=0)
-    assert len(many) == 3 and all(p.pred.shape == (5, 40, 12) for p in many)
+    assert len(many) == 3 and all(p.pred.shape == (spec.n_inits, 40, 12) for p in many)
 
 
 def test_training_never_sees_test_cells(planted):

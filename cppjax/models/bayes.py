@@ -72,7 +72,7 @@ def _observe(mean, sigma, task_idx, y, likelihood: str):
         obs = dist.StudentT(nu + 1.0, mean, sigma[task_idx])  # nu + 1 > 1: the mean exists
     elif likelihood == "normal":
         obs = dist.Normal(mean, sigma[task_idx])
-    else:
+    else:  # the specs check this at construction; the model functions can be used alone
         raise ValueError(f"likelihood must be 'normal' or 'student_t', got {likelihood!r}")
     with numpyro.plate("cells", mean.shape[0]):
         numpyro.deterministic("cell_mean", mean)
@@ -147,12 +147,17 @@ class _Bayes:
     guide: Literal["lowrank", "meanfield"] = "lowrank"
     svi_steps: int = 5000
     lr: float = 0.01
-    nuts_init_steps: int = 0
     noise_tau: float = 0.5
     noise_floor: float = 0.0
     likelihood: Literal["normal", "student_t"] = "normal"
 
     kind = "bayes"
+
+    def __post_init__(self):
+        if self.likelihood not in ("normal", "student_t"):
+            raise ValueError(f"likelihood must be 'normal' or 'student_t', got {self.likelihood!r}")
+        if self.noise_floor < 0:
+            raise ValueError(f"noise_floor must be >= 0 (normalised units), got {self.noise_floor}")
 
     def _design(self, sm: ScoreMatrix):
         if not self.use_factors:
@@ -201,7 +206,6 @@ class _Bayes:
             lr=self.lr,
             progress=progress,
             identified=identified,
-            init_steps=self.nuts_init_steps,
         )
         res.samples = {k: v for k, v in res.samples.items() if k not in ("cell_mean", "y")}
         if method != "nuts":

@@ -295,12 +295,6 @@ class ScalingLawPosterior(Posterior):
     def inverse(self, t):
         return self.spec.inverse(t, self._top)
 
-    def placed_cells(self, cells="missing"):
-        """``(model_idx, task_idx)`` of ``cells`` (as in :meth:`predict`) whose model is placed."""
-        mi, ti = self._cells(cells)
-        keep = self.layout["model_family"][mi] >= 0
-        return mi[keep], ti[keep]
-
     def curve(self, family: str, task: str, sizes, *, rng_key, noise: bool = True) -> np.ndarray:
         """Predictive draws ``(n_draws, len(sizes))`` of the score of ``family`` on ``task`` at
         the given sizes (on the family's axis: FLOPs or parameters), in original units."""
