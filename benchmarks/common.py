@@ -11,6 +11,11 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import numpyro
+
+# NUTS runs its chains one per device when there are enough devices (cppjax.inference); make the
+# CPU cores 4 devices, before JAX starts its backend, so the 4 chains share the cores
+numpyro.set_host_device_count(4)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

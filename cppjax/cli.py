@@ -217,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    import numpyro
+
+    # NUTS chains run one per device when there are enough; make CPU cores 4 devices (no effect
+    # once JAX has started, e.g. when main() is called from a notebook)
+    numpyro.set_host_device_count(4)
     try:
         return args.func(args)
     except (ValueError, KeyError, FileNotFoundError) as e:

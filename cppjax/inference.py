@@ -98,13 +98,19 @@ def run_inference(
         init = init_to_median(num_samples=15)
         kernel = NUTS(model, target_accept_prob=target_accept, max_tree_depth=max_tree_depth,
                       init_strategy=init)
+        # one chain per device where there are enough (``numpyro.set_host_device_count`` makes
+        # CPU cores devices); otherwise all chains vectorised on one device
+        chain_method = "parallel" if jax.local_device_count() >= num_chains > 1 else "vectorized"
         mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples,
-                    num_chains=num_chains, chain_method="vectorized", progress_bar=show)
-        mcmc.run(rng_key, *args, y=y, extra_fields=("diverging",))
+                    num_chains=num_chains, chain_method=chain_method, progress_bar=show)
+        mcmc.run(rng_key, *args, y=y, extra_fields=("diverging", "num_steps"))
         grouped = mcmc.get_samples(group_by_chain=True)
         samples = {k: np.asarray(v).reshape((-1,) + v.shape[2:]) for k, v in grouped.items()}
         div = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
-        diag = {"divergences": int(div.sum())}
+        steps = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["num_steps"])
+        diag = {"divergences": int(div.sum()),
+                "mean_leapfrog_steps": float(steps.mean()),
+                "max_tree_depth_hits": float(np.mean(steps >= 2**max_tree_depth - 1))}
         if identified is not None:
             q = np.asarray(identified(samples)).reshape(num_chains, num_samples, -1)
             if num_chains > 1:

@@ -1,3 +1,4 @@
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
@@ -166,3 +167,17 @@ def test_bad_likelihood_is_named(planted):
         PMF(likelihood="beta")
     with pytest.raises(ValueError, match="noise_floor must be >= 0"):
         BNCF(noise_floor=-0.1)
+
+
+def test_prior_basis_square_root_is_the_regression_covariance():
+    """K^(1/2) K^(1/2)' = s0^2 I + s1^2 X X' (the factor regression with its coefficients
+    integrated out), and a design without columns gives s0 * I."""
+    from cppjax.models.bayes import _regressed, prior_basis
+
+    X = np.random.default_rng(0).normal(size=(7, 3)).astype(np.float32)
+    X[:, 2] = X[:, 1]  # a repeated direction: eigenvectors not unique, the square root is
+    root = np.asarray(_regressed(jnp.eye(7), prior_basis(X), 0.4, 0.7))
+    np.testing.assert_allclose(root, root.T, atol=1e-5)
+    np.testing.assert_allclose(root @ root.T, 0.16 * np.eye(7) + 0.49 * X @ X.T, atol=1e-4)
+    empty = np.asarray(_regressed(jnp.eye(4), prior_basis(np.zeros((4, 0))), 0.4, 0.7))
+    np.testing.assert_allclose(empty, 0.4 * np.eye(4), atol=1e-6)
