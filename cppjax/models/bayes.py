@@ -251,7 +251,8 @@ class _Bayes:
 @dataclass(frozen=True)
 class PMF(_Bayes):
     """Probabilistic matrix factorisation (see the module docstring); ``rank`` is the maximum
-    rank: per-dimension shrinkage switches unused dimensions off.
+    rank: per-dimension shrinkage switches unused dimensions off. ``reg_scale`` fixes the prior
+    scale of the factor-regression coefficients (``None``, the default: four scales are learned).
 
     Example:
         >>> from cppjax.datasets import load_cpp_crowdsource
