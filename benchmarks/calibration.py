@@ -19,11 +19,12 @@ mean ± sd over splits (``n`` = splits).
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import jax
 import numpy as np
-from common import fmt, summarise, write_results
+from common import RESULTS, fmt, summarise, write_results
 
 from cppjax import metrics as M
 from cppjax import splits as S
@@ -92,6 +93,9 @@ def main(argv=None):
     p.add_argument("--skip-cold", action="store_true")
     p.add_argument("--quick", action="store_true", help="small sample sizes (smoke test)")
     p.add_argument("--out", default=None)
+    p.add_argument("--merge", action="store_true",
+                   help="keep the other methods' figures of the existing results file and "
+                        "replace (or add) only the methods run now")
     args = p.parse_args(argv)
     settings = ({"num_warmup": 100, "num_samples": 100, "num_chains": 2, "svi_steps": 500}
                 if args.quick else {})
@@ -107,10 +111,17 @@ def main(argv=None):
             protocols[f"cpp{k}"] = cold_model_splits(sm, k, args.cold_models, args.group, seed=k)
             protocols[f"cpp_t{k}"] = [S.new_task(10 + i, sm, t, k)
                                       for i, t in enumerate(COLD_TASKS)]
-    groups = {}
+    from pathlib import Path
+
+    out_dir = Path(args.out) if args.out else RESULTS
+    name = "calibration" if args.protocol == "random" else "calibration_kfold"
+    groups, commands = {}, []
+    if args.merge and (out_dir / f"{name}.json").exists():
+        old = json.loads((out_dir / f"{name}.json").read_text())
+        groups, commands = old["groups"], old["command"].split(" && ")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    for name, splits in protocols.items():
-        g = groups.setdefault(f"cpp_crowdsource/{name}", {})
+    for pname, splits in protocols.items():
+        g = groups.setdefault(f"cpp_crowdsource/{pname}", {})
         for method in methods:
             t0 = time.perf_counter()
             r = run_protocol(method, splits, seed=0, settings=settings)
@@ -119,7 +130,7 @@ def main(argv=None):
             jax.clear_caches()
             g[method] = r
             cov = r.get("coverage_90", {}).get("mean", float("nan"))
-            print(f"[{name}] {method:12s} MSE {r['mse']['mean']:.4f} L1 {r['l1']['mean']:.4f} "
+            print(f"[{pname}] {method:12s} MSE {r['mse']['mean']:.4f} L1 {r['l1']['mean']:.4f} "
                   f"rank {r['rank_acc']['mean']:.1f}% cov90 {cov:.2f} "
                   f"fit {r['fit_seconds']['mean']:.1f}s ({time.perf_counter() - t0:.0f}s total)",
                   flush=True)
@@ -155,11 +166,8 @@ def main(argv=None):
     protocol = ("random cells 5%" if args.protocol == "random" else f"{args.folds}-fold") + \
         ("" if args.skip_cold else "; CPP-0/2 and CPP-T0/T2 cold start") + \
         (" (quick settings)" if args.quick else "")
-    from pathlib import Path
-
-    kw = {"out_dir": Path(args.out)} if args.out else {}
-    name = "calibration" if args.protocol == "random" else "calibration_kfold"
-    jp, mp = write_results(name, protocol, groups, "\n".join(md) + "\n", **kw)
+    jp, mp = write_results(name, protocol, groups, "\n".join(md) + "\n", out_dir=out_dir,
+                           previous_commands=commands)
     print(f"wrote {jp} and {mp}")
 
 

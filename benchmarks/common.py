@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -45,12 +46,17 @@ def summarise(values) -> dict:
 
 
 def write_results(name: str, protocol: str, groups: dict, markdown: str,
-                  out_dir: Path = RESULTS) -> tuple[Path, Path]:
-    """Write ``<name>.json`` (the BENCHMARKS.md shape) and ``<name>.md``."""
+                  out_dir: Path = RESULTS, previous_commands=()) -> tuple[Path, Path]:
+    """Write ``<name>.json`` (the BENCHMARKS.md shape) and ``<name>.md``; results merged from
+    earlier runs name every command behind them (``previous_commands``), joined by ``&&``."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    command = "python " + " ".join([f"benchmarks/{Path(sys.argv[0]).name}"] + sys.argv[1:])
+    # where the files were written does not change a figure: leave ``--out DIR`` out
+    command = re.sub(r" --out(=| )\S+", "", command)
+    previous_commands = [re.sub(r" --out(=| )\S+", "", c) for c in previous_commands]
     doc = {
         "benchmark": name,
-        "command": "python " + " ".join([f"benchmarks/{Path(sys.argv[0]).name}"] + sys.argv[1:]),
+        "command": " && ".join([*previous_commands, command]),
         "device": device(),
         "versions": versions(),
         "protocol": protocol,

@@ -52,11 +52,16 @@ import numpyro
 import numpyro.distributions as dist
 import pandas as pd
 from numpyro.contrib.module import random_flax_module
-from numpyro.infer import Predictive as NPredictive
 
 from cppjax.data import Normalization, ScoreMatrix
 from cppjax.features import design_matrix, encode_factors
-from cppjax.inference import InferenceResult, add_deterministic, log_likelihood, run_inference
+from cppjax.inference import (
+    InferenceResult,
+    add_deterministic,
+    log_likelihood,
+    predict_sites,
+    run_inference,
+)
 from cppjax.models.nets import NCFNet, factor_arrays
 from cppjax.predictive import Posterior
 
@@ -373,11 +378,9 @@ class BayesPosterior(Posterior):
     def _draws(self, model_idx, task_idx, rng_key, sites=("y",)):
         if rng_key is None:
             raise ValueError("predictive draws of a Bayesian model need an rng_key (or int seed)")
-        pred = NPredictive(
-            self._model, posterior_samples=self.samples, return_sites=list(sites), batch_ndims=1
-        )
-        out = pred(rng_key, *self._args(model_idx, task_idx))
-        return np.asarray(out[sites[0]])
+        out = predict_sites(self._model, self.samples, self._args(model_idx, task_idx), sites,
+                            rng_key)
+        return out[sites[0]]
 
     def cell_means(self, model_idx, task_idx) -> np.ndarray:
         """Posterior draws of the noise-free cell means ``(n_draws, n_cells)`` (normalised)."""
