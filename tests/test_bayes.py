@@ -181,3 +181,26 @@ def test_prior_basis_square_root_is_the_regression_covariance():
     np.testing.assert_allclose(root @ root.T, 0.16 * np.eye(7) + 0.49 * X @ X.T, atol=1e-4)
     empty = np.asarray(_regressed(jnp.eye(4), prior_basis(np.zeros((4, 0))), 0.4, 0.7))
     np.testing.assert_allclose(empty, 0.4 * np.eye(4), atol=1e-6)
+
+
+def test_conditional_basis_keeps_the_prior_and_isolates_cold_rows():
+    """Rows without data drawn given the observed rows: the joint covariance is still
+    s0^2 I + s1^2 X X', the observed rows do not depend on the cold rows' variables, and a cold
+    row's own variables carry nothing else (lower block triangular)."""
+    from cppjax.models.bayes import ConditionalBasis, _regressed, conditional_basis
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(9, 4)).astype(np.float32)
+    X[:, 3] = X[:, 2]  # a direction the observed rows leave undetermined in weight space
+    observed = np.array([1, 1, 0, 1, 1, 1, 0, 1, 1], bool)
+    basis = conditional_basis(X, observed)
+    assert isinstance(basis, ConditionalBasis)
+    L = np.asarray(_regressed(jnp.eye(9), basis, 0.4, 0.7))
+    np.testing.assert_allclose(L @ L.T, 0.16 * np.eye(9) + 0.49 * X @ X.T, atol=2e-4)
+    np.testing.assert_allclose(L[np.ix_(observed, ~observed)], 0.0, atol=1e-7)
+    # a vector of variables (one column) maps like the identity's columns
+    z = jnp.asarray(rng.normal(size=9), jnp.float32)
+    np.testing.assert_allclose(np.asarray(_regressed(z, basis, 0.4, 0.7)), L @ np.asarray(z),
+                               atol=1e-5)
+    # every row observed: the symmetric square root of prior_basis
+    assert not isinstance(conditional_basis(X, np.ones(9, bool)), ConditionalBasis)

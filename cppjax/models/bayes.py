@@ -29,7 +29,11 @@ sample size of the fitted cell means from about 50 to 150-250, and let the regre
 learned (a hierarchical scale on explicit coefficients made NUTS diverge in a funnel).
 
 A model or task without scores (cold start) takes its offsets and latent factors from the factor
-regressions, with the prior spread around them: its interval widens accordingly.
+regressions, with the prior spread around them: its interval widens accordingly. Its rows are
+drawn from the regression's conditional given the rows with data (:func:`conditional_basis`),
+so the variables behind them are independent of the data a posteriori; with the symmetric
+square root SVI's Gaussian guides were overconfident on cold start (90% coverage 0.62-0.68 on
+the held-out largest models of the OSL table, 0.87-0.91 conditioned).
 
 **Bayesian NCF** (:class:`BNCF`): the NCF network of :mod:`cppjax.models.nets` (with design factors)
 lifted into NumPyro with ``random_flax_module``, Normal priors on every weight, and the same
@@ -43,7 +47,7 @@ import time
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -107,11 +111,66 @@ def prior_basis(X) -> tuple[np.ndarray, np.ndarray]:
     return Q.astype(np.float32), np.clip(ev, 0.0, None).astype(np.float32)
 
 
+class ConditionalBasis(NamedTuple):
+    """What :func:`_regressed` needs to draw the rows without data (cold-start models or tasks)
+    from the factor regression *given* the rows with data; see :func:`conditional_basis`."""
+
+    observed: np.ndarray  # indices of the rows with data
+    new: np.ndarray  # indices of the rows without
+    observed_basis: tuple  # prior_basis(X[observed])
+    XoP: jnp.ndarray  # X[observed] @ P, with X[observed]' X[observed] = P diag(M) P'
+    XnP: jnp.ndarray  # X[new] @ P
+    M: jnp.ndarray
+    keep: jnp.ndarray  # M clearly above 0 (directions the observed rows determine)
+
+
+def conditional_basis(X, observed) -> tuple | ConditionalBasis:
+    """Like :func:`prior_basis`, for a matrix where some rows (``observed`` False: models or tasks
+    without a score) have no data. Their offsets and factors are drawn from the regression's
+    conditional given the observed rows' (a Gaussian conditional in weight space), so the
+    variables behind them carry no information from the data: their posterior is their prior,
+    which SVI's guides get right (with the symmetric square root, a cold row is a mix of every
+    row's variables, which the posterior correlates and a low-rank guide misses: SVI was
+    overconfident on cold start). The joint prior is the same. Without cold rows this is
+    :func:`prior_basis`."""
+    X = np.asarray(X, np.float64)
+    observed = np.asarray(observed, bool)
+    o, n = np.flatnonzero(observed), np.flatnonzero(~observed)
+    if X.shape[1] == 0 or n.size == 0 or o.size == 0:
+        return prior_basis(X)
+    M, P = np.linalg.eigh(X[o].T @ X[o])
+    M = np.clip(M, 0.0, None)
+    keep = M > 1e-6 * max(float(M.max()), 1e-12)
+
+    def f32(a):
+        return jnp.asarray(a, jnp.float32)
+
+    return ConditionalBasis(o, n, prior_basis(X[o]), f32(X[o] @ P), f32(X[n] @ P), f32(M),
+                            jnp.asarray(keep))
+
+
 def _regressed(z, basis, s0, s1):
-    """``K^(1/2) z`` with ``K = s0**2 I + s1**2 X X'``: rows of ``z`` (one per model or task) drawn
-    from the factor regression ``X B + s0 e``, ``B ~ Normal(0, s1)``, without sampling ``B``. The
-    symmetric square root is unique, so the map does not depend on how the eigenvectors of a
-    repeated eigenvalue were chosen."""
+    """Rows of ``z`` (one per model or task, standard normal) mapped to draws of the factor
+    regression ``X B + s0 e``, ``B ~ Normal(0, s1)``, without sampling ``B``: covariance
+    ``K = s0**2 I + s1**2 X X'``.
+
+    With a :func:`prior_basis` this is ``K^(1/2) z``, the symmetric square root: unique, so the
+    map does not depend on how the eigenvectors of a repeated eigenvalue were chosen. With a
+    :class:`ConditionalBasis` the observed rows are ``K_oo^(1/2) z_o`` and the new rows their
+    conditional mean given those plus the Cholesky factor of the conditional covariance times
+    ``z_n``, computed in weight space (``Sigma_B = (I / s1**2 + X_o' X_o / s0**2)^-1``), which
+    stays positive definite in float32."""
+    if isinstance(basis, ConditionalBasis):
+        two = z.ndim == 2
+        a_o = _regressed(z[basis.observed], basis.observed_basis, s0, s1)
+        s0sq, s1sq = s0**2, s1**2
+        gain = jnp.where(basis.keep, 1.0 / (s0sq / s1sq + basis.M), 0.0)  # E[B | a_o] in P
+        proj = basis.XoP.T @ a_o
+        mean_n = basis.XnP @ ((gain[:, None] if two else gain) * proj)
+        cov_b = s0sq * s1sq / (s0sq + s1sq * basis.M)  # Sigma_B in P
+        cov_n = s0sq * jnp.eye(basis.new.size) + (basis.XnP * cov_b) @ basis.XnP.T
+        a_n = mean_n + jnp.linalg.cholesky(cov_n) @ z[basis.new]
+        return jnp.zeros_like(z).at[basis.observed].set(a_o).at[basis.new].set(a_n)
     Q, ev = basis
     d = jnp.sqrt(s0**2 + s1**2 * ev)
     zq = Q.T @ z
@@ -276,9 +335,11 @@ class PMF(_Bayes):
 
     def model_fn(self, sm):
         Xm, Xt = self._design(sm)
+        bases = (conditional_basis(Xm, sm.mask.any(axis=1)),
+                 conditional_basis(Xt, sm.mask.any(axis=0)))
         return partial(pmf_model, rank=self.rank, noise_tau=self.noise_tau,
                        noise_floor=self.noise_floor, likelihood=self.likelihood,
-                       reg_scale=self.reg_scale, bases=(prior_basis(Xm), prior_basis(Xt)))
+                       reg_scale=self.reg_scale, bases=bases)
 
 
 @dataclass(frozen=True)
