@@ -185,8 +185,7 @@ def test_prior_basis_square_root_is_the_regression_covariance():
 
 def test_conditional_basis_keeps_the_prior_and_isolates_cold_rows():
     """Rows without data drawn given the observed rows: the joint covariance is still
-    s0^2 I + s1^2 X X', the observed rows do not depend on the cold rows' variables, and a cold
-    row's own variables carry nothing else (lower block triangular)."""
+    s0^2 I + s1^2 X X' and the observed rows do not depend on the cold rows' variables."""
     from cppjax.models.bayes import ConditionalBasis, _regressed, conditional_basis
 
     rng = np.random.default_rng(1)

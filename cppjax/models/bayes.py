@@ -161,20 +161,26 @@ def _regressed(z, basis, s0, s1):
     ``z_n``, computed in weight space (``Sigma_B = (I / s1**2 + X_o' X_o / s0**2)^-1``), which
     stays positive definite in float32."""
     if isinstance(basis, ConditionalBasis):
-        two = z.ndim == 2
-        a_o = _regressed(z[basis.observed], basis.observed_basis, s0, s1)
-        s0sq, s1sq = s0**2, s1**2
-        gain = jnp.where(basis.keep, 1.0 / (s0sq / s1sq + basis.M), 0.0)  # E[B | a_o] in P
-        proj = basis.XoP.T @ a_o
-        mean_n = basis.XnP @ ((gain[:, None] if two else gain) * proj)
-        cov_b = s0sq * s1sq / (s0sq + s1sq * basis.M)  # Sigma_B in P
-        cov_n = s0sq * jnp.eye(basis.new.size) + (basis.XnP * cov_b) @ basis.XnP.T
-        a_n = mean_n + jnp.linalg.cholesky(cov_n) @ z[basis.new]
-        return jnp.zeros_like(z).at[basis.observed].set(a_o).at[basis.new].set(a_n)
+        return _conditional_regressed(z, basis, s0, s1)
     Q, ev = basis
     d = jnp.sqrt(s0**2 + s1**2 * ev)
-    zq = Q.T @ z
-    return Q @ (d[:, None] * zq if z.ndim == 2 else d * zq)
+    return Q @ (_per_row(d, z) * (Q.T @ z))
+
+
+def _per_row(w, z):
+    """``w`` (one weight per row) shaped to broadcast against ``z`` (a vector or a matrix)."""
+    return w.reshape(w.shape + (1,) * (z.ndim - 1))
+
+
+def _conditional_regressed(z, basis: ConditionalBasis, s0, s1):
+    a_o = _regressed(z[basis.observed], basis.observed_basis, s0, s1)
+    s0sq, s1sq = s0**2, s1**2
+    gain = jnp.where(basis.keep, 1.0 / (s0sq / s1sq + basis.M), 0.0)  # E[B | a_o] in P
+    mean_n = basis.XnP @ (_per_row(gain, z) * (basis.XoP.T @ a_o))
+    cov_b = s0sq * s1sq / (s0sq + s1sq * basis.M)  # Sigma_B in P
+    cov_n = s0sq * jnp.eye(basis.new.size) + (basis.XnP * cov_b) @ basis.XnP.T
+    a_n = mean_n + jnp.linalg.cholesky(cov_n) @ z[basis.new]
+    return jnp.zeros_like(z).at[basis.observed].set(a_o).at[basis.new].set(a_n)
 
 
 def pmf_model(Xm, Xt, model_idx, task_idx, y=None, *, rank: int = 5, noise_tau: float = 0.5,
