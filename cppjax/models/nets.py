@@ -78,32 +78,68 @@ class NCFNet(nn.Module):
 
     @nn.compact
     def __call__(self, model_idx, task_idx, model_dense, model_codes, task_dense, task_codes):
+        # Every part is computed once per model and per task (tables), and the first MLP layer
+        # is split into its model and task halves, so only two tables are gathered per cell:
+        # the same function and parameters as embedding and concatenating per cell, at about
+        # half the gradient time (the gathers dominate a Bayesian NCF's leapfrog step on CPU).
         init = nn.initializers.normal(0.1)
-        gmf_u, gmf_v, mlp_in = [], [], []
+        m_rows, t_rows = jnp.arange(self.n_models), jnp.arange(self.n_tasks)
+        gmf_u, gmf_v, mlp_m, mlp_t = [], [], [], []
         if self.use_ids:
             gmf_u.append(nn.Embed(self.n_models, self.dim, embedding_init=init,
-                                  name="gmf_model")(model_idx))
+                                  name="gmf_model")(m_rows))
             gmf_v.append(nn.Embed(self.n_tasks, self.dim, embedding_init=init,
-                                  name="gmf_task")(task_idx))
-            mlp_in.append(nn.Embed(self.n_models, self.dim, embedding_init=init,
-                                   name="mlp_model")(model_idx))
-            mlp_in.append(nn.Embed(self.n_tasks, self.dim, embedding_init=init,
-                                   name="mlp_task")(task_idx))
+                                  name="gmf_task")(t_rows))
+            mlp_m.append(nn.Embed(self.n_models, self.dim, embedding_init=init,
+                                  name="mlp_model")(m_rows))
+            mlp_t.append(nn.Embed(self.n_tasks, self.dim, embedding_init=init,
+                                  name="mlp_task")(t_rows))
         if self.use_factors:
             fm = FactorEncoder(tuple(self.model_cards), self.dim, name="model_factors")(
-                model_dense[model_idx], model_codes[model_idx])
+                model_dense, model_codes)
             ft = FactorEncoder(tuple(self.task_cards), self.dim, name="task_factors")(
-                task_dense[task_idx], task_codes[task_idx])
-            mlp_in += [fm, ft]
+                task_dense, task_codes)
+            mlp_m.append(fm)
+            mlp_t.append(ft)
             if not self.use_ids:
                 gmf_u.append(fm)
                 gmf_v.append(ft)
-        gmf = sum(gmf_u[1:], gmf_u[0]) * sum(gmf_v[1:], gmf_v[0])
-        h = jnp.concatenate(mlp_in, axis=-1)
-        for k, width in enumerate(self.hidden):
-            h = nn.relu(nn.Dense(width, name=f"mlp{k}")(h))
+        gmf_m, gmf_t = sum(gmf_u[1:], gmf_u[0]), sum(gmf_v[1:], gmf_v[0])
+        if self.hidden:
+            pm, pt = _PairDense(self.hidden[0], name="mlp0")(mlp_m, mlp_t)
+            dim = gmf_m.shape[-1]
+            cm = jnp.concatenate([gmf_m, pm], axis=-1)[model_idx]
+            ct = jnp.concatenate([gmf_t, pt], axis=-1)[task_idx]
+            gmf = cm[..., :dim] * ct[..., :dim]
+            h = nn.relu(cm[..., dim:] + ct[..., dim:])
+            for k, width in enumerate(self.hidden[1:], start=1):
+                h = nn.relu(nn.Dense(width, name=f"mlp{k}")(h))
+        else:
+            gmf = gmf_m[model_idx] * gmf_t[task_idx]
+            h = jnp.concatenate([x for m, t in zip(mlp_m, mlp_t, strict=True)
+                                 for x in (m[model_idx], t[task_idx])], axis=-1)
         out = nn.Dense(1, name="out")(jnp.concatenate([gmf, h], axis=-1))
         return out[..., 0]
+
+
+class _PairDense(nn.Module):
+    """``nn.Dense(features)`` over the per-cell concatenation ``[m_0, t_0, m_1, t_1, ...]`` of
+    model parts ``m_k`` and task parts ``t_k``, computed per model and per task: returns the
+    model table ``sum_k m_k W_mk + bias`` and the task table ``sum_k t_k W_tk``, whose gathered
+    sum is the layer's output. Same parameters (names, shapes, initialisation) as the Dense."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, model_parts, task_parts):
+        widths = [x.shape[-1] for pair in zip(model_parts, task_parts, strict=True) for x in pair]
+        kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                            (sum(widths), self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        offs = [sum(widths[:i]) for i in range(len(widths) + 1)]
+        pm = sum(x @ kernel[offs[2 * k]:offs[2 * k + 1]] for k, x in enumerate(model_parts))
+        pt = sum(x @ kernel[offs[2 * k + 1]:offs[2 * k + 2]] for k, x in enumerate(task_parts))
+        return pm + bias, pt
 
 
 def factor_arrays(model: EncodedFactors, task: EncodedFactors):
