@@ -90,3 +90,46 @@ def test_fit_by_name_and_interface():
     assert df["mean"].between(0, 100).all()
     with pytest.raises(ValueError, match="unknown method 'pmf_nut'.*closest: 'pmf_nuts'"):
         cppjax.fit("pmf_nut", sm, rng_key=0)
+
+
+@pytest.mark.parametrize("use_ids,use_factors,hidden",
+                         [(True, True, (16, 8)), (False, True, (8,)), (True, False, ())])
+def test_ncf_net_is_the_per_cell_architecture(planted, use_ids, use_factors, hidden):
+    """NCFNet computes per model / task and gathers; its output must equal the architecture
+    written per cell: GMF product, MLP over the concatenated embeddings and factors, output."""
+    import flax.linen as nn
+    import jax.numpy as jnp
+
+    from cppjax.features import encode_factors
+    from cppjax.models.nets import NCFNet, factor_arrays
+
+    mf, tf = encode_factors(planted.model_factors), encode_factors(planted.task_factors)
+    fa = factor_arrays(mf, tf)
+    net = NCFNet(planted.n_models, planted.n_tasks, dim=3, hidden=hidden, use_ids=use_ids,
+                 use_factors=use_factors, model_cards=mf.cardinalities,
+                 task_cards=tf.cardinalities)
+    mi, ti = np.nonzero(planted.mask)
+    params = net.init(jax.random.PRNGKey(0), mi, ti, *fa)["params"]
+
+    def encode(p, dense, codes):
+        out = dense @ p["numeric"]["kernel"] + p["numeric"]["bias"]
+        return out + sum(p[f"cat{k}"]["embedding"][codes[:, k]] for k in range(codes.shape[1]))
+
+    mlp_in, u, v = [], [], []
+    if use_ids:
+        u.append(params["gmf_model"]["embedding"][mi])
+        v.append(params["gmf_task"]["embedding"][ti])
+        mlp_in += [params["mlp_model"]["embedding"][mi], params["mlp_task"]["embedding"][ti]]
+    if use_factors:
+        fm = encode(params["model_factors"], fa[0][mi], fa[1][mi])
+        ft = encode(params["task_factors"], fa[2][ti], fa[3][ti])
+        mlp_in += [fm, ft]
+        if not use_ids:
+            u, v = [fm], [ft]
+    h = jnp.concatenate(mlp_in, axis=-1)
+    for k in range(len(hidden)):
+        h = nn.relu(h @ params[f"mlp{k}"]["kernel"] + params[f"mlp{k}"]["bias"])
+    z = jnp.concatenate([sum(u) * sum(v), h], axis=-1)
+    expected = (z @ params["out"]["kernel"] + params["out"]["bias"])[:, 0]
+    got = net.apply({"params": params}, mi, ti, *fa)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)

@@ -123,6 +123,7 @@ class ConditionalBasis(NamedTuple):
     XnP: jnp.ndarray  # X[new] @ P
     M: jnp.ndarray
     keep: jnp.ndarray  # M clearly above 0 (directions the observed rows determine)
+    inverse: np.ndarray  # rows of concatenate([observed, new]) back in the original order
 
 
 def conditional_basis(X, observed) -> tuple | ConditionalBasis:
@@ -147,7 +148,7 @@ def conditional_basis(X, observed) -> tuple | ConditionalBasis:
         return jnp.asarray(a, jnp.float32)
 
     return ConditionalBasis(o, n, prior_basis(X[o]), f32(X[o] @ P), f32(X[n] @ P), f32(M),
-                            jnp.asarray(keep))
+                            jnp.asarray(keep), np.argsort(np.concatenate([o, n])))
 
 
 def _regressed(z, basis, s0, s1):
@@ -181,7 +182,9 @@ def _conditional_regressed(z, basis: ConditionalBasis, s0, s1):
     cov_b = s0sq * s1sq / (s0sq + s1sq * basis.M)  # Sigma_B in P
     cov_n = s0sq * jnp.eye(basis.new.size) + (basis.XnP * cov_b) @ basis.XnP.T
     a_n = mean_n + jnp.linalg.cholesky(cov_n) @ z[basis.new]
-    return jnp.zeros_like(z).at[basis.observed].set(a_o).at[basis.new].set(a_n)
+    # one gather back to the row order (two scatters into a zero array cost the fit a third
+    # more time per gradient on CPP-0: 1.49x -> 1.16x a fit without cold rows)
+    return jnp.concatenate([a_o, a_n])[basis.inverse]
 
 
 def pmf_model(Xm, Xt, model_idx, task_idx, y=None, *, rank: int = 5, noise_tau: float = 0.5,
