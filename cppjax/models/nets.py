@@ -80,8 +80,8 @@ class NCFNet(nn.Module):
     def __call__(self, model_idx, task_idx, model_dense, model_codes, task_dense, task_codes):
         # Every part is computed once per model and per task (tables), and the first MLP layer
         # is split into its model and task halves, so only two tables are gathered per cell:
-        # the same function and parameters as embedding and concatenating per cell, at about
-        # half the gradient time (the gathers dominate a Bayesian NCF's leapfrog step on CPU).
+        # the same function and parameters as embedding and concatenating per cell, with fewer
+        # gathers (a Bayesian NCF gradient on the CPP matrix: 73 -> 44 us on a 2-core CPU).
         init = nn.initializers.normal(0.1)
         m_rows, t_rows = jnp.arange(self.n_models), jnp.arange(self.n_tasks)
         gmf_u, gmf_v, mlp_m, mlp_t = [], [], [], []
@@ -107,11 +107,10 @@ class NCFNet(nn.Module):
         gmf_m, gmf_t = sum(gmf_u[1:], gmf_u[0]), sum(gmf_v[1:], gmf_v[0])
         if self.hidden:
             pm, pt = _PairDense(self.hidden[0], name="mlp0")(mlp_m, mlp_t)
-            dim = gmf_m.shape[-1]
             cm = jnp.concatenate([gmf_m, pm], axis=-1)[model_idx]
             ct = jnp.concatenate([gmf_t, pt], axis=-1)[task_idx]
-            gmf = cm[..., :dim] * ct[..., :dim]
-            h = nn.relu(cm[..., dim:] + ct[..., dim:])
+            gmf = cm[..., :self.dim] * ct[..., :self.dim]
+            h = nn.relu(cm[..., self.dim:] + ct[..., self.dim:])
             for k, width in enumerate(self.hidden[1:], start=1):
                 h = nn.relu(nn.Dense(width, name=f"mlp{k}")(h))
         else:
