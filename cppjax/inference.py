@@ -33,6 +33,10 @@ from cppjax.errors import CppjaxWarning
 
 Method = Literal["nuts", "svi", "map"]
 
+# XLA options for programs that run once per fit (set-up, drawing from a guide): the least
+# optimisation, since their compile time is most of their cost
+_RUN_ONCE = {"xla_backend_optimization_level": 0}
+
 
 def progress_enabled(progress: bool | None) -> bool:
     """Progress bars are on unless ``progress=False`` or the ``CPPJAX_PROGRESS=0`` environment."""
@@ -76,6 +80,7 @@ def run_inference(
     target_accept: float = 0.9,
     max_tree_depth: int = 8,
     guide: Literal["lowrank", "meanfield"] = "lowrank",
+    guide_rank: int | None = None,
     svi_steps: int = 5000,
     lr: float = 0.01,
     progress: bool | None = None,
@@ -88,6 +93,8 @@ def run_inference(
         method: ``"nuts"`` (``num_chains`` chains, vectorised), ``"svi"`` (``guide`` =
             ``"lowrank"`` multivariate normal or ``"meanfield"`` normal, ``num_samples`` draws
             from it afterwards) or ``"map"`` (a point estimate: one draw).
+        guide_rank: rank of the low-rank guide's covariance (``None``: NumPyro's default, the
+            square root of the number of latent variables).
         identified: a function of the samples dict returning ``(n_draws, n)`` identified
             quantities (e.g. fitted cell means) on which r-hat and ESS are judged; the raw latent
             factors are not identified (rotation and sign), so their r-hats mean nothing.
@@ -124,7 +131,7 @@ def run_inference(
             g = AutoDelta(model, init_loc_fn=init_to_median(num_samples=15))
         elif guide == "lowrank":
             g = AutoLowRankMultivariateNormal(model, init_loc_fn=init_to_median(num_samples=15),
-                                              init_scale=0.01)
+                                              init_scale=0.01, rank=guide_rank)
         elif guide == "meanfield":
             g = AutoNormal(model, init_loc_fn=init_to_median(num_samples=15), init_scale=0.01)
         else:
@@ -132,14 +139,26 @@ def run_inference(
         optim = numpyro.optim.optax_to_numpyro(_adam_schedule(lr, svi_steps))
         svi = SVI(model, g, optim, Trace_ELBO())
         k_fit, k_draw = jax.random.split(rng_key)
-        # the guide is set up eagerly: its ~400 small operations compile one by one on the
-        # first fit of a process (about 13 s on 2 CPU cores) and are cached for later fits;
-        # a jitted set-up compiled in 4.5 s but anew for every fit (later fits 11 s, not 6 s)
-        out = svi.run(k_fit, svi_steps, *args, y=y, progress_bar=show, stable_update=True)
+        # Set the guide up (trace the model, find initial values) inside one compiled program at
+        # XLA's lowest optimisation level: it runs once. Run eagerly, as ``svi.run`` does, its
+        # ~740 small operations compile one by one on the first fit of a process (Bayesian NCF:
+        # 28 s of a 45 s fit on 2 CPU cores); compiled whole, 3.5-4.5 s on every fit.
+        init = jax.jit(lambda k: svi.init(k, *args, y=y), compiler_options=_RUN_ONCE)
+        state = init(k_fit)
+        out = svi.run(k_fit, svi_steps, *args, y=y, progress_bar=show, stable_update=True,
+                      init_state=state)
         losses = np.asarray(out.losses)
         n = 1 if method == "map" else num_samples
-        draw = jax.jit(lambda k, p: Predictive(g, params=p, num_samples=n)(k, *args, y=None))
-        samples = {k: np.asarray(v) for k, v in draw(k_draw, out.params).items()}
+        # draws of the latent sites from the guide and of the deterministic ones (offsets,
+        # noise scales...) from the model, in one program: NUTS samples hold both
+        sites = _site_names(model, args, y)
+
+        def draw(k, p):
+            pred = Predictive(model, guide=g, params=p, num_samples=n, return_sites=sites)
+            return pred(k, *args, y=None)
+
+        out_draws = jax.jit(draw, compiler_options=_RUN_ONCE)(k_draw, out.params)
+        samples = {k: np.asarray(v) for k, v in out_draws.items()}
         tail = losses[-max(1, svi_steps // 10):]
         diag = {"final_loss": float(np.mean(tail))}
         if not np.isfinite(tail).all():
@@ -178,20 +197,21 @@ def log_likelihood(model, samples: dict, args: tuple, y) -> np.ndarray:
     return np.asarray(fn(samples, jnp.asarray(y)))
 
 
-def add_deterministic(model, samples: dict, args: tuple, exclude=("cell_mean",)) -> dict:
-    """Add the model's deterministic sites (offsets, noise scales...) to ``samples`` drawn from a
-    guide, which holds latent sample sites only; NUTS samples have them already."""
+def _site_names(model, args: tuple, y) -> list[str]:
+    """The latent sample sites and the deterministic sites of ``model(*args, y=y)``, found by an
+    abstract trace (nothing is compiled or run)."""
     from numpyro import handlers
 
-    tr = handlers.trace(handlers.seed(model, 0)).get_trace(*args, y=None)
-    names = [k for k, s in tr.items()
-             if s["type"] == "deterministic" and k not in exclude and k not in samples]
-    if not names:
-        return samples
-    first = next(iter(samples.values()))
-    out = predict_sites(model, samples, args, names, jax.random.PRNGKey(0),
-                        batch_ndims=1 if first.ndim else 0)
-    return {**samples, **out}
+    names = []
+
+    def find(*a):
+        tr = handlers.trace(handlers.seed(model, 0)).get_trace(*a[:-1], y=a[-1])
+        names.extend(k for k, s in tr.items()
+                     if (s["type"] == "sample" and not s["is_observed"])
+                     or s["type"] == "deterministic")
+
+    jax.eval_shape(find, *args, y)
+    return names
 
 
 def predict_sites(model, samples: dict, args: tuple, sites, rng_key, batch_ndims: int = 1):

