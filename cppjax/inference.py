@@ -142,7 +142,7 @@ def run_inference(
         # Set the guide up (trace the model, find initial values) inside one compiled program at
         # XLA's lowest optimisation level: it runs once. Run eagerly, as ``svi.run`` does, its
         # ~740 small operations compile one by one on the first fit of a process (Bayesian NCF:
-        # 28 s of a 45 s fit on 2 CPU cores); compiled whole, 3.5-4.5 s on every fit.
+        # 28 s of a 45 s fit on 2 CPU cores); compiled whole, 2.5-4 s on every fit.
         init = jax.jit(lambda k: svi.init(k, *args, y=y), compiler_options=_RUN_ONCE)
         state = init(k_fit)
         out = svi.run(k_fit, svi_steps, *args, y=y, progress_bar=show, stable_update=True,

@@ -224,3 +224,8 @@ def test_conditional_basis_keeps_the_prior_and_isolates_cold_rows():
                                atol=1e-5)
     # every row observed: the symmetric square root of prior_basis
     assert not isinstance(conditional_basis(X, np.ones(9, bool)), ConditionalBasis)
+
+
+def test_guide_rank_is_checked():
+    with pytest.raises(ValueError, match="guide_rank"):
+        BNCF(guide_rank=0)

@@ -264,6 +264,8 @@ class _Bayes:
     def __post_init__(self):
         if self.likelihood not in ("normal", "student_t"):
             raise ValueError(f"likelihood must be 'normal' or 'student_t', got {self.likelihood!r}")
+        if self.guide_rank is not None and self.guide_rank < 1:
+            raise ValueError(f"guide_rank must be a positive integer or None: {self.guide_rank}")
         if self.noise_floor < 0:
             raise ValueError(f"noise_floor must be >= 0 (normalised units), got {self.noise_floor}")
 
