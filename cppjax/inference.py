@@ -204,13 +204,13 @@ def _site_names(model, args: tuple, y) -> list[str]:
 
     names = []
 
-    def find(*a):
-        tr = handlers.trace(handlers.seed(model, 0)).get_trace(*a[:-1], y=a[-1])
+    def find(args, y):
+        tr = handlers.trace(handlers.seed(model, 0)).get_trace(*args, y=y)
         names.extend(k for k, s in tr.items()
                      if (s["type"] == "sample" and not s["is_observed"])
                      or s["type"] == "deterministic")
 
-    jax.eval_shape(find, *args, y)
+    jax.eval_shape(find, args, y)
     return names
 
 

@@ -1,3 +1,4 @@
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -151,8 +152,6 @@ def test_pmf_noise_floor_and_svi_deterministic_sites(planted):
 
 
 def test_svi_draws_are_reproducible_and_deterministic_sites_follow_latent_ones(planted):
-    import jax
-
     from cppjax.inference import predict_sites
 
     spec = PMF(rank=2, svi_steps=200, num_samples=20)
