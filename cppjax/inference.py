@@ -1,9 +1,16 @@
 """Inference for NumPyro models behind one call: NUTS, SVI (mean-field / low-rank guides) or MAP.
 
-A cppjax Bayesian model is a NumPyro model function ``model(data, model_idx, task_idx, y=None)``
-(``data`` a static :class:`ModelData`); :func:`run_inference` returns posterior samples of its
-latent sites, flattened to ``(n_draws, ...)``, and the information a user needs to trust them
-(r-hat, effective sample size, divergences, the ELBO trace).
+A cppjax Bayesian model is a NumPyro model function ``model(*args, y=None, **data)``;
+:func:`run_inference` returns posterior samples of its latent and deterministic sites, flattened
+to ``(n_draws, ...)``, and the information a user needs to trust them (r-hat, effective sample
+size, divergences, the ELBO trace).
+
+Every array a model reads comes in as an argument of the compiled programs (never a constant
+folded into them), so a fit can reuse the programs compiled for an earlier fit of the same model,
+settings and shapes of inputs (``cache=True``): compilation is a large part of a fit on a CPU.
+NUTS runs as our own loop over NumPyro's kernel (rather than ``MCMC``, whose multi-chain program
+is built anew, and compiled anew, on every run): initialise the chains, advance them a chunk of
+iterations at a time (progress between chunks), map the draws to the model's sites.
 """
 
 from __future__ import annotations
@@ -11,7 +18,9 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
 
 import jax
@@ -20,7 +29,6 @@ import numpy as np
 import numpyro
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 from numpyro.infer import (
-    MCMC,
     NUTS,
     SVI,
     Predictive,
@@ -28,6 +36,7 @@ from numpyro.infer import (
     init_to_median,
 )
 from numpyro.infer.autoguide import AutoDelta, AutoLowRankMultivariateNormal, AutoNormal
+from tqdm.auto import tqdm
 
 from cppjax.errors import CppjaxWarning
 
@@ -85,36 +94,46 @@ def run_inference(
     lr: float = 0.01,
     progress: bool | None = None,
     identified: callable | None = None,
+    data: dict | None = None,
+    cache: bool = False,
 ) -> InferenceResult:
-    """Fit ``model(*args, y=y)``.
+    """Fit ``model(*args, y=y, **data)``.
 
     Args:
         rng_key: a ``jax.random`` key (required: results are reproducible from it).
-        method: ``"nuts"`` (``num_chains`` chains, vectorised), ``"svi"`` (``guide`` =
-            ``"lowrank"`` multivariate normal or ``"meanfield"`` normal, ``num_samples`` draws
-            from it afterwards) or ``"map"`` (a point estimate: one draw).
+        method: ``"nuts"`` (``num_chains`` chains: one per device where there are enough devices,
+            vectorised on one otherwise), ``"svi"`` (``guide`` = ``"lowrank"`` multivariate
+            normal or ``"meanfield"`` normal, ``num_samples`` draws from it afterwards) or
+            ``"map"`` (a point estimate: one draw).
         guide_rank: rank of the low-rank guide's covariance (``None``: NumPyro's default, the
             square root of the number of latent variables).
         identified: a function of the samples dict returning ``(n_draws, n)`` identified
             quantities (e.g. fitted cell means) on which r-hat and ESS are judged; the raw latent
             factors are not identified (rotation and sign), so their r-hats mean nothing.
+        data: more keyword arguments of the model (arrays, or pytrees of arrays), passed to the
+            compiled programs as arguments like ``args`` and ``y``.
+        cache: keep the compiled programs and reuse them for a later fit of the same ``model``
+            (a ``functools.partial`` of a function with hashable keywords: everything else it
+            needs in ``args`` / ``data``), settings and shapes of the inputs. Compilation is
+            most of a fit's time on a CPU (NUTS on the CPP data: about 17 of 58 s); the
+            benchmarks' repeated fits and an evaluation-planning loop pay it once. The model
+            must be a pure function of its inputs: arrays it reads from anywhere else are
+            frozen into the first compilation, as with ``jax.jit``.
     """
     t0 = time.perf_counter()
     show = progress_enabled(progress)
+    kw = {"y": y, **(data or {})}
+    settings = dict(method=method, num_warmup=num_warmup, num_samples=num_samples,
+                    num_chains=num_chains, target_accept=target_accept,
+                    max_tree_depth=max_tree_depth, guide=guide, guide_rank=guide_rank,
+                    svi_steps=svi_steps, lr=lr)
+    if method not in ("nuts", "svi", "map"):
+        raise ValueError(f"method must be 'nuts', 'svi' or 'map'; got {method!r}")
+    if method != "nuts" and guide not in ("lowrank", "meanfield"):
+        raise ValueError(f"guide must be 'lowrank' or 'meanfield'; got {guide!r}")
+    progs = _programs(model, settings, args, kw, cache)
     if method == "nuts":
-        init = init_to_median(num_samples=15)
-        kernel = NUTS(model, target_accept_prob=target_accept, max_tree_depth=max_tree_depth,
-                      init_strategy=init)
-        # one chain per device where there are enough (``numpyro.set_host_device_count`` makes
-        # CPU cores devices); otherwise all chains vectorised on one device
-        chain_method = "parallel" if jax.local_device_count() >= num_chains > 1 else "vectorized"
-        mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples,
-                    num_chains=num_chains, chain_method=chain_method, progress_bar=show)
-        mcmc.run(rng_key, *args, y=y, extra_fields=("diverging", "num_steps"))
-        grouped = mcmc.get_samples(group_by_chain=True)
-        samples = {k: np.asarray(v).reshape((-1,) + v.shape[2:]) for k, v in grouped.items()}
-        div = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
-        steps = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["num_steps"])
+        samples, div, steps = progs.run_nuts(rng_key, args, kw, show)
         diag = {"divergences": int(div.sum()),
                 "mean_leapfrog_steps": float(steps.mean()),
                 "max_tree_depth_hits": float(np.mean(steps >= 2**max_tree_depth - 1))}
@@ -126,49 +145,196 @@ def run_inference(
         res = InferenceResult(samples, "nuts", num_chains, diag,
                               sample_stats={"diverging": div})
         _warn_nuts(diag)
-    elif method in ("svi", "map"):
-        if method == "map":
-            g = AutoDelta(model, init_loc_fn=init_to_median(num_samples=15))
-        elif guide == "lowrank":
-            g = AutoLowRankMultivariateNormal(model, init_loc_fn=init_to_median(num_samples=15),
-                                              init_scale=0.01, rank=guide_rank)
-        elif guide == "meanfield":
-            g = AutoNormal(model, init_loc_fn=init_to_median(num_samples=15), init_scale=0.01)
-        else:
-            raise ValueError(f"guide must be 'lowrank' or 'meanfield'; got {guide!r}")
-        optim = numpyro.optim.optax_to_numpyro(_adam_schedule(lr, svi_steps))
-        svi = SVI(model, g, optim, Trace_ELBO())
-        k_fit, k_draw = jax.random.split(rng_key)
-        # Set the guide up (trace the model, find initial values) inside one compiled program at
-        # XLA's lowest optimisation level: it runs once. Run eagerly, as ``svi.run`` does, its
-        # ~740 small operations compile one by one on the first fit of a process (Bayesian NCF:
-        # 28 s of a 45 s fit on 2 CPU cores); compiled whole, 2.5-4 s on every fit.
-        init = jax.jit(lambda k: svi.init(k, *args, y=y), compiler_options=_RUN_ONCE)
-        state = init(k_fit)
-        out = svi.run(k_fit, svi_steps, *args, y=y, progress_bar=show, stable_update=True,
-                      init_state=state)
-        losses = np.asarray(out.losses)
-        n = 1 if method == "map" else num_samples
-        # draws of the latent sites from the guide and of the deterministic ones (offsets,
-        # noise scales...) from the model, in one program: NUTS samples hold both
-        sites = _site_names(model, args, y)
-
-        def draw(k, p):
-            pred = Predictive(model, guide=g, params=p, num_samples=n, return_sites=sites)
-            return pred(k, *args, y=None)
-
-        out_draws = jax.jit(draw, compiler_options=_RUN_ONCE)(k_draw, out.params)
-        samples = {k: np.asarray(v) for k, v in out_draws.items()}
+    else:
+        samples, losses = progs.run_svi(rng_key, args, kw, show)
         tail = losses[-max(1, svi_steps // 10):]
         diag = {"final_loss": float(np.mean(tail))}
         if not np.isfinite(tail).all():
             raise FloatingPointError(f"{method}: the objective became non-finite; lower lr "
                                      f"(now {lr}) or check the data")
         res = InferenceResult(samples, method, 1, diag, losses=losses)
-    else:
-        raise ValueError(f"method must be 'nuts', 'svi' or 'map'; got {method!r}")
     res.seconds = time.perf_counter() - t0
     return res
+
+
+# compiled programs kept for later fits (``run_inference(..., cache=True)``), most recent last
+_CACHE: OrderedDict = OrderedDict()
+_CACHE_SIZE = 8
+
+
+def clear_cache() -> None:
+    """Forget the compiled programs kept by ``run_inference(..., cache=True)``."""
+    _CACHE.clear()
+
+
+def _static_key(model):
+    """A hashable key of what a model function computes, apart from its array inputs; ``None``
+    where there is none (not a partial of a plain function with hashable keywords)."""
+    if not isinstance(model, partial):
+        return None
+    try:
+        key = (model.func, model.args, tuple(sorted(model.keywords.items())))
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _programs(model, settings, args, kw, cache) -> _Programs:
+    static = _static_key(model) if cache else None
+    if static is None:
+        return _Programs(model, settings, args, kw)
+    leaves, tree = jax.tree.flatten((args, kw))
+    shapes = tuple((np.shape(x), np.dtype(getattr(x, "dtype", type(x))).name) for x in leaves)
+    layout = (jax.local_device_count(), jax.default_backend())
+    key = (static, tuple(sorted(settings.items())), tree, shapes, layout)
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    progs = _CACHE[key] = _Programs(model, settings, args, kw)
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return progs
+
+
+def _chunk(*counts: int, most: int) -> int:
+    """The longest run of iterations (at most ``most``) that divides every count: the length of
+    one compiled scan, called repeatedly (progress is shown between calls)."""
+    return max(d for d in range(1, most + 1) if all(c % d == 0 for c in counts))
+
+
+class _Programs:
+    """The compiled programs of one model, settings and shapes of inputs: NUTS (initialise the
+    chains, advance them a chunk of iterations, map their draws to the constrained sites) or
+    SVI (set the guide up, a chunk of updates, draws from the guide)."""
+
+    def __init__(self, model, settings: dict, args, kw):
+        self.model, self.s = model, settings
+        self.sites = None
+        if settings["method"] == "nuts":
+            self._build_nuts()
+        else:
+            self._build_svi()
+
+    # -- NUTS ----------------------------------------------------------------------------------
+    def _build_nuts(self):
+        s = self.s
+        kernel = NUTS(self.model, target_accept_prob=s["target_accept"],
+                      max_tree_depth=s["max_tree_depth"],
+                      init_strategy=init_to_median(num_samples=15))
+        self.chunk = _chunk(s["num_warmup"], s["num_samples"], most=100)
+
+        def init(key, args, kw):
+            return kernel.init(key, s["num_warmup"], None, model_args=args, model_kwargs=kw)
+
+        def advance(state, args, kw):
+            def step(st, _):
+                st = kernel.sample(st, args, kw)
+                return st, (st.z, st.diverging, st.num_steps)
+
+            return jax.lax.scan(step, state, None, length=self.chunk)
+
+        def post(z, args, kw):
+            return jax.vmap(jax.vmap(kernel.postprocess_fn(args, kw)))(z)
+
+        # The chains are initialised together on one device, in a program compiled at XLA's
+        # lowest optimisation level (it runs once; Bayesian NCF: 9.8 s to compile as one chain
+        # per device at the default level), then advanced one chain per device where there are
+        # enough (``numpyro.set_host_device_count`` makes CPU cores devices), all vectorised on
+        # one device otherwise.
+        n = s["num_chains"]
+        self._init = jax.jit(jax.vmap(init, in_axes=(0, None, None)), compiler_options=_RUN_ONCE)
+        if jax.local_device_count() >= n > 1:
+            self._advance = jax.pmap(advance, in_axes=(0, None, None))
+            # the initial state laid out as the advance's own output, one chain per device: an
+            # input laid out otherwise would compile the advance twice
+            self._spread = jax.pmap(lambda x: x)
+        else:
+            self._advance = jax.jit(jax.vmap(advance, in_axes=(0, None, None)))
+            self._spread = None
+        self._post = jax.jit(post, compiler_options=_RUN_ONCE)
+
+    def run_nuts(self, rng_key, args, kw, show):
+        s = self.s
+        state = self._init(jax.random.split(rng_key, s["num_chains"]), args, kw)
+        if self._spread is not None:
+            state = self._spread(state)
+        n_warm = s["num_warmup"] // self.chunk
+        n_chunks = n_warm + s["num_samples"] // self.chunk
+        zs, divs, steps = [], [], []
+        with tqdm(total=n_chunks * self.chunk, disable=not show, desc="warmup") as bar:
+            for i in range(n_chunks):
+                state, (z, d, k) = self._advance(state, args, kw)
+                if i >= n_warm:
+                    zs.append(z)
+                    divs.append(d)
+                    steps.append(k)
+                if i + 1 == n_warm:
+                    bar.set_description("sample")
+                bar.update(self.chunk)
+        z = jax.tree.map(lambda *c: jnp.concatenate(c, axis=1), *zs)
+        grouped = self._post(z, args, kw)
+        samples = {k: np.asarray(v).reshape((-1,) + v.shape[2:]) for k, v in grouped.items()}
+        return samples, np.concatenate(divs, 1), np.concatenate(steps, 1)
+
+    # -- SVI / MAP -----------------------------------------------------------------------------
+    def _build_svi(self):
+        s = self.s
+        init_loc = init_to_median(num_samples=15)
+        if s["method"] == "map":
+            g = AutoDelta(self.model, init_loc_fn=init_loc)
+        elif s["guide"] == "lowrank":
+            g = AutoLowRankMultivariateNormal(self.model, init_loc_fn=init_loc, init_scale=0.01,
+                                              rank=s["guide_rank"])
+        else:
+            g = AutoNormal(self.model, init_loc_fn=init_loc, init_scale=0.01)
+        optim = numpyro.optim.optax_to_numpyro(_adam_schedule(s["lr"], s["svi_steps"]))
+        svi = SVI(self.model, g, optim, Trace_ELBO())
+        self.chunk = _chunk(s["svi_steps"], most=500)
+        n = 1 if s["method"] == "map" else s["num_samples"]
+
+        def init(key, args, kw):
+            # the guide is set up (the model traced, initial values found) while this traces;
+            # a stale set-up (after ``jax.clear_caches`` forced a retrace) would leak tracers
+            g.prototype_trace = None
+            return svi.init(key, *args, **kw)
+
+        def advance(state, args, kw):
+            return jax.lax.scan(lambda st, _: svi.stable_update(st, *args, **kw), state, None,
+                                length=self.chunk)
+
+        def draw(key, params, args, kw):
+            pred = Predictive(self.model, guide=g, params=params, num_samples=n,
+                              return_sites=self.sites)
+            return pred(key, *args, **{**kw, "y": None})
+
+        # Set-up and draws run once per fit: compiled at XLA's lowest optimisation level, as
+        # their compile time is most of their cost. Run eagerly, as ``svi.run`` does, the
+        # set-up's ~740 small operations compile one by one on the first fit of a process
+        # (Bayesian NCF: 28 s of a 45 s fit on 2 CPU cores); compiled whole, 2.5-4 s.
+        self._init = jax.jit(init, compiler_options=_RUN_ONCE)
+        self._advance = jax.jit(advance)
+        self._draw = jax.jit(draw, compiler_options=_RUN_ONCE)
+        self._get_params = svi.get_params
+
+    def run_svi(self, rng_key, args, kw, show):
+        if self.sites is None:
+            # draws of the latent sites from the guide and of the deterministic ones (offsets,
+            # noise scales...) from the model, in one program: NUTS samples hold both
+            self.sites = _site_names(self.model, args, kw)
+        k_fit, k_draw = jax.random.split(rng_key)
+        state = self._init(k_fit, args, kw)
+        losses = []
+        with tqdm(total=self.s["svi_steps"], disable=not show, desc="svi") as bar:
+            for _ in range(self.s["svi_steps"] // self.chunk):
+                state, loss = self._advance(state, args, kw)
+                losses.append(loss)
+                bar.update(self.chunk)
+                if show:
+                    bar.set_postfix(loss=f"{float(loss[-1]):.4g}")
+        out = self._draw(k_draw, self._get_params(state), args, kw)
+        samples = {k: np.asarray(v) for k, v in out.items()}
+        return samples, np.asarray(jnp.concatenate(losses))
 
 
 def _adam_schedule(lr: float, steps: int):
@@ -197,20 +363,20 @@ def log_likelihood(model, samples: dict, args: tuple, y) -> np.ndarray:
     return np.asarray(fn(samples, jnp.asarray(y)))
 
 
-def _site_names(model, args: tuple, y) -> list[str]:
-    """The latent sample sites and the deterministic sites of ``model(*args, y=y)``, found by an
-    abstract trace (nothing is compiled or run)."""
+def _site_names(model, args: tuple, kw: dict) -> list[str]:
+    """The latent sample sites and the deterministic sites of ``model(*args, **kw)``, found by
+    an abstract trace (nothing is compiled or run)."""
     from numpyro import handlers
 
     names = []
 
-    def find(args, y):
-        tr = handlers.trace(handlers.seed(model, 0)).get_trace(*args, y=y)
+    def find(args, kw):
+        tr = handlers.trace(handlers.seed(model, 0)).get_trace(*args, **kw)
         names.extend(k for k, s in tr.items()
                      if (s["type"] == "sample" and not s["is_observed"])
                      or s["type"] == "deterministic")
 
-    jax.eval_shape(find, args, y)
+    jax.eval_shape(find, args, kw)
     return names
 
 

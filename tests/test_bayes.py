@@ -228,3 +228,45 @@ def test_conditional_basis_keeps_the_prior_and_isolates_cold_rows():
 def test_guide_rank_is_checked():
     with pytest.raises(ValueError, match="guide_rank"):
         BNCF(guide_rank=0)
+
+
+def test_padding_cells_leaves_the_density_unchanged(planted):
+    from numpyro import handlers
+    from numpyro.infer.util import log_density
+
+    from cppjax.models.bayes import pad_cells
+
+    spec = PMF(rank=2)
+    model, data = spec.model_parts(planted)
+    Xm, Xt = (jnp.asarray(x) for x in spec._design(planted))
+    obs = planted.observed()
+    mi, ti, y, mask = pad_cells(obs.model_idx, obs.task_idx, obs.values)
+    n = len(obs.values)
+    assert len(mi) > n and mask.sum() == n and (mi[:n] == obs.model_idx).all()
+    tr = handlers.trace(handlers.seed(model, 0)).get_trace(Xm, Xt, mi, ti, y=None, **data)
+    params = {k: s["value"] for k, s in tr.items() if s["type"] == "sample" and k != "y"}
+    padded, _ = log_density(model, (Xm, Xt, mi, ti), {"y": y, "mask": mask, **data}, params)
+    plain, _ = log_density(model, (Xm, Xt, obs.model_idx, obs.task_idx),
+                           {"y": obs.values, **data}, params)
+    np.testing.assert_allclose(padded, plain, rtol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::cppjax.CppjaxWarning")  # 20 warm-up draws: r-hat
+@pytest.mark.parametrize("method", ["svi", "nuts"])
+def test_compiled_programs_are_reused_without_carrying_data_over(planted, method):
+    from cppjax import inference
+
+    spec = PMF(rank=2, svi_steps=200, num_warmup=20, num_samples=20, num_chains=2)
+    a = S.random_cells(0, planted, 0.25).train
+    b = S.random_cells(1, planted, 0.25).train  # other cells, as many
+    inference.clear_cache()
+    fit_a = spec.fit(a, rng_key=0, method=method, progress=False)
+    programs = list(inference._CACHE.values())
+    fit_b = spec.fit(b, rng_key=0, method=method, progress=False)
+    assert list(inference._CACHE.values()) == programs  # b ran a's programs
+    inference.clear_cache()
+    fresh_b = spec.fit(b, rng_key=0, method=method, progress=False)  # compiled for b
+    assert len(inference._CACHE) == 1 and list(inference._CACHE.values()) != programs
+    for k in fresh_b.samples:
+        np.testing.assert_allclose(fit_b.samples[k], fresh_b.samples[k], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(fit_a.samples["model_offset"], fit_b.samples["model_offset"])

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -56,6 +57,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pandas as pd
+from numpyro import handlers
 from numpyro.contrib.module import random_flax_module
 
 from cppjax.data import Normalization, ScoreMatrix
@@ -85,9 +87,11 @@ def _task_noise(n_tasks, tau_scale: float = 0.5, log_s0_loc: float = -2.5, floor
     return numpyro.deterministic("sigma", floor + jnp.exp(log_s0 + tau * z))
 
 
-def _observe(mean, sigma, task_idx, y, likelihood: str):
+def _observe(mean, sigma, task_idx, y, likelihood: str, mask=None):
     """The observation model of every cell: Normal, or Student-t with learned degrees of freedom
-    (heavier tails: a few cells far off the low-rank structure do not inflate every interval)."""
+    (heavier tails: a few cells far off the low-rank structure do not inflate every interval).
+    ``mask`` (one bool per cell) leaves the cells where it is False out of the likelihood: the
+    padding that rounds the number of cells up (:func:`pad_cells`)."""
     if likelihood == "student_t":
         nu = numpyro.sample("nu", dist.Gamma(2.0, 0.1))
         obs = dist.StudentT(nu + 1.0, mean, sigma[task_idx])  # nu + 1 > 1: the mean exists
@@ -97,7 +101,25 @@ def _observe(mean, sigma, task_idx, y, likelihood: str):
         raise ValueError(f"likelihood must be 'normal' or 'student_t', got {likelihood!r}")
     with numpyro.plate("cells", mean.shape[0]):
         numpyro.deterministic("cell_mean", mean)
-        numpyro.sample("y", obs, obs=y)
+        with handlers.mask(mask=mask) if mask is not None else nullcontext():
+            numpyro.sample("y", obs, obs=y)
+
+
+def pad_cells(model_idx, task_idx, y):
+    """The cells rounded up to a size shared by many numbers of cells (at most 1/8 more), with
+    the mask of the real ones: a fit on a few more or fewer cells than the last (another split,
+    a newly revealed score) reuses the last fit's compiled programs. The padding cells repeat
+    cell (0, 0) with score 0 and are masked out of the likelihood."""
+    n = len(model_idx)
+    step = 2 ** max(0, int(np.log2(max(n, 1))) - 3)
+    size = -(-n // step) * step
+    pad = size - n
+
+    def ext(a, dtype):
+        return np.concatenate([np.asarray(a, dtype), np.zeros(pad, dtype)])
+
+    return (ext(model_idx, np.int32), ext(task_idx, np.int32), ext(y, np.float32),
+            np.arange(size) < n)
 
 
 def prior_basis(X) -> tuple[np.ndarray, np.ndarray]:
@@ -185,9 +207,9 @@ def _conditional_regressed(z, basis: ConditionalBasis, s0, s1):
     return jnp.concatenate([a_o, a_n])[basis.inverse]
 
 
-def pmf_model(Xm, Xt, model_idx, task_idx, y=None, *, rank: int = 5, noise_tau: float = 0.5,
-              noise_floor: float = 0.0, likelihood: str = "normal", reg_scale: float | None = None,
-              bases=None):
+def pmf_model(Xm, Xt, model_idx, task_idx, y=None, mask=None, *, rank: int = 5,
+              noise_tau: float = 0.5, noise_floor: float = 0.0, likelihood: str = "normal",
+              reg_scale: float | None = None, bases=None):
     """Probabilistic MF with per-dimension shrinkage, factor regressions (coefficients integrated
     out) and per-task noise; ``bases`` = ``(prior_basis(Xm), prior_basis(Xt))``, computed here
     when not given; ``reg_scale=None`` learns the four regression scales."""
@@ -224,11 +246,12 @@ def pmf_model(Xm, Xt, model_idx, task_idx, y=None, *, rank: int = 5, noise_tau: 
         V = (V - V.mean(0)) * jnp.sqrt(lam)
         mean = mean + jnp.sum(U[model_idx] * V[task_idx], axis=-1)
     sigma = _task_noise(n_tasks, noise_tau, floor=noise_floor)
-    _observe(mean, sigma, task_idx, y, likelihood)
+    _observe(mean, sigma, task_idx, y, likelihood, mask)
 
 
 def bncf_model(
-    Xm, Xt, model_idx, task_idx, y=None, *, net: NCFNet, factors: tuple, prior_scale: float = 0.3,
+    Xm, Xt, model_idx, task_idx, y=None, mask=None, *, net: NCFNet, factors: tuple,
+    prior_scale: float = 0.3,
     noise_tau: float = 0.5, noise_floor: float = 0.0, likelihood: str = "normal",
 ):
     """Bayesian NCF: Normal(0, prior_scale) priors on all weights, per-task noise."""
@@ -237,7 +260,7 @@ def bncf_model(
     )
     mean = nn(model_idx, task_idx, *factors)
     sigma = _task_noise(Xt.shape[0], noise_tau, floor=noise_floor)
-    _observe(mean, sigma, task_idx, y, likelihood)
+    _observe(mean, sigma, task_idx, y, likelihood, mask)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,8 +300,15 @@ class _Bayes:
             design_matrix(encode_factors(sm.task_factors)),
         )
 
-    def model_fn(self, sm: ScoreMatrix):  # pragma: no cover
+    def model_parts(self, sm: ScoreMatrix) -> tuple[partial, dict]:  # pragma: no cover
+        """The model function of ``sm`` as a partial with the static configuration only, and
+        the arrays it takes besides the cells (bases, factor arrays) as keyword arguments."""
         raise NotImplementedError
+
+    def model_fn(self, sm: ScoreMatrix):
+        """The model function of ``sm``: ``model(Xm, Xt, model_idx, task_idx, y=None)``."""
+        model, data = self.model_parts(sm)
+        return partial(model, **data)
 
     def fit(
         self, train: ScoreMatrix, *, rng_key, method: str = "nuts", progress: bool | None = None
@@ -286,24 +316,23 @@ class _Bayes:
         """Fit on the observed cells of ``train`` with ``method`` = ``"nuts"``, ``"svi"`` or
         ``"map"``; ``rng_key`` is a ``jax.random`` key or an int seed."""
         key = jax.random.PRNGKey(rng_key) if isinstance(rng_key, int) else rng_key
+        t0 = time.perf_counter()
         Xm, Xt = self._design(train)
         obs = train.observed()
-        args = (
-            jnp.asarray(Xm),
-            jnp.asarray(Xt),
-            jnp.asarray(obs.model_idx),
-            jnp.asarray(obs.task_idx),
-        )
-        model = self.model_fn(train)
+        n = len(obs.values)
+        mi, ti, y, mask = pad_cells(obs.model_idx, obs.task_idx, obs.values)
+        args = (jnp.asarray(Xm), jnp.asarray(Xt), jnp.asarray(mi), jnp.asarray(ti))
+        model, data = self.model_parts(train)
 
         def identified(samples):
-            return samples["cell_mean"]
+            return samples["cell_mean"][:, :n]
 
-        t0 = time.perf_counter()
         res = run_inference(
             model,
             args,
-            jnp.asarray(obs.values),
+            jnp.asarray(y),
+            data={**data, "mask": jnp.asarray(mask)},
+            cache=True,
             rng_key=key,
             method=method,
             num_warmup=self.num_warmup,
@@ -342,13 +371,14 @@ class PMF(_Bayes):
 
     kind = "pmf"
 
-    def model_fn(self, sm):
+    def model_parts(self, sm):
         Xm, Xt = self._design(sm)
         bases = (conditional_basis(Xm, sm.mask.any(axis=1)),
                  conditional_basis(Xt, sm.mask.any(axis=0)))
-        return partial(pmf_model, rank=self.rank, noise_tau=self.noise_tau,
-                       noise_floor=self.noise_floor, likelihood=self.likelihood,
-                       reg_scale=self.reg_scale, bases=bases)
+        model = partial(pmf_model, rank=self.rank, noise_tau=self.noise_tau,
+                        noise_floor=self.noise_floor, likelihood=self.likelihood,
+                        reg_scale=self.reg_scale)
+        return model, {"bases": bases}
 
 
 @dataclass(frozen=True)
@@ -369,7 +399,7 @@ class BNCF(_Bayes):
 
     kind = "bncf"
 
-    def model_fn(self, sm):
+    def model_parts(self, sm):
         mf, tf = encode_factors(sm.model_factors), encode_factors(sm.task_factors)
         if not self.use_factors:
             mf = mf._replace(
@@ -394,10 +424,10 @@ class BNCF(_Bayes):
             model_cards=mf.cardinalities,
             task_cards=tf.cardinalities,
         )
-        return partial(
-            bncf_model, net=net, factors=factor_arrays(mf, tf), prior_scale=self.prior_scale,
-            noise_tau=self.noise_tau, noise_floor=self.noise_floor, likelihood=self.likelihood,
-        )
+        model = partial(bncf_model, net=net, prior_scale=self.prior_scale,
+                        noise_tau=self.noise_tau, noise_floor=self.noise_floor,
+                        likelihood=self.likelihood)
+        return model, {"factors": factor_arrays(mf, tf)}
 
 
 SPECS = {"pmf": PMF, "bncf": BNCF}
