@@ -262,7 +262,8 @@ class _Programs:
         n_warm = s["num_warmup"] // self.chunk
         n_chunks = n_warm + s["num_samples"] // self.chunk
         zs, divs, steps = [], [], []
-        with tqdm(total=n_chunks * self.chunk, disable=not show, desc="warmup") as bar:
+        with tqdm(total=n_chunks * self.chunk, disable=not show,
+                  desc="warmup" if n_warm else "sample") as bar:
             for i in range(n_chunks):
                 state, (z, d, k) = self._advance(state, args, kw)
                 if i >= n_warm:

@@ -251,8 +251,8 @@ def pmf_model(Xm, Xt, model_idx, task_idx, y=None, mask=None, *, rank: int = 5,
 
 def bncf_model(
     Xm, Xt, model_idx, task_idx, y=None, mask=None, *, net: NCFNet, factors: tuple,
-    prior_scale: float = 0.3,
-    noise_tau: float = 0.5, noise_floor: float = 0.0, likelihood: str = "normal",
+    prior_scale: float = 0.3, noise_tau: float = 0.5, noise_floor: float = 0.0,
+    likelihood: str = "normal",
 ):
     """Bayesian NCF: Normal(0, prior_scale) priors on all weights, per-task noise."""
     nn = random_flax_module(
