@@ -211,11 +211,12 @@ class _Programs:
 
     def __init__(self, model, settings: dict, args, kw):
         self.model, self.s = model, settings
-        self.sites = None
         if settings["method"] == "nuts":
             self._build_nuts()
         else:
-            self._build_svi()
+            # draws of the latent sites from the guide and of the deterministic ones (offsets,
+            # noise scales...) from the model, in one program: NUTS samples hold both
+            self._build_svi(_site_names(model, args, kw))
 
     # -- NUTS ----------------------------------------------------------------------------------
     def _build_nuts(self):
@@ -280,7 +281,7 @@ class _Programs:
         return samples, np.concatenate(divs, 1), np.concatenate(steps, 1)
 
     # -- SVI / MAP -----------------------------------------------------------------------------
-    def _build_svi(self):
+    def _build_svi(self, sites: list[str]):
         s = self.s
         init_loc = init_to_median(num_samples=15)
         if s["method"] == "map":
@@ -307,7 +308,7 @@ class _Programs:
 
         def draw(key, params, args, kw):
             pred = Predictive(self.model, guide=g, params=params, num_samples=n,
-                              return_sites=self.sites)
+                              return_sites=sites)
             return pred(key, *args, **{**kw, "y": None})
 
         # Set-up and draws run once per fit: compiled at XLA's lowest optimisation level, as
@@ -320,10 +321,6 @@ class _Programs:
         self._get_params = svi.get_params
 
     def run_svi(self, rng_key, args, kw, show):
-        if self.sites is None:
-            # draws of the latent sites from the guide and of the deterministic ones (offsets,
-            # noise scales...) from the model, in one program: NUTS samples hold both
-            self.sites = _site_names(self.model, args, kw)
         k_fit, k_draw = jax.random.split(rng_key)
         state = self._init(k_fit, args, kw)
         losses = []
