@@ -4,6 +4,8 @@ the CPP crowdsource data: random held-out cells, k-fold, and the cold-start prot
     python benchmarks/calibration.py                          # defaults below
     python benchmarks/calibration.py --protocol kfold --folds 20
     python benchmarks/calibration.py --methods pmf_svi,ncf_factors --seeds 2 --quick
+    python benchmarks/calibration.py --methods bncf_nuts --skip-cold --first-seed 100 \
+        --set max_tree_depth=8 --out /tmp/tuning      # a setting tried on other splits
 
 Protocols (groups of the JSON):
 * ``cpp_crowdsource/random``: 5% of observed cells held out, ``--seeds`` splits (or
@@ -12,7 +14,8 @@ Protocols (groups of the JSON):
   models with the most scores are cold-started in groups of ``--group`` per fit;
 * ``cpp_crowdsource/cpp_t0``, ``cpp_t2``: new tasks (BoolQ, BIG-bench hard, HellaSwag(10-shot),
   HumanEval, as in the paper) with 0 / 2 revealed scores, one task per fit.
-Coverage is pooled over all held-out cells of a protocol (``n`` = cells); the other metrics are
+Coverage is pooled over all held-out cells of a protocol (``n`` = cells; ``std`` = its standard
+error from a bootstrap over the held-out models, or tasks on CPP-T0/T2); the other metrics are
 mean ± sd over splits (``n`` = splits).
 """
 
@@ -53,10 +56,12 @@ def cold_model_splits(sm, k, n_models, group, seed):
     return out
 
 
-def run_protocol(method, splits, seed, settings):
+def run_protocol(method, splits, seed, settings, group_by="model"):
+    """Fit and score ``method`` on every split; coverage pooled over the held-out cells, with
+    its standard error from a bootstrap over the held-out models (``group_by="task"``: tasks)."""
     posts = fit_splits(method, splits, seed=seed, settings=settings, progress=False)
     keys = jax.random.split(jax.random.PRNGKey(seed + 1), len(splits))
-    per, draws, ys = [], [], []
+    per, draws, ys, groups = [], [], [], []
     for post, split, key in zip(posts, splits, keys, strict=True):
         pred = post.predict(split.test, rng_key=key)
         m = score_predictive(pred, split)
@@ -67,6 +72,8 @@ def run_protocol(method, splits, seed, settings):
         draws.append(pred.draws_normalized)
         ys.append(split.test.normalize(split.test.scores[pred.model_idx, pred.task_idx],
                                        pred.model_idx, pred.task_idx))
+        names = split.test.models if group_by == "model" else split.test.tasks
+        groups.append(np.asarray(names)[pred.model_idx if group_by == "model" else pred.task_idx])
     out = {k: summarise([p[k] for p in per if k in p]) for k in per[0]}
     # the first fit of a protocol compiles its programs; the later fits (same model, settings
     # and shapes of inputs) reuse them (cppjax.inference caches them)
@@ -77,8 +84,9 @@ def run_protocol(method, splits, seed, settings):
         n_draws = min(d.shape[0] for d in draws)
         d = np.concatenate([x[:n_draws] for x in draws], axis=1)
         y = np.concatenate(ys)
+        se = M.coverage_se(d, y, np.concatenate(groups), LEVELS)
         for lev, c in M.coverage(d, y, LEVELS).items():
-            out[f"coverage_{int(lev * 100)}"] = {"mean": c, "std": 0.0, "n": int(y.size)}
+            out[f"coverage_{int(lev * 100)}"] = {"mean": c, "std": se[lev], "n": int(y.size)}
     diag = [getattr(p, "diagnostics", {}) for p in posts]
     if diag and "max_rhat" in diag[0]:
         out["max_rhat"] = summarise([x["max_rhat"] for x in diag])
@@ -88,16 +96,39 @@ def run_protocol(method, splits, seed, settings):
     return out
 
 
+def parse_settings(pairs) -> dict:
+    """``["likelihood=student_t", "max_tree_depth=7"]`` -> a dict of settings (values read as
+    Python literals where they are ones, else kept as strings)."""
+    import ast
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set takes KEY=VALUE, got {pair!r}")
+        try:
+            out[key.strip()] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key.strip()] = value
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--methods", default="pmf_nuts,pmf_svi,bncf_nuts,bncf_svi,ncf_factors")
     p.add_argument("--protocol", choices=["random", "kfold"], default="random")
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="random splits are seeds first-seed .. first-seed + seeds - 1 (tuning "
+                        "runs use other seeds than the reported 0-4)")
     p.add_argument("--folds", type=int, default=20)
     p.add_argument("--cold-models", type=int, default=24)
     p.add_argument("--group", type=int, default=8)
     p.add_argument("--skip-cold", action="store_true")
     p.add_argument("--quick", action="store_true", help="small sample sizes (smoke test)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting of the Bayesian methods' specs (repeatable), e.g. "
+                        "--set likelihood=student_t --set max_tree_depth=7")
     p.add_argument("--out", default=None)
     p.add_argument("--merge", action="store_true",
                    help="keep the other methods' figures of the existing results file and "
@@ -105,11 +136,13 @@ def main(argv=None):
     args = p.parse_args(argv)
     settings = ({"num_warmup": 100, "num_samples": 100, "num_chains": 2, "svi_steps": 500}
                 if args.quick else {})
+    settings.update(parse_settings(args.set))
 
     sm = load_cpp_crowdsource()
     protocols = {}
     if args.protocol == "random":
-        protocols["random"] = [S.random_cells(s, sm, 0.05) for s in range(args.seeds)]
+        protocols["random"] = [S.random_cells(s, sm, 0.05)
+                               for s in range(args.first_seed, args.first_seed + args.seeds)]
     else:
         protocols["kfold"] = S.kfold_cells(0, sm, args.folds)
     if not args.skip_cold:
@@ -130,7 +163,8 @@ def main(argv=None):
         g = groups.setdefault(f"cpp_crowdsource/{pname}", {})
         for method in methods:
             t0 = time.perf_counter()
-            r = run_protocol(method, splits, seed=0, settings=settings)
+            r = run_protocol(method, splits, seed=0, settings=settings,
+                             group_by="task" if pname.startswith("cpp_t") else "model")
             # each protocol's first fit compiles anew (the figures count it); and compiled
             # programs kept across protocols exhausted the process's memory maps (LLVM:
             # "Cannot allocate memory") after about a dozen NUTS programs
@@ -149,12 +183,14 @@ def main(argv=None):
     md = ["# Calibration of the Bayesian models on the CPP crowdsource data\n",
           "MSE, L1, width (of the 90% interval), CRPS and LPD on normalised scores (per-task "
           "min-max); rank accuracy and MAE@2 in percent with our rank rule; coverage pooled over "
-          "all held-out cells of the protocol (nominal 0.50 / 0.80 / 0.90 / 0.95). Mean ± sd over "
-          "splits. `fit_seconds`: per fit, compilation included (NUTS: 4 chains x 1000 draws after "
-          "500 warm-up, one chain per CPU device, 4 devices on the cores); `fit_seconds_first`: "
-          "the protocol's first fit, which compiles the programs; `fit_seconds_later`: the "
-          "other fits, which reuse them (same model, settings and shapes). `max_rhat`: the largest "
-          "split r-hat of the fitted cell means in a fit; `divergences`: per fit (NUTS only).\n"]
+          "all held-out cells of the protocol (nominal 0.50 / 0.80 / 0.90 / 0.95), ± its standard "
+          "error from a bootstrap over the held-out models (tasks on CPP-T0/T2), whose cells "
+          "share their errors; the other metrics: mean ± sd over splits. `fit_seconds`: per "
+          "fit, compilation included (NUTS: 4 chains x 1000 draws after 500 warm-up, one chain "
+          "per CPU device, 4 devices on the cores); `fit_seconds_first`: the protocol's first "
+          "fit, which compiles the programs; `fit_seconds_later`: the other fits, which reuse "
+          "them (same model, settings and shapes). `max_rhat`: the largest split r-hat of the "
+          "fitted cell means in a fit; `divergences`: per fit (NUTS only).\n"]
     for gname, g in groups.items():
         n_cells = next((r["coverage_90"]["n"] for r in g.values() if "coverage_90" in r), None)
         md.append(f"\n## {gname}" + (f" ({n_cells} held-out cells)" if n_cells else "") + "\n")
@@ -166,7 +202,7 @@ def main(argv=None):
                 if c not in r:
                     cells.append("–")
                 elif c.startswith("coverage"):
-                    cells.append(f"{r[c]['mean']:.2f}")
+                    cells.append(f"{r[c]['mean']:.2f} ± {r[c]['std']:.2f}")
                 elif c in ("rank_acc", "mae_at_2"):
                     cells.append(fmt(r[c], 1))
                 elif c.startswith("fit_seconds"):
@@ -174,9 +210,11 @@ def main(argv=None):
                 else:
                     cells.append(fmt(r[c], 4))
             md.append(f"| {method} | " + " | ".join(cells) + " |")
-    protocol = ("random cells 5%" if args.protocol == "random" else f"{args.folds}-fold") + \
+    protocol = (f"random cells 5% (seeds {args.first_seed}-{args.first_seed + args.seeds - 1})"
+                if args.protocol == "random" else f"{args.folds}-fold") + \
         ("" if args.skip_cold else "; CPP-0/2 and CPP-T0/T2 cold start") + \
-        (" (quick settings)" if args.quick else "")
+        (" (quick settings)" if args.quick else "") + \
+        (f"; spec settings {parse_settings(args.set)}" if args.set else "")
     jp, mp = write_results(name, protocol, groups, "\n".join(md) + "\n", out_dir=out_dir,
                            previous_commands=commands)
     print(f"wrote {jp} and {mp}")

@@ -46,3 +46,18 @@ def test_calibration_writes_and_merges(calibration, tmp_path, monkeypatch):
     assert " && " in doc["command"] and str(tmp_path) not in doc["command"]
     md = (tmp_path / "calibration.md").read_text()
     assert "| pmf_svi |" in md and "| ncf |" in md
+
+
+def test_calibration_settings_and_seeds_are_recorded(calibration, tmp_path, monkeypatch):
+    assert calibration.parse_settings(["likelihood=normal", "max_tree_depth=7", "lr=1e-3"]) == {
+        "likelihood": "normal", "max_tree_depth": 7, "lr": 1e-3}
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        calibration.parse_settings(["max_tree_depth"])
+    monkeypatch.setattr(sys, "argv", ["benchmarks/calibration.py"])
+    calibration.main(["--methods", "pmf_svi", "--seeds", "1", "--first-seed", "3", "--skip-cold",
+                      "--quick", "--set", "guide=meanfield", "--out", str(tmp_path)])
+    doc = json.loads((tmp_path / "calibration.json").read_text())
+    assert "seeds 3-3" in doc["protocol"] and "'guide': 'meanfield'" in doc["protocol"]
+    # coverage carries its standard error over the held-out models (cells share a model's errors)
+    cov = doc["groups"]["cpp_crowdsource/random"]["pmf_svi"]["coverage_50"]
+    assert 0 < cov["std"] < 0.2 and cov["n"] > 30
