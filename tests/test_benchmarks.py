@@ -61,3 +61,20 @@ def test_calibration_settings_and_seeds_are_recorded(calibration, tmp_path, monk
     # coverage carries its standard error over the held-out models (cells share a model's errors)
     cov = doc["groups"]["cpp_crowdsource/random"]["pmf_svi"]["coverage_50"]
     assert 0 < cov["std"] < 0.2 and cov["n"] > 30
+
+
+def test_readme_table_rows_come_from_the_results(calibration):
+    import readme_table  # benchmarks/ is on the path while the fixture is active
+
+    def stat(x):
+        return {"mean": x, "std": 0.03, "n": 5}
+
+    bayes = {"mse": stat(0.0123), "crps": stat(0.05), "lpd": stat(1.0), "max_rhat": stat(1.01),
+             "fit_seconds": stat(30.0), "fit_seconds_first": stat(40.0),
+             "fit_seconds_later": stat(27.5),
+             **{f"coverage_{c}": stat(c / 100) for c in (50, 80, 90, 95)}}
+    point = {"mse": stat(0.0150), "fit_seconds": stat(2.0), "fit_seconds_first": stat(2.0)}
+    rows = readme_table.rows({"cpp_crowdsource/random": {"pmf_nuts": bayes, "ncf": point}})
+    assert rows[0] == ("| random | pmf_nuts | **0.0123** | 0.50 / 0.80 / 0.90 / 0.95 | 0.03 / 0.03 "
+                       "| 0.050 | 1.00 | 30 (40 / 28) | 1.01 |")
+    assert rows[1].startswith("| random | ncf (point) | 0.0150 | – | – |")
