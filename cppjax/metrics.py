@@ -151,8 +151,8 @@ def coverage_se(draws, y_true, groups, levels: Sequence[float] = (0.5, 0.8, 0.9,
                 n_boot: int = 2000, seed: int = 0) -> dict[float, float]:
     """Standard error of :func:`coverage` from a bootstrap over ``groups`` of cells (one label
     per cell, e.g. the held-out model of each cell). Cells of one model or task share its
-    errors, so they are not independent draws: with 24 held-out models, a pooled coverage of
-    0.45 and one of 0.50 are not told apart, however many cells each model has.
+    errors, so they are not independent draws: the error of a pooled coverage shrinks with the
+    number of groups more than with the number of cells.
 
     Example:
         >>> draws = np.random.default_rng(0).normal(size=(500, 4))
@@ -161,7 +161,11 @@ def coverage_se(draws, y_true, groups, levels: Sequence[float] = (0.5, 0.8, 0.9,
         0.4
     """
     y_true = np.asarray(y_true, float)
-    _, g = np.unique(np.asarray(groups), return_inverse=True)
+    groups = np.asarray(groups)
+    if groups.shape != y_true.shape:
+        raise ValueError(f"groups has shape {groups.shape}; one label per cell of y_true "
+                         f"{y_true.shape} is needed")
+    _, g = np.unique(groups, return_inverse=True)
     n_groups = int(g.max()) + 1
     # how often each group is drawn in each bootstrap resample
     counts = np.random.default_rng(seed).multinomial(

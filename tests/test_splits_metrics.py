@@ -159,3 +159,20 @@ def test_splits_on_small_matrix_keep_names():
     sm = ScoreMatrix(np.arange(12.0).reshape(4, 3), list("abcd"), list("xyz"), scale="unbounded")
     s = S.random_cells(0, sm, 0.25)
     assert s.test.n_observed == 3 and s.train.n_observed == 9
+
+
+def test_coverage_se_follows_the_number_of_groups():
+    from cppjax.metrics import coverage_se
+
+    rng = np.random.default_rng(1)
+    draws, y = rng.normal(size=(1000, 400)), rng.normal(size=400)
+    # one group per cell: the binomial standard error of a proportion
+    se = coverage_se(draws, y, np.arange(400), [0.5, 0.9])
+    assert abs(se[0.5] - np.sqrt(0.25 / 400)) < 0.005
+    assert abs(se[0.9] - np.sqrt(0.09 / 400)) < 0.005
+    # the same cells in 8 groups whose cells share one shift: 8 draws, not 400
+    shift = np.repeat(rng.normal(scale=1.5, size=8), 50)
+    grouped = coverage_se(draws, y + shift, np.repeat(np.arange(8), 50), [0.5])
+    assert grouped[0.5] > 2 * coverage_se(draws, y + shift, np.arange(400), [0.5])[0.5]
+    with pytest.raises(ValueError, match="one label per cell"):
+        coverage_se(draws, y, np.arange(399))
