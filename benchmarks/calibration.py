@@ -125,6 +125,9 @@ def main(argv=None):
     p.add_argument("--cold-models", type=int, default=24)
     p.add_argument("--group", type=int, default=8)
     p.add_argument("--skip-cold", action="store_true")
+    p.add_argument("--skip-random", action="store_true",
+                   help="cold-start protocols only (with --merge, the random splits' figures "
+                        "of the results file are kept)")
     p.add_argument("--quick", action="store_true", help="small sample sizes (smoke test)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting of the Bayesian methods' specs (repeatable), e.g. "
@@ -140,7 +143,9 @@ def main(argv=None):
 
     sm = load_cpp_crowdsource()
     protocols = {}
-    if args.protocol == "random":
+    if args.skip_random:
+        pass
+    elif args.protocol == "random":
         protocols["random"] = [S.random_cells(s, sm, 0.05)
                                for s in range(args.first_seed, args.first_seed + args.seeds)]
     else:

@@ -106,12 +106,14 @@ def _observe(mean, sigma, task_idx, y, likelihood: str, mask=None):
 
 
 def pad_cells(model_idx, task_idx, y):
-    """The cells rounded up to a size shared by many numbers of cells (at most 1/8 more), with
+    """The cells rounded up to a size shared by many numbers of cells (at most 1/4 more), with
     the mask of the real ones: a fit on a few more or fewer cells than the last (another split,
-    a newly revealed score) reuses the last fit's compiled programs. The padding cells repeat
-    cell (0, 0) with score 0 and are masked out of the likelihood."""
+    a newly revealed score, a new model's scores held out) reuses the last fit's compiled
+    programs. The padding cells repeat cell (0, 0) with score 0 and are masked out of the
+    likelihood. (At most 1/8 more, the three CPP-0 groups of 8 new models, 690, 732 and 759
+    cells, took two sizes, and PMF's NUTS compiled for 14 s of a 63 s fit on 2 CPU cores.)"""
     n = len(model_idx)
-    step = 2 ** max(0, int(np.log2(max(n, 1))) - 3)
+    step = 2 ** max(0, int(np.log2(max(n, 1))) - 2)
     size = -(-n // step) * step
     pad = size - n
 
