@@ -143,12 +143,10 @@ def main(argv=None):
 
     sm = load_cpp_crowdsource()
     protocols = {}
-    if args.skip_random:
-        pass
-    elif args.protocol == "random":
-        protocols["random"] = [S.random_cells(s, sm, 0.05)
-                               for s in range(args.first_seed, args.first_seed + args.seeds)]
-    else:
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    if args.protocol == "random" and not args.skip_random:
+        protocols["random"] = [S.random_cells(s, sm, 0.05) for s in seeds]
+    elif not args.skip_random:
         protocols["kfold"] = S.kfold_cells(0, sm, args.folds)
     if not args.skip_cold:
         for k in (0, 2):
