@@ -5,7 +5,7 @@ the CPP crowdsource data: random held-out cells, k-fold, and the cold-start prot
     python benchmarks/calibration.py --protocol kfold --folds 20
     python benchmarks/calibration.py --methods pmf_svi,ncf_factors --seeds 2 --quick
     python benchmarks/calibration.py --methods bncf_nuts --skip-cold --first-seed 100 \
-        --set max_tree_depth=8 --out /tmp/tuning      # a setting tried on other splits
+        --set max_tree_depth=8 --out tuning-results   # a setting tried on other splits
 
 Protocols (groups of the JSON):
 * ``cpp_crowdsource/random``: 5% of observed cells held out, ``--seeds`` splits (or
@@ -72,8 +72,9 @@ def run_protocol(method, splits, seed, settings, group_by="model"):
         draws.append(pred.draws_normalized)
         ys.append(split.test.normalize(split.test.scores[pred.model_idx, pred.task_idx],
                                        pred.model_idx, pred.task_idx))
-        names = split.test.models if group_by == "model" else split.test.tasks
-        groups.append(np.asarray(names)[pred.model_idx if group_by == "model" else pred.task_idx])
+        names, idx = ((split.test.models, pred.model_idx) if group_by == "model"
+                      else (split.test.tasks, pred.task_idx))
+        groups.append(np.asarray(names)[idx])
     out = {k: summarise([p[k] for p in per if k in p]) for k in per[0]}
     # the first fit of a protocol compiles its programs; the later fits (same model, settings
     # and shapes of inputs) reuse them (cppjax.inference caches them)
@@ -126,8 +127,8 @@ def main(argv=None):
     p.add_argument("--group", type=int, default=8)
     p.add_argument("--skip-cold", action="store_true")
     p.add_argument("--skip-random", action="store_true",
-                   help="cold-start protocols only (with --merge, the random splits' figures "
-                        "of the results file are kept)")
+                   help="leave the random splits (or folds) out: cold-start protocols only "
+                        "(with --merge, their figures in the results file are kept)")
     p.add_argument("--quick", action="store_true", help="small sample sizes (smoke test)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting of the Bayesian methods' specs (repeatable), e.g. "
@@ -139,7 +140,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     settings = ({"num_warmup": 100, "num_samples": 100, "num_chains": 2, "svi_steps": 500}
                 if args.quick else {})
-    settings.update(parse_settings(args.set))
+    spec_settings = parse_settings(args.set)
+    settings.update(spec_settings)
 
     sm = load_cpp_crowdsource()
     protocols = {}
@@ -217,7 +219,7 @@ def main(argv=None):
                 if args.protocol == "random" else f"{args.folds}-fold") + \
         ("" if args.skip_cold else "; CPP-0/2 and CPP-T0/T2 cold start") + \
         (" (quick settings)" if args.quick else "") + \
-        (f"; spec settings {parse_settings(args.set)}" if args.set else "")
+        (f"; spec settings {spec_settings}" if spec_settings else "")
     jp, mp = write_results(name, protocol, groups, "\n".join(md) + "\n", out_dir=out_dir,
                            previous_commands=commands)
     print(f"wrote {jp} and {mp}")

@@ -116,7 +116,7 @@ def run_inference(
             (a ``functools.partial`` of a function with hashable keywords: everything else it
             needs in ``args`` / ``data``), settings and shapes of the inputs. Compilation is
             a large part of a fit on a CPU (2 cores, CPP data, 5 random splits: Bayesian NCF
-            NUTS 63 s for the first fit, 49 s for the later ones; SVI 11 s and 2 s); repeated
+            NUTS 38 s for the first fit, 27 s for the later ones; SVI 13 s and 2 s); repeated
             fits and an evaluation-planning loop pay it once. The model
             must be a pure function of its inputs: arrays it reads from anywhere else are
             frozen into the first compilation, as with ``jax.jit``.
