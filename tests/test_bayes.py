@@ -270,3 +270,50 @@ def test_compiled_programs_are_reused_without_carrying_data_over(planted, method
     for k in fresh_b.samples:
         np.testing.assert_allclose(fit_b.samples[k], fresh_b.samples[k], rtol=1e-5, atol=1e-6)
     assert not np.allclose(fit_a.samples["model_offset"], fit_b.samples["model_offset"])
+
+
+def test_prior_median_init_matches_numpyro_init_to_median():
+    """The SVI set-up's initial values: distributed as NumPyro's init_to_median (the median of 15
+    prior draws) for Normal, half-normal and inverse-CDF priors; at the prior mean plus a small
+    jitter for a prior without an inverse CDF (the Gamma); reproducible from the key."""
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro import handlers
+    from numpyro.infer import init_to_median
+
+    from cppjax.inference import _abstract_sites, init_to_prior_median, prior_medians
+
+    n = 20_000
+
+    def model():
+        numpyro.sample("w", dist.Normal(1.0, 2.0).expand([n]).to_event(1))
+        with numpyro.plate("p", n):
+            numpyro.sample("s", dist.HalfNormal(0.5))
+            numpyro.sample("c", dist.Cauchy(-1.0, 0.5))  # inverse CDF, no mean
+        numpyro.sample("g", dist.Gamma(2.0, 0.1))  # no inverse CDF without TFP
+        numpyro.sample("y", dist.Normal(0.0, 1.0), obs=0.3)
+
+    names, sizes = _abstract_sites(model, (), {})
+    assert sizes == {"w": n, "s": n, "c": n, "g": 1} and "y" not in names
+    offsets = dict(zip(sizes, np.cumsum([0, *sizes.values()])[:-1].tolist(), strict=True))
+
+    def init_values(strategy):
+        tr = handlers.trace(handlers.substitute(handlers.seed(model, 0), substitute_fn=strategy)
+                            ).get_trace()
+        return {k: np.asarray(v["value"]) for k, v in tr.items()
+                if v["type"] == "sample" and not v["is_observed"]}
+
+    ours = init_values(init_to_prior_median(
+        medians=prior_medians(jax.random.PRNGKey(3), sum(sizes.values())), offsets=offsets))
+    ref = init_values(init_to_median(num_samples=15))
+    for site, scale in (("w", 2.0), ("s", 0.5), ("c", 0.5)):
+        q_ours = np.quantile(ours[site], [0.1, 0.25, 0.5, 0.75, 0.9])
+        q_ref = np.quantile(ref[site], [0.1, 0.25, 0.5, 0.75, 0.9])
+        np.testing.assert_allclose(q_ours, q_ref, atol=0.03 * scale)
+    assert ours["s"].min() > 0
+    # the Gamma's mean is 20: within exp(+-0.2) of it
+    assert 20 * np.exp(-0.2) <= float(ours["g"]) <= 20 * np.exp(0.2)
+    again = init_values(init_to_prior_median(
+        medians=prior_medians(jax.random.PRNGKey(3), sum(sizes.values())), offsets=offsets))
+    for k in ours:
+        np.testing.assert_array_equal(ours[k], again[k])
