@@ -212,22 +212,25 @@ class _Programs:
     def __init__(self, model, settings: dict, args, kw):
         self.model, self.s = model, settings
         if settings["method"] == "nuts":
-            self._build_nuts()
+            self._build_nuts(_abstract_sites(model, args, kw)[1])
         else:
             # draws of the latent sites from the guide and of the deterministic ones (offsets,
             # noise scales...) from the model, in one program: NUTS samples hold both
             self._build_svi(*_abstract_sites(model, args, kw))
 
     # -- NUTS ----------------------------------------------------------------------------------
-    def _build_nuts(self):
+    def _build_nuts(self, latent_sizes: dict[str, int]):
         s = self.s
+        strategy, draw_medians = _per_trace_init(latent_sizes)
         kernel = NUTS(self.model, target_accept_prob=s["target_accept"],
-                      max_tree_depth=s["max_tree_depth"],
-                      init_strategy=init_to_median(num_samples=15))
+                      max_tree_depth=s["max_tree_depth"], init_strategy=strategy)
         self.chunk = _chunk(s["num_warmup"], s["num_samples"], most=100)
 
         def init(key, args, kw):
-            return kernel.init(key, s["num_warmup"], None, model_args=args, model_kwargs=kw)
+            k_init, k_kernel = jax.random.split(key)
+            draw_medians(k_init)  # this chain's starting point (a prior median's distribution)
+            return kernel.init(k_kernel, s["num_warmup"], None, model_args=args,
+                               model_kwargs=kw)
 
         def advance(state, args, kw):
             def step(st, _):
@@ -283,8 +286,7 @@ class _Programs:
     # -- SVI / MAP -----------------------------------------------------------------------------
     def _build_svi(self, sites: list[str], latent_sizes: dict[str, int]):
         s = self.s
-        # placeholder: the set-up below puts the initial values of each fit in its place
-        init_loc = init_to_median(num_samples=15)
+        init_loc, draw_medians = _per_trace_init(latent_sizes)
         if s["method"] == "map":
             g = AutoDelta(self.model, init_loc_fn=init_loc)
         elif s["guide"] == "lowrank":
@@ -297,16 +299,11 @@ class _Programs:
         self.chunk = _chunk(s["svi_steps"], most=500)
         n = 1 if s["method"] == "map" else s["num_samples"]
 
-        offsets = dict(zip(latent_sizes, np.cumsum([0, *latent_sizes.values()])[:-1].tolist(),
-                           strict=True))
-        n_values = max(1, sum(latent_sizes.values()))
-
         def init(key, args, kw):
             # the guide is set up (the model traced, initial values found) while this traces;
             # a stale set-up (after ``jax.clear_caches`` forced a retrace) would leak tracers
             k_init, k_svi = jax.random.split(key)
-            g.init_loc_fn = partial(init_to_prior_median, medians=prior_medians(k_init, n_values),
-                                    offsets=offsets)
+            draw_medians(k_init)
             g.prototype_trace = None
             return svi.init(k_svi, *args, **kw)
 
@@ -414,6 +411,29 @@ def prior_medians(rng_key, n: int, num_samples: int = 15) -> PriorMedians:
     u = jnp.median(jax.random.uniform(rng_key, (num_samples, n), minval=eps, maxval=1 - eps),
                    axis=0)
     return PriorMedians(u, ndtri(u), ndtri(0.5 + 0.5 * u))
+
+
+def _per_trace_init(latent_sizes: dict[str, int]):
+    """An initialisation strategy (:func:`init_to_prior_median`) for the sites of
+    ``latent_sizes`` and the function that draws its random numbers, to be called with a key
+    in a compiled set-up before the strategy runs (once per trace: per chain, per fit)."""
+    offsets = dict(zip(latent_sizes, np.cumsum([0, *latent_sizes.values()])[:-1].tolist(),
+                       strict=True))
+    n_values = max(1, sum(latent_sizes.values()))
+    drawn = {}
+
+    def draw(key):
+        drawn["medians"] = prior_medians(key, n_values)
+
+    return partial(_init_drawn, drawn=drawn, offsets=offsets), draw
+
+
+def _init_drawn(site=None, *, drawn: dict, offsets: dict[str, int]):
+    if site is None:
+        return partial(_init_drawn, drawn=drawn, offsets=offsets)
+    if "medians" not in drawn:
+        raise RuntimeError("the set-up's initial values are drawn before the model is traced")
+    return init_to_prior_median(site, medians=drawn["medians"], offsets=offsets)
 
 
 def init_to_prior_median(site=None, *, medians: PriorMedians, offsets: dict[str, int],

@@ -272,6 +272,32 @@ def test_compiled_programs_are_reused_without_carrying_data_over(planted, method
     assert not np.allclose(fit_a.samples["model_offset"], fit_b.samples["model_offset"])
 
 
+def test_nuts_chains_start_apart_from_prior_medians_reproducibly(planted):
+    """Each chain's starting point is its own prior-median draw (not one point for all chains),
+    the same for the same keys."""
+    from cppjax import inference
+    from cppjax.models.bayes import pad_cells
+
+    spec = PMF(rank=2)
+    model, data = spec.model_parts(planted)
+    obs = planted.observed()
+    mi, ti, y, mask = pad_cells(obs.model_idx, obs.task_idx, obs.values)
+    args = (*(jnp.asarray(x) for x in spec._design(planted)), jnp.asarray(mi), jnp.asarray(ti))
+    kw = {"y": jnp.asarray(y), "mask": jnp.asarray(mask), **data}
+    settings = dict(method="nuts", num_warmup=20, num_samples=20, num_chains=3,
+                    target_accept=0.9, max_tree_depth=5, guide="lowrank", guide_rank=None,
+                    svi_steps=10, lr=0.01)
+    progs = inference._Programs(model, settings, args, kw)
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    z = progs._init(keys, args, kw).z
+    assert np.isfinite(np.asarray(z["a_z"])).all()
+    a = np.asarray(z["a_z"])  # (chains, models): standard normal priors' medians of 15
+    assert not np.allclose(a[0], a[1]) and 0.15 < a.std() < 0.6
+    again = progs._init(keys, args, kw).z
+    for k in z:
+        np.testing.assert_array_equal(np.asarray(z[k]), np.asarray(again[k]))
+
+
 def test_prior_median_init_matches_numpyro_init_to_median():
     """The SVI set-up's initial values: distributed as NumPyro's init_to_median (the median of 15
     prior draws) for Normal, half-normal and inverse-CDF priors; at the prior mean plus a small
