@@ -39,10 +39,12 @@ COLD_TASKS = ("BoolQ(0-shot)", "BIG-bench hard(3-shot)", "HellaSwag(10-shot)", "
 LEVELS = (0.5, 0.8, 0.9, 0.95)
 
 
-def cold_model_splits(sm, k, n_models, group, seed):
-    """Cold-start ``n_models`` models (most-observed first), ``group`` of them per split."""
-    order = np.argsort(-sm.mask.sum(axis=1), kind="stable")[:n_models]
+def cold_model_splits(sm, k, n_models, group, seed, skip=0):
+    """Cold-start ``n_models`` models (most-observed first, after the first ``skip``), ``group``
+    of them per split."""
+    order = np.argsort(-sm.mask.sum(axis=1), kind="stable")[:skip + n_models]
     rng_keys = jax.random.split(jax.random.PRNGKey(seed), len(order))
+    order = order[skip:]
     out = []
     for g in range(0, len(order), group):
         mi_all, ti_all, info = [], [], []
@@ -125,7 +127,12 @@ def main(argv=None):
     p.add_argument("--folds", type=int, default=20)
     p.add_argument("--cold-models", type=int, default=24)
     p.add_argument("--group", type=int, default=8)
+    p.add_argument("--cold-skip", type=int, default=0,
+                   help="cold-start the models after the first N most-observed (tuning runs: "
+                        "other models than the reported ones)")
     p.add_argument("--skip-cold", action="store_true")
+    p.add_argument("--cold", default="cpp0,cpp2,cpp_t0,cpp_t2",
+                   help="which cold-start protocols to run (comma-separated)")
     p.add_argument("--skip-random", action="store_true",
                    help="leave the random splits (or folds) out: cold-start protocols only "
                         "(with --merge, their figures in the results file are kept)")
@@ -150,11 +157,17 @@ def main(argv=None):
         protocols["random"] = [S.random_cells(s, sm, 0.05) for s in seeds]
     elif not args.skip_random:
         protocols["kfold"] = S.kfold_cells(0, sm, args.folds)
+    cold = [c.strip() for c in args.cold.split(",") if c.strip()]
+    if unknown := set(cold) - {"cpp0", "cpp2", "cpp_t0", "cpp_t2"}:
+        raise SystemExit(f"--cold: unknown protocols {sorted(unknown)}")
     if not args.skip_cold:
         for k in (0, 2):
-            protocols[f"cpp{k}"] = cold_model_splits(sm, k, args.cold_models, args.group, seed=k)
-            protocols[f"cpp_t{k}"] = [S.new_task(10 + i, sm, t, k)
-                                      for i, t in enumerate(COLD_TASKS)]
+            if f"cpp{k}" in cold:
+                protocols[f"cpp{k}"] = cold_model_splits(sm, k, args.cold_models, args.group,
+                                                         seed=k, skip=args.cold_skip)
+            if f"cpp_t{k}" in cold:
+                protocols[f"cpp_t{k}"] = [S.new_task(10 + i, sm, t, k)
+                                          for i, t in enumerate(COLD_TASKS)]
     from pathlib import Path
 
     out_dir = Path(args.out) if args.out else RESULTS
@@ -217,7 +230,9 @@ def main(argv=None):
             md.append(f"| {method} | " + " | ".join(cells) + " |")
     protocol = (f"random cells 5% (seeds {args.first_seed}-{args.first_seed + args.seeds - 1})"
                 if args.protocol == "random" else f"{args.folds}-fold") + \
-        ("" if args.skip_cold else "; CPP-0/2 and CPP-T0/T2 cold start") + \
+        ("" if args.skip_cold else f"; cold start {', '.join(cold)}") + \
+        (f" (new models: the {args.cold_models} most observed after the first {args.cold_skip})"
+         if args.cold_skip and not args.skip_cold else "") + \
         (" (quick settings)" if args.quick else "") + \
         (f"; spec settings {spec_settings}" if spec_settings else "")
     jp, mp = write_results(name, protocol, groups, "\n".join(md) + "\n", out_dir=out_dir,

@@ -63,6 +63,27 @@ def test_calibration_settings_and_seeds_are_recorded(calibration, tmp_path, monk
     assert 0 < cov["std"] < 0.2 and cov["n"] > 30
 
 
+def test_cold_start_tuning_models_are_other_models(calibration):
+    """``--cold-skip``: the tuning runs' new models come after the reported ones (no overlap),
+    and the reported protocol's splits are unchanged by the option."""
+    from cppjax.datasets import load_cpp_crowdsource
+
+    sm = load_cpp_crowdsource()
+
+    def held_out(splits):
+        return {m["model"] for s in splits for m in s.info["models"]}
+
+    reported = calibration.cold_model_splits(sm, 2, 8, 4, seed=2)
+    again = calibration.cold_model_splits(sm, 2, 8, 4, seed=2, skip=0)
+    tuning = calibration.cold_model_splits(sm, 2, 8, 4, seed=2, skip=8)
+    assert len(held_out(reported)) == len(held_out(tuning)) == 8
+    assert not held_out(reported) & held_out(tuning)
+    for a, b in zip(reported, again, strict=True):
+        assert (a.test.mask == b.test.mask).all() and a.info == b.info
+    with pytest.raises(SystemExit, match="unknown"):
+        calibration.main(["--cold", "cpp9", "--skip-random"])
+
+
 def test_readme_table_rows_come_from_the_results(calibration):
     import readme_table  # benchmarks/ is on the path while the fixture is active
 
