@@ -6,6 +6,8 @@ the CPP crowdsource data: random held-out cells, k-fold, and the cold-start prot
     python benchmarks/calibration.py --methods pmf_svi,ncf_factors --seeds 2 --quick
     python benchmarks/calibration.py --methods bncf_nuts --skip-cold --first-seed 100 \
         --set max_tree_depth=8 --out tuning-results   # a setting tried on other splits
+    python benchmarks/calibration.py --methods bncf_nuts --skip-random --cold cpp0 \
+        --cold-skip 24 --set noise_floor=0.03 --out tuning-results   # on other new models
 
 Protocols (groups of the JSON):
 * ``cpp_crowdsource/random``: 5% of observed cells held out, ``--seeds`` splits (or

@@ -405,9 +405,12 @@ class BNCF(_Bayes):
     Its noise floor is 0.015 (PMF's 0.03): on the tuning splits 100-104 (NUTS, depth 7) a
     floor of 0.03 / 0.015 / 0.0075 gave MSE 0.0147 / 0.0147 / 0.0155, coverage 0.60 / 0.56 /
     0.55 at 50% and 0.94 / 0.92 / 0.94 at 95%, log predictive density 0.66 / 0.82 / 0.63 and
-    0 / 0 / 7 divergent transitions over 5 fits: the floor widened every interval by as much
-    as the network fits the cells closely (its centre covered too much), and without it a
-    task's noise collapses and NUTS diverges."""
+    0 / 0 / 7 divergent transitions over 5 fits (the 0.0075 run with the prior-median starting
+    points of :func:`cppjax.inference.init_to_prior_median`, the others with NumPyro's
+    ``init_to_median``, same distribution): the network fits many cells closer than 0.03, so
+    that floor widened every interval (the centre covered too much); without a floor a task's
+    noise collapses onto the fit and NUTS diverges. The depth figures above are at floor
+    0.03."""
 
     dim: int = 4
     hidden: tuple[int, ...] = (16,)
