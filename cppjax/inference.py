@@ -27,7 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
+import numpyro.distributions as dist
+from numpyro import handlers
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
+from numpyro.distributions import biject_to
 from numpyro.infer import (
     NUTS,
     SVI,
@@ -375,9 +378,6 @@ def _abstract_sites(model, args: tuple, kw: dict) -> tuple[list[str], dict[str, 
     """The latent sample sites and the deterministic sites of ``model(*args, **kw)``, and the
     number of unconstrained values of each latent site, found by an abstract trace (nothing is
     compiled or run)."""
-    from numpyro import handlers
-    from numpyro.distributions import biject_to
-
     names, sizes = [], {}
 
     def find(args, kw):
@@ -414,12 +414,18 @@ def prior_medians(rng_key, n: int, num_samples: int = 15) -> PriorMedians:
     return PriorMedians(u, ndtri(u), ndtri(0.5 + 0.5 * u))
 
 
+def site_offsets(latent_sizes: dict[str, int]) -> dict[str, int]:
+    """Where each site's values start in one array of all sites' values laid end to end (the
+    ``offsets`` of :func:`init_to_prior_median`)."""
+    starts = np.cumsum([0, *latent_sizes.values()])[:-1].tolist()
+    return dict(zip(latent_sizes, starts, strict=True))
+
+
 def _per_trace_init(latent_sizes: dict[str, int]):
     """An initialisation strategy (:func:`init_to_prior_median`) for the sites of
     ``latent_sizes`` and the function that draws its random numbers, to be called with a key
     in a compiled set-up before the strategy runs (once per trace: per chain, per fit)."""
-    offsets = dict(zip(latent_sizes, np.cumsum([0, *latent_sizes.values()])[:-1].tolist(),
-                       strict=True))
+    offsets = site_offsets(latent_sizes)
     n_values = max(1, sum(latent_sizes.values()))
     drawn = {}
 
@@ -462,9 +468,6 @@ def init_to_prior_median(site=None, *, medians: PriorMedians, offsets: dict[str,
         return site["value"]
     if site["name"] not in offsets:
         return init_to_median(site)
-    import numpyro.distributions as dist
-    from numpyro.distributions import biject_to
-
     fn = site["fn"]
     shape = (site["kwargs"].get("sample_shape") or ()) + fn.shape()
     transform = biject_to(fn.support)

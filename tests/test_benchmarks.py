@@ -64,22 +64,27 @@ def test_calibration_settings_and_seeds_are_recorded(calibration, tmp_path, monk
 
 
 def test_cold_start_tuning_models_are_other_models(calibration):
-    """``--cold-skip``: the tuning runs' new models come after the reported ones (no overlap),
-    and the reported protocol's splits are unchanged by the option."""
+    """``--cold-skip``: the reported protocol cold-starts the most-observed models, the tuning
+    runs the next ones (no overlap), each model with all its observed cells held out."""
+    import numpy as np
+
     from cppjax.datasets import load_cpp_crowdsource
 
     sm = load_cpp_crowdsource()
+    by_count = [sm.models[i] for i in np.argsort(-sm.mask.sum(axis=1), kind="stable")]
 
     def held_out(splits):
-        return {m["model"] for s in splits for m in s.info["models"]}
+        return [m["model"] for s in splits for m in s.info["models"]]
 
-    reported = calibration.cold_model_splits(sm, 2, 8, 4, seed=2)
-    again = calibration.cold_model_splits(sm, 2, 8, 4, seed=2, skip=0)
-    tuning = calibration.cold_model_splits(sm, 2, 8, 4, seed=2, skip=8)
-    assert len(held_out(reported)) == len(held_out(tuning)) == 8
-    assert not held_out(reported) & held_out(tuning)
-    for a, b in zip(reported, again, strict=True):
-        assert (a.test.mask == b.test.mask).all() and a.info == b.info
+    reported = calibration.cold_model_splits(sm, 0, 8, 4, seed=0)
+    tuning = calibration.cold_model_splits(sm, 0, 8, 4, seed=0, skip=8)
+    assert held_out(reported) == by_count[:8] and held_out(tuning) == by_count[8:16]
+    for split in tuning:
+        rows = [sm.model_index(m["model"]) for m in split.info["models"]]
+        assert (split.test.mask[rows] == sm.mask[rows]).all()
+        assert not split.train.mask[rows].any()
+    with pytest.raises(SystemExit, match="unknown"):
+        calibration.main(["--cold", "cpp9", "--skip-random"])
     with pytest.raises(SystemExit, match="unknown"):
         calibration.main(["--cold", "cpp9", "--skip-random"])
 
