@@ -251,6 +251,53 @@ def test_padding_cells_leaves_the_density_unchanged(planted):
     np.testing.assert_allclose(padded, plain, rtol=1e-5)
 
 
+def test_fit_density_leaves_rows_without_data_out(planted):
+    """A fit's model (``data_cells=True``) gives the training cells the means and the density
+    of the full model, and neither depends on the models and tasks without data."""
+    from numpyro import handlers
+    from numpyro.infer.util import log_density
+
+    from cppjax.models.bayes import pad_cells
+
+    scores = planted.scores.copy()
+    scores[[0, 5], :] = np.nan  # two new models
+    scores[:, 3] = np.nan  # a new task
+    sm = planted.with_scores(scores)
+    spec = PMF(rank=2)
+    fit_model, data = spec.model_parts(sm, data_cells=True)
+    full_model, _ = spec.model_parts(sm)
+    Xm, Xt = (jnp.asarray(x) for x in spec._design(sm))
+    obs = sm.observed()
+    mi, ti, y, mask = pad_cells(obs.model_idx, obs.task_idx, obs.values)
+    assert mi[0] != 0 and (mi[mask.sum():] == mi[0]).all() and (ti[mask.sum():] == ti[0]).all()
+    args, kw = (Xm, Xt, mi, ti), {"y": y, "mask": mask, **data}
+    tr = handlers.trace(handlers.seed(full_model, 0)).get_trace(*args, **kw)
+    params = {k: s["value"] for k, s in tr.items() if s["type"] == "sample" and k != "y"}
+    fit_tr = handlers.trace(handlers.substitute(fit_model, params)).get_trace(*args, **kw)
+    for site in ("cell_mean", "model_offset", "task_offset"):
+        np.testing.assert_allclose(fit_tr[site]["value"], tr[site]["value"], atol=1e-6)
+
+    def density(model, p):
+        return log_density(model, args, kw, p)[0]
+
+    def likelihood(model, p):
+        site = handlers.trace(handlers.substitute(model, p)).get_trace(*args, **kw)["y"]
+        return jnp.sum(jnp.where(mask, site["fn"].log_prob(site["value"]), 0.0))
+
+    np.testing.assert_allclose(density(fit_model, params), density(full_model, params),
+                               rtol=1e-6)
+    grad = jax.grad(lambda p: likelihood(fit_model, p))(params)
+    for site, rows in (("a_z", [0, 5]), ("U_z", [0, 5]), ("b_z", [3]), ("V_z", [3])):
+        g = np.asarray(grad[site])
+        assert np.all(g[rows] == 0) and np.any(g != 0), site
+    moved = {**params, "a_z": params["a_z"].at[jnp.array([0, 5])].add(1.0),
+             "V_z": params["V_z"].at[3].add(1.0)}
+    np.testing.assert_allclose(likelihood(fit_model, moved), likelihood(fit_model, params),
+                               rtol=1e-6)
+    assert not np.isclose(likelihood(full_model, {**params, "mu": params["mu"] + 0.1}),
+                          likelihood(full_model, params))
+
+
 @pytest.mark.filterwarnings("ignore::cppjax.CppjaxWarning")  # 20 warm-up draws: r-hat
 @pytest.mark.parametrize("method", ["svi", "nuts"])
 def test_compiled_programs_are_reused_without_carrying_data_over(planted, method):
