@@ -39,7 +39,7 @@ are centred on the rows with data, and a fit's log density is computed from thos
 conditional draws (a Cholesky factor per scale) drop out of the compiled gradient. With the
 cells' means gathered from the fitted matrix at once (rather than four gathers of rows), a
 gradient of 4 chains took 65 us instead of 110 on a random CPP split and 74 instead of 118
-with 8 new models (2 CPU cores); NUTS fits went from 40-57 to 29-41 s.
+with 8 new models (2 CPU cores); NUTS fits went from 40-57 to 31-39 s on average.
 
 **Bayesian NCF** (:class:`BNCF`): the NCF network of :mod:`cppjax.models.nets` (with design factors)
 lifted into NumPyro with ``random_flax_module``, Normal priors on every weight, and the same
@@ -116,10 +116,10 @@ def pad_cells(model_idx, task_idx, y):
     """The cells rounded up to a size shared by many numbers of cells (at most 1/4 more), with
     the mask of the real ones: a fit on a few more or fewer cells than the last (another split,
     a newly revealed score, a new model's scores held out) reuses the last fit's compiled
-    programs. The padding cells repeat cell (0, 0) with score 0 and are masked out of the
-    likelihood. (At most 1/8 more, the three CPP-0 groups of 8 new models, 690, 732 and 759
-    cells, took two sizes, and PMF's NUTS compiled for 14 s of a 63 s fit on 2 CPU cores.)
-    The padding cells repeat the first cell (a model and a task with data), with score 0."""
+    programs. The padding cells repeat the first cell (a model and a task with data) with score
+    0 and are masked out of the likelihood. (At most 1/8 more, the three CPP-0 groups of 8 new
+    models, 690, 732 and 759 cells, took two sizes, and PMF's NUTS compiled for 14 s of a 63 s
+    fit on 2 CPU cores.)"""
     n = len(model_idx)
     step = 2 ** max(0, int(np.log2(max(n, 1))) - 2)
     size = -(-n // step) * step
@@ -241,9 +241,9 @@ def pmf_model(Xm, Xt, model_idx, task_idx, y=None, mask=None, *, rank: int = 5,
               noise_tau: float = 0.5, noise_floor: float = 0.0, likelihood: str = "normal",
               reg_scale: float | None = None, bases=None, data_cells: bool = False):
     """Probabilistic MF with per-dimension shrinkage, factor regressions (coefficients integrated
-    out) and per-task noise; ``bases`` = ``(prior_basis(Xm), prior_basis(Xt))`` or
-    :func:`conditional_basis` es, computed here when not given; ``reg_scale=None`` learns the
-    four regression scales.
+    out) and per-task noise; ``bases``: the :func:`prior_basis` or :func:`conditional_basis` of
+    ``Xm`` and of ``Xt`` (prior bases computed here when not given); ``reg_scale=None`` learns
+    the four regression scales.
 
     The offsets and latent factors are centred on the rows with data. ``data_cells=True`` says
     that every cell is on a model and a task with data (a fit's training cells): their means are
