@@ -298,6 +298,29 @@ def test_fit_density_leaves_rows_without_data_out(planted):
                           likelihood(full_model, params))
 
 
+def test_pmf_predicts_new_models_from_their_factors(planted):
+    """Cold start end to end: the fit leaves the new models out of its density, the posterior
+    predicts them from their design factor, with wider intervals than the models with data."""
+    new = [i for i in range(planted.n_models) if planted.mask[i].sum() >= 6][:4]
+    mi, ti = np.nonzero(planted.mask[new])
+    split = S.split_cells(planted, np.asarray(new)[mi], ti, "new models")
+    warm = S.random_cells(0, split.train, 0.2)  # held-out cells of models with data
+    post = PMF(rank=2, svi_steps=2000, num_samples=300).fit(
+        warm.train, rng_key=0, method="svi", progress=False)
+    pred_new = post.predict(split.test, rng_key=1)
+    pred_warm = post.predict(warm.test, rng_key=1)
+    y = split.test.scores[pred_new.model_idx, pred_new.task_idx]
+    assert np.isfinite(pred_new.draws).all()
+    lo, hi = pred_new.interval(0.9)
+    assert np.mean((y >= lo) & (y <= hi)) >= 0.75
+    w_new = np.mean(np.subtract(*pred_new.interval(0.9)[::-1]))
+    w_warm = np.mean(np.subtract(*pred_warm.interval(0.9)[::-1]))
+    assert w_new > 1.3 * w_warm, (w_new, w_warm)
+    # the new models' offsets follow their factor (the planted offset is 0.1 u_0 + ...)
+    offsets = post.samples["model_offset"].mean(0)[new]
+    assert np.corrcoef(offsets, np.log(planted.model_factors["size"].to_numpy()[new]))[0, 1] > 0
+
+
 @pytest.mark.filterwarnings("ignore::cppjax.CppjaxWarning")  # 20 warm-up draws: r-hat
 @pytest.mark.parametrize("method", ["svi", "nuts"])
 def test_compiled_programs_are_reused_without_carrying_data_over(planted, method):
