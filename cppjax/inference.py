@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from jax.scipy.special import ndtri
 from numpyro import handlers
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 from numpyro.distributions import biject_to
@@ -406,8 +407,6 @@ class PriorMedians(NamedTuple):
 def prior_medians(rng_key, n: int, num_samples: int = 15) -> PriorMedians:
     """:class:`PriorMedians` of ``n`` values (the medians' quantiles computed once for all the
     sites that read them)."""
-    from jax.scipy.special import ndtri
-
     eps = float(jnp.finfo(jnp.float32).eps)
     u = jnp.median(jax.random.uniform(rng_key, (num_samples, n), minval=eps, maxval=1 - eps),
                    axis=0)

@@ -299,8 +299,8 @@ def test_fit_density_leaves_rows_without_data_out(planted):
 
 
 def test_pmf_predicts_new_models_from_their_factors(planted):
-    """Cold start end to end: the fit leaves the new models out of its density, the posterior
-    predicts them from their design factor, with wider intervals than the models with data."""
+    """Cold start end to end: fitted without the new models, the posterior predicts them from
+    their design factor, with wider intervals than the models with data."""
     new = [i for i in range(planted.n_models) if planted.mask[i].sum() >= 6][:4]
     mi, ti = np.nonzero(planted.mask[new])
     split = S.split_cells(planted, np.asarray(new)[mi], ti, "new models")

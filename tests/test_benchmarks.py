@@ -85,8 +85,6 @@ def test_cold_start_tuning_models_are_other_models(calibration):
         assert not split.train.mask[rows].any()
     with pytest.raises(SystemExit, match="unknown"):
         calibration.main(["--cold", "cpp9", "--skip-random"])
-    with pytest.raises(SystemExit, match="unknown"):
-        calibration.main(["--cold", "cpp9", "--skip-random"])
 
 
 def test_readme_table_rows_come_from_the_results(calibration):

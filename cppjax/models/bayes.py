@@ -38,8 +38,9 @@ are centred on the rows with data, and a fit's log density is computed from thos
 (``data_cells=True``): the rows without data feed only the recorded offsets, and their
 conditional draws (a Cholesky factor per scale) drop out of the compiled gradient. With the
 cells' means gathered from the fitted matrix at once (rather than four gathers of rows), a
-gradient of 4 chains took 65 us instead of 110 on a random CPP split and 74 instead of 118
-with 8 new models (2 CPU cores); NUTS fits went from 40-57 to 31-39 s on average.
+gradient of 4 chains took 65-76 us instead of 96-110 on a random CPP split and 66-74 instead
+of 118-143 with 8 new models (2 CPU cores, two back-to-back measurements); NUTS fits went
+from 40-57 to 31-39 s on average.
 
 **Bayesian NCF** (:class:`BNCF`): the NCF network of :mod:`cppjax.models.nets` (with design factors)
 lifted into NumPyro with ``random_flax_module``, Normal priors on every weight, and the same
@@ -198,11 +199,7 @@ def _regressed(z, basis, s0, s1):
     conditional mean given those plus the Cholesky factor of the conditional covariance times
     ``z_n``, computed in weight space (``Sigma_B = (I / s1**2 + X_o' X_o / s0**2)^-1``), which
     stays positive definite in float32."""
-    if isinstance(basis, ConditionalBasis):
-        return _conditional_regressed(z, basis, s0, s1)
-    Q, ev = basis
-    d = jnp.sqrt(s0**2 + s1**2 * ev)
-    return Q @ (_per_row(d, z) * (Q.T @ z))
+    return _all_rows(_data_rows(z, basis, s0, s1), z, basis, s0, s1)
 
 
 def _per_row(w, z):
@@ -210,24 +207,30 @@ def _per_row(w, z):
     return w.reshape(w.shape + (1,) * (z.ndim - 1))
 
 
-def _conditional_regressed(z, basis: ConditionalBasis, s0, s1):
-    a_o = _regressed(z[basis.observed], basis.observed_basis, s0, s1)
+def _data_rows(z, basis, s0, s1):
+    """The rows with data of ``_regressed(z, basis, s0, s1)`` (every row for a
+    :func:`prior_basis`), computed without the rows without data."""
+    if isinstance(basis, ConditionalBasis):
+        return _data_rows(z[basis.observed], basis.observed_basis, s0, s1)
+    Q, ev = basis
+    d = jnp.sqrt(s0**2 + s1**2 * ev)
+    return Q @ (_per_row(d, z) * (Q.T @ z))
+
+
+def _all_rows(a_o, z, basis, s0, s1):
+    """Every row of ``_regressed(z, basis, s0, s1)`` from its rows with data ``a_o``
+    (:func:`_data_rows`): with a :class:`ConditionalBasis`, the new rows drawn from their
+    conditional given ``a_o``; with a :func:`prior_basis`, ``a_o`` itself."""
+    if not isinstance(basis, ConditionalBasis):
+        return a_o
     s0sq, s1sq = s0**2, s1**2
     gain = jnp.where(basis.keep, 1.0 / (s0sq / s1sq + basis.M), 0.0)  # E[B | a_o] in P
-    mean_n = basis.XnP @ (_per_row(gain, z) * (basis.XoP.T @ a_o))
+    mean_n = basis.XnP @ (_per_row(gain, a_o) * (basis.XoP.T @ a_o))
     cov_b = s0sq * s1sq / (s0sq + s1sq * basis.M)  # Sigma_B in P
     cov_n = s0sq * jnp.eye(basis.new.size) + (basis.XnP * cov_b) @ basis.XnP.T
     a_n = mean_n + jnp.linalg.cholesky(cov_n) @ z[basis.new]
     # back to the row order with one gather (rather than scattering into a zero array)
     return jnp.concatenate([a_o, a_n])[basis.inverse]
-
-
-def _data_rows(z, basis, s0, s1):
-    """The rows with data of ``_regressed(z, basis, s0, s1)`` (every row for a
-    :func:`prior_basis`), computed without the rows without data."""
-    if isinstance(basis, ConditionalBasis):
-        return _regressed(z[basis.observed], basis.observed_basis, s0, s1)
-    return _regressed(z, basis, s0, s1)
 
 
 def _data_row_position(basis, idx):
@@ -272,7 +275,7 @@ def pmf_model(Xm, Xt, model_idx, task_idx, y=None, mask=None, *, rank: int = 5,
         """Every row and the rows with data, centred on the mean of the rows with data."""
         data = _data_rows(z, basis, s0, s1)
         centre = data.mean(0)
-        return _regressed(z, basis, s0, s1) - centre, data - centre
+        return _all_rows(data, z, basis, s0, s1) - centre, data - centre
 
     a, a_data = centred(a_z, bm, s_a, r_a)
     b, b_data = centred(b_z, bt, s_b, r_b)
