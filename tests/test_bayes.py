@@ -418,3 +418,98 @@ def test_prior_median_init_matches_numpyro_init_to_median():
         medians=prior_medians(jax.random.PRNGKey(3), sum(sizes.values())), offsets=offsets))
     for k in ours:
         np.testing.assert_array_equal(ours[k], again[k])
+
+
+@pytest.fixture(scope="module")
+def families():
+    """Planted scores with family shifts: 10 families of 4 models, each family 0.15 x a
+    standard normal above or below what the models' size predicts (no family effect on the
+    interactions)."""
+    rng = np.random.default_rng(3)
+    n_fam, per, m = 10, 4, 12
+    n = n_fam * per
+    fam = np.repeat(np.arange(n_fam), per)
+    shift = 0.15 * rng.normal(size=n_fam)
+    size = rng.normal(size=n)
+    u, v = rng.normal(size=(n, 2)), rng.normal(size=(m, 2))
+    mean = 0.5 + shift[fam][:, None] + 0.05 * size[:, None] + 0.05 * (u @ v.T)
+    s = np.clip(mean + rng.normal(scale=0.03, size=(n, m)), 0, 1)
+    mf = pd.DataFrame({"size": np.exp(size + 3), "family": [f"f{g}" for g in fam]},
+                      index=[f"m{i}" for i in range(n)])
+
+    def matrix(columns):
+        return cppjax.ScoreMatrix(s, list(mf.index), [f"t{j}" for j in range(m)],
+                                  model_factors=mf[columns], scale="fraction")
+
+    return matrix(["size", "family"]), matrix(["size"]), fam, shift
+
+
+def test_pmf_family_effects(families):
+    """Held-out models of families with data are predicted from their family's effect; a new
+    family's effect is a draw from the learned family prior (wider intervals); the learned
+    scales follow the planted family shifts."""
+    sm, sm_nofam, fam, shift = families
+    spec = PMF(rank=2, svi_steps=3000, num_samples=400)
+    assert spec._design(sm)[0].shape[1] == 1  # size only: the family left the regression
+    F = spec.families(sm)
+    assert F.shape == (40, 10) and (F.sum(1) == 1).all() and (F.argmax(1) == fam).all()
+    assert spec.family_names(sm) == [f"f{g}" for g in range(10)]
+    assert spec.families(sm_nofam) is None and PMF(family=None).families(sm) is None
+    seen = [0, 4, 8, 12, 16, 20, 24]  # one model of each of families 0-6
+    new_family = np.flatnonzero(fam == 7)  # none of its models has a score in the fit
+    held = np.concatenate([seen, new_family])
+    out = {}
+    for name, matrix in (("family", sm), ("no family factor", sm_nofam)):
+        mi, ti = np.nonzero(matrix.mask[held])
+        split = S.split_cells(matrix, held[mi], ti, "new models")
+        post = spec.fit(split.train, rng_key=0, method="svi", progress=False)
+        pred = post.predict(split.test, rng_key=1)
+        y = split.test.scores[pred.model_idx, pred.task_idx]
+        lo, hi = pred.interval(0.9)
+        is_seen = np.isin(pred.model_idx, seen)
+        out[name] = {"mse_seen": np.mean((pred.mean() - y)[is_seen] ** 2),
+                     "coverage": np.mean((y >= lo) & (y <= hi)),
+                     "width_seen": np.mean((hi - lo)[is_seen]),
+                     "width_new": np.mean((hi - lo)[~is_seen]), "post": post}
+    fit = out["family"]
+    assert fit["coverage"] >= 0.8, fit
+    assert fit["mse_seen"] < 0.25 * out["no family factor"]["mse_seen"], out
+    assert fit["width_new"] > 2 * fit["width_seen"], fit
+    s_fa = np.median(fit["post"].samples["s_family_offset"])
+    assert 0.5 * shift.std() < s_fa < 2 * shift.std(), (s_fa, shift.std())
+    assert np.median(fit["post"].samples["s_family_latent"]) < 0.2  # prior median 0.67
+    assert fit["post"].to_arviz().posterior["family_offset_z"].dims[-1] == "families"
+
+
+def test_pmf_fit_density_with_families(families):
+    """With family effects, a fit's density still equals the full model's, and a family
+    without data does not reach the likelihood."""
+    from numpyro import handlers
+    from numpyro.infer.util import log_density
+
+    from cppjax.models.bayes import pad_cells
+
+    sm, _, fam, _ = families
+    scores = sm.scores.copy()
+    scores[fam == 9] = np.nan
+    sm = sm.with_scores(scores)
+    spec = PMF(rank=2)
+    fit_model, data = spec.model_parts(sm, data_cells=True)
+    full_model, _ = spec.model_parts(sm)
+    Xm, Xt = (jnp.asarray(x) for x in spec._design(sm))
+    obs = sm.observed()
+    mi, ti, y, mask = pad_cells(obs.model_idx, obs.task_idx, obs.values)
+    args, kw = (Xm, Xt, mi, ti), {"y": y, "mask": mask, **data}
+    tr = handlers.trace(handlers.seed(full_model, 0)).get_trace(*args, **kw)
+    params = {k: s["value"] for k, s in tr.items() if s["type"] == "sample" and k != "y"}
+    np.testing.assert_allclose(log_density(fit_model, args, kw, params)[0],
+                               log_density(full_model, args, kw, params)[0], rtol=1e-6)
+
+    def likelihood(p):
+        site = handlers.trace(handlers.substitute(fit_model, p)).get_trace(*args, **kw)["y"]
+        return jnp.sum(jnp.where(mask, site["fn"].log_prob(site["value"]), 0.0))
+
+    grad = jax.grad(likelihood)(params)
+    for site in ("family_offset_z", "family_latent_z"):
+        g = np.asarray(grad[site])
+        assert np.all(g[9] == 0) and np.any(g[:9] != 0), site

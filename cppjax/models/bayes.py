@@ -7,9 +7,12 @@ matrix axes (``"models"``, ``"tasks"``, ``"cells"``).
 **Probabilistic MF** (:class:`PMF`)::
 
     y_ij ~ StudentT(nu, mu + a_i + b_j + sum_k lam_k u_ik v_jk, sigma_j)   (or Normal)
-    a_i = x_i' beta_a + s_a e_i      u_ik = x_i' W_k + e_ik      (x_i: model design factors)
+    a_i = x_i' beta_a + s_fa h_g(i) + s_a e_i                    (x_i: model design factors,
+    u_ik = x_i' W_k + s_fu H_g(i)k + e_ik                         g(i): model i's family)
     b_j = t_j' beta_b + s_b f_j      v_jk = t_j' G_k + f_jk      (t_j: task design factors)
     beta, W, G ~ Normal(0, r)        one regression scale r ~ HalfNormal(0.3) per block, learned
+    h_g, H_gk ~ Normal(0, 1)         family effects, scales s_fa ~ HalfNormal(0.3) and
+                                     s_fu ~ HalfNormal(1) learned (``PMF(family=None)``: none)
     lam_k ~ HalfNormal(0.5)          one shrinkage scale per latent dimension: the effective rank
                                      is learned, unused dimensions shrink to 0
     sigma_j = floor + exp(log sigma_0 + tau z_j)   per-task (heteroscedastic) noise, partially
@@ -240,9 +243,15 @@ def _data_row_position(basis, idx):
     return idx
 
 
+def _row_positions(basis, n_rows):
+    """The rows with data in the order :func:`_data_rows` returns them."""
+    return basis.observed if isinstance(basis, ConditionalBasis) else np.arange(n_rows)
+
+
 def pmf_model(Xm, Xt, model_idx, task_idx, y=None, mask=None, *, rank: int = 5,
               noise_tau: float = 0.5, noise_floor: float = 0.0, likelihood: str = "normal",
-              reg_scale: float | None = None, bases=None, data_cells: bool = False):
+              reg_scale: float | None = None, bases=None, data_cells: bool = False,
+              families=None):
     """Probabilistic MF with per-dimension shrinkage, factor regressions (coefficients integrated
     out) and per-task noise; ``bases``: the :func:`prior_basis` or :func:`conditional_basis` of
     ``Xm`` and of ``Xt`` (prior bases computed here when not given); ``reg_scale=None`` learns
@@ -253,7 +262,14 @@ def pmf_model(Xm, Xt, model_idx, task_idx, y=None, mask=None, *, rank: int = 5,
     then computed from those rows alone, so that the rows without data (cold start), which feed
     only the deterministic offsets, drop out of the compiled log density and its gradient. A
     cell on a row without data gives a wrong mean there: leave it False for predictions (as
-    :meth:`_Bayes.fit` does: it passes True to the fit only)."""
+    :meth:`_Bayes.fit` does: it passes True to the fit only).
+
+    ``families``: a one-hot ``(n_models, n_families)`` matrix (a row of zeros: no family) or
+    None. Each family then shifts its models' offsets and latent factors by a family effect,
+    ``s_fa h_g`` and ``s_fu H_g``, ``h, H ~ Normal(0, 1)``, with their own learned scales, on
+    top of the factor regressions (whose design then leaves the family columns out): a new
+    family's effect is a draw from the prior of scale ``s_fa``, learned from how far the
+    training families sit from what their design factors predict."""
     if reg_scale is None:
         r_a = numpyro.sample("reg_model_offset", dist.HalfNormal(0.3))
         r_b = numpyro.sample("reg_task_offset", dist.HalfNormal(0.3))
@@ -271,13 +287,24 @@ def pmf_model(Xm, Xt, model_idx, task_idx, y=None, mask=None, *, rank: int = 5,
     with numpyro.plate("tasks", n_tasks):
         b_z = numpyro.sample("b_z", dist.Normal(0.0, 1.0))
 
-    def centred(z, basis, s0, s1):
-        """Every row and the rows with data, centred on the mean of the rows with data."""
+    def centred(z, basis, s0, s1, shift=None):
+        """Every row and the rows with data, centred on the mean of the rows with data;
+        ``shift``: a per-row term (the family effects) added to the regression's rows."""
         data = _data_rows(z, basis, s0, s1)
+        rows = _all_rows(data, z, basis, s0, s1)
+        if shift is not None:
+            data = data + shift[_row_positions(basis, z.shape[0])]
+            rows = rows + shift
         centre = data.mean(0)
-        return _all_rows(data, z, basis, s0, s1) - centre, data - centre
+        return rows - centre, data - centre
 
-    a, a_data = centred(a_z, bm, s_a, r_a)
+    fam_a = fam_u = None
+    if families is not None and families.shape[1]:
+        s_fa = numpyro.sample("s_family_offset", dist.HalfNormal(0.3))
+        with numpyro.plate("families", families.shape[1]):
+            f_z = numpyro.sample("family_offset_z", dist.Normal(0.0, 1.0))
+        fam_a = families @ (s_fa * f_z)
+    a, a_data = centred(a_z, bm, s_a, r_a, fam_a)
     b, b_data = centred(b_z, bt, s_b, r_b)
     a = numpyro.deterministic("model_offset", a)
     b = numpyro.deterministic("task_offset", b)
@@ -293,7 +320,13 @@ def pmf_model(Xm, Xt, model_idx, task_idx, y=None, mask=None, *, rank: int = 5,
             u_e = numpyro.sample("U_z", dist.Normal(0.0, 1.0).expand([rank]).to_event(1))
         with numpyro.plate("tasks", n_tasks):
             v_e = numpyro.sample("V_z", dist.Normal(0.0, 1.0).expand([rank]).to_event(1))
-        U, U_data = centred(u_e, bm, 1.0, r_u)
+        if families is not None and families.shape[1]:
+            s_fu = numpyro.sample("s_family_latent", dist.HalfNormal(1.0))
+            with numpyro.plate("families", families.shape[1]):
+                fu_z = numpyro.sample("family_latent_z",
+                                      dist.Normal(0.0, 1.0).expand([rank]).to_event(1))
+            fam_u = families @ (s_fu * fu_z)
+        U, U_data = centred(u_e, bm, 1.0, r_u, fam_u)
         V, V_data = centred(v_e, bt, 1.0, r_v)
         if data_cells:
             U, V = U_data, V_data
@@ -427,8 +460,38 @@ class PMF(_Bayes):
     rank: int = 5
     reg_scale: float | None = None
     likelihood: Literal["normal", "student_t"] = "student_t"
+    family: str | None = "family"
 
     kind = "pmf"
+
+    def _family_column(self, sm: ScoreMatrix) -> str | None:
+        """The model factor that names a model's family, if the fit uses one."""
+        if self.use_factors and self.family is not None and self.family in sm.model_factors:
+            return self.family
+        return None
+
+    def _design(self, sm: ScoreMatrix):
+        fam = self._family_column(sm)
+        if fam is None:
+            return super()._design(sm)
+        return (design_matrix(encode_factors(sm.model_factors, exclude=(fam,))),
+                design_matrix(encode_factors(sm.task_factors)))
+
+    def families(self, sm: ScoreMatrix) -> np.ndarray | None:
+        """One-hot family membership ``(n_models, n_families)`` (a model without a family: a
+        row of zeros), or None without a family column."""
+        fam = self._family_column(sm)
+        if fam is None:
+            return None
+        enc = encode_factors(sm.model_factors[[fam]], categorical=[fam])
+        return np.eye(enc.cardinalities[0], dtype=np.float32)[enc.categorical[:, 0]][:, 1:]
+
+    def family_names(self, sm: ScoreMatrix) -> list[str]:
+        """The families in the order of the columns of :meth:`families`."""
+        fam = self._family_column(sm)
+        if fam is None:
+            return []
+        return sorted({str(v) for v in sm.model_factors[fam] if v is not None and v == v})
 
     def model_parts(self, sm, data_cells=False):
         Xm, Xt = self._design(sm)
@@ -437,7 +500,9 @@ class PMF(_Bayes):
         model = partial(pmf_model, rank=self.rank, noise_tau=self.noise_tau,
                         noise_floor=self.noise_floor, likelihood=self.likelihood,
                         reg_scale=self.reg_scale, data_cells=data_cells)
-        return model, {"bases": bases}
+        fam = self.families(sm)
+        return model, {"bases": bases,
+                       "families": None if fam is None else jnp.asarray(fam)}
 
 
 @dataclass(frozen=True)
@@ -592,7 +657,11 @@ class BayesPosterior(Posterior):
 
         n_chains = self.result.num_chains
         coords = {"models": list(self.matrix.models), "tasks": list(self.matrix.tasks)}
+        if isinstance(self.spec, PMF) and self.spec._family_column(self.matrix):
+            coords["families"] = self.spec.family_names(self.matrix)
         dims = {
+            "family_offset_z": ["families"],
+            "family_latent_z": ["families", "latent"],
             "model_offset": ["models"],
             "task_offset": ["tasks"],
             "sigma": ["tasks"],
@@ -660,6 +729,8 @@ class BayesPosterior(Posterior):
         spec_args = meta["spec"]
         if "hidden" in spec_args:
             spec_args["hidden"] = tuple(spec_args["hidden"])
+        if meta["spec_kind"] == "pmf":  # saved before PMF had family effects: none
+            spec_args.setdefault("family", None)
         spec = spec_cls(**spec_args)
 
         def frame(js, dtypes):
