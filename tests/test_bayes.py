@@ -444,10 +444,10 @@ def families():
     return matrix(["size", "family"]), matrix(["size"]), fam, shift
 
 
-def test_pmf_family_effects(families):
+def test_pmf_family_effects(families, tmp_path):
     """Held-out models of families with data are predicted from their family's effect; a new
     family's effect is a draw from the learned family prior (wider intervals); the learned
-    scales follow the planted family shifts."""
+    scales follow the planted family shifts; a saved fit predicts the same after loading."""
     sm, sm_nofam, fam, shift = families
     spec = PMF(rank=2, svi_steps=3000, num_samples=400)
     assert spec._design(sm)[0].shape[1] == 1  # size only: the family left the regression
@@ -470,7 +470,8 @@ def test_pmf_family_effects(families):
         out[name] = {"mse_seen": np.mean((pred.mean() - y)[is_seen] ** 2),
                      "coverage": np.mean((y >= lo) & (y <= hi)),
                      "width_seen": np.mean((hi - lo)[is_seen]),
-                     "width_new": np.mean((hi - lo)[~is_seen]), "post": post}
+                     "width_new": np.mean((hi - lo)[~is_seen]), "post": post,
+                     "split": split, "draws": pred.draws}
     fit = out["family"]
     assert fit["coverage"] >= 0.8, fit
     assert fit["mse_seen"] < 0.25 * out["no family factor"]["mse_seen"], out
@@ -478,7 +479,13 @@ def test_pmf_family_effects(families):
     s_fa = np.median(fit["post"].samples["s_family_offset"])
     assert 0.5 * shift.std() < s_fa < 2 * shift.std(), (s_fa, shift.std())
     assert np.median(fit["post"].samples["s_family_latent"]) < 0.2  # prior median 0.67
-    assert fit["post"].to_arviz().posterior["family_offset_z"].dims[-1] == "families"
+    posterior = fit["post"].to_arviz().posterior
+    assert list(posterior["family_offset_z"].coords["families"].values) == [
+        f"f{g}" for g in range(10)]
+    loaded = BayesPosterior.load(fit["post"].save(tmp_path / "families"))
+    assert loaded.spec.family == "family"
+    np.testing.assert_array_equal(loaded.predict(fit["split"].test, rng_key=1).draws,
+                                  fit["draws"])
 
 
 def test_pmf_fit_density_with_families(families):
