@@ -448,6 +448,10 @@ class PMF(_Bayes):
     """Probabilistic matrix factorisation (see the module docstring); ``rank`` is the maximum
     rank: per-dimension shrinkage switches unused dimensions off. ``reg_scale`` fixes the prior
     scale of the factor-regression coefficients (``None``, the default: four scales are learned).
+    ``family``: the model factor naming each model's family, whose effects on the offsets and
+    latent factors get scales of their own (see :func:`pmf_model`); ignored where the factor
+    table has no such column, ``None`` for none (the family then, if present, is one more
+    categorical factor of the regression).
 
     Example:
         >>> from cppjax.datasets import load_cpp_crowdsource
