@@ -75,9 +75,7 @@ def encode_factors(
     codes = np.zeros((n, len(cat_cols)), np.int32)
     cards = []
     for k, c in enumerate(cat_cols):
-        vals = [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
-                for v in df[c].tolist()]
-        levels = sorted({v for v in vals if v is not None})
+        vals, levels = category_levels(df[c])
         lookup = {v: i + 1 for i, v in enumerate(levels)}
         codes[:, k] = [lookup.get(v, 0) if v is not None else 0 for v in vals]
         cards.append(len(levels) + 1)
@@ -86,6 +84,14 @@ def encode_factors(
     return EncodedFactors(numeric[:, keep], missing[:, keep], codes, tuple(cards),
                           tuple(c for c, k in zip(num_cols, keep, strict=True) if k),
                           tuple(cat_cols))
+
+
+def category_levels(values) -> tuple[list[str | None], list[str]]:
+    """A categorical column's values as strings (None where missing) and its levels, sorted:
+    level ``i`` gets code ``i + 1`` in :func:`encode_factors`."""
+    vals = [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+            for v in list(values)]
+    return vals, sorted({v for v in vals if v is not None})
 
 
 def design_matrix(enc: EncodedFactors) -> np.ndarray:

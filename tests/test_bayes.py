@@ -251,41 +251,50 @@ def test_padding_cells_leaves_the_density_unchanged(planted):
     np.testing.assert_allclose(padded, plain, rtol=1e-5)
 
 
-def test_fit_density_leaves_rows_without_data_out(planted):
-    """A fit's model (``data_cells=True``) gives the training cells the means and the density
-    of the full model, and neither depends on the models and tasks without data."""
+def _fit_and_full_models(sm):
+    """PMF's fit model (``data_cells=True``) and full model of ``sm``, their arguments, a draw
+    of the prior's variables, and the masked log-likelihood of a model at given variables;
+    checks that the two models' log densities agree there."""
     from numpyro import handlers
     from numpyro.infer.util import log_density
 
     from cppjax.models.bayes import pad_cells
 
-    scores = planted.scores.copy()
-    scores[[0, 5], :] = np.nan  # two new models
-    scores[:, 3] = np.nan  # a new task
-    sm = planted.with_scores(scores)
     spec = PMF(rank=2)
     fit_model, data = spec.model_parts(sm, data_cells=True)
     full_model, _ = spec.model_parts(sm)
     Xm, Xt = (jnp.asarray(x) for x in spec._design(sm))
     obs = sm.observed()
     mi, ti, y, mask = pad_cells(obs.model_idx, obs.task_idx, obs.values)
-    assert mi[0] != 0 and (mi[mask.sum():] == mi[0]).all() and (ti[mask.sum():] == ti[0]).all()
     args, kw = (Xm, Xt, mi, ti), {"y": y, "mask": mask, **data}
     tr = handlers.trace(handlers.seed(full_model, 0)).get_trace(*args, **kw)
     params = {k: s["value"] for k, s in tr.items() if s["type"] == "sample" and k != "y"}
-    fit_tr = handlers.trace(handlers.substitute(fit_model, params)).get_trace(*args, **kw)
-    for site in ("cell_mean", "model_offset", "task_offset"):
-        np.testing.assert_allclose(fit_tr[site]["value"], tr[site]["value"], atol=1e-6)
-
-    def density(model, p):
-        return log_density(model, args, kw, p)[0]
+    np.testing.assert_allclose(log_density(fit_model, args, kw, params)[0],
+                               log_density(full_model, args, kw, params)[0], rtol=1e-6)
 
     def likelihood(model, p):
         site = handlers.trace(handlers.substitute(model, p)).get_trace(*args, **kw)["y"]
         return jnp.sum(jnp.where(mask, site["fn"].log_prob(site["value"]), 0.0))
 
-    np.testing.assert_allclose(density(fit_model, params), density(full_model, params),
-                               rtol=1e-6)
+    return fit_model, full_model, args, kw, params, likelihood
+
+
+def test_fit_density_leaves_rows_without_data_out(planted):
+    """A fit's model (``data_cells=True``) gives the training cells the means and the density
+    of the full model, and neither depends on the models and tasks without data."""
+    from numpyro import handlers
+
+    scores = planted.scores.copy()
+    scores[[0, 5], :] = np.nan  # two new models
+    scores[:, 3] = np.nan  # a new task
+    fit_model, full_model, args, kw, params, likelihood = _fit_and_full_models(
+        planted.with_scores(scores))
+    mi, ti, mask = args[2], args[3], kw["mask"]
+    assert mi[0] != 0 and (mi[mask.sum():] == mi[0]).all() and (ti[mask.sum():] == ti[0]).all()
+    tr = handlers.trace(handlers.substitute(full_model, params)).get_trace(*args, **kw)
+    fit_tr = handlers.trace(handlers.substitute(fit_model, params)).get_trace(*args, **kw)
+    for site in ("cell_mean", "model_offset", "task_offset"):
+        np.testing.assert_allclose(fit_tr[site]["value"], tr[site]["value"], atol=1e-6)
     grad = jax.grad(lambda p: likelihood(fit_model, p))(params)
     for site, rows in (("a_z", [0, 5]), ("U_z", [0, 5]), ("b_z", [3]), ("V_z", [3])):
         g = np.asarray(grad[site])
@@ -489,34 +498,13 @@ def test_pmf_family_effects(families, tmp_path):
 
 
 def test_pmf_fit_density_with_families(families):
-    """With family effects, a fit's density still equals the full model's, and a family
-    without data does not reach the likelihood."""
-    from numpyro import handlers
-    from numpyro.infer.util import log_density
-
-    from cppjax.models.bayes import pad_cells
-
+    """With family effects, a fit's density still equals the full model's (checked by
+    ``_fit_and_full_models``), and a family without data does not reach the likelihood."""
     sm, _, fam, _ = families
     scores = sm.scores.copy()
     scores[fam == 9] = np.nan
-    sm = sm.with_scores(scores)
-    spec = PMF(rank=2)
-    fit_model, data = spec.model_parts(sm, data_cells=True)
-    full_model, _ = spec.model_parts(sm)
-    Xm, Xt = (jnp.asarray(x) for x in spec._design(sm))
-    obs = sm.observed()
-    mi, ti, y, mask = pad_cells(obs.model_idx, obs.task_idx, obs.values)
-    args, kw = (Xm, Xt, mi, ti), {"y": y, "mask": mask, **data}
-    tr = handlers.trace(handlers.seed(full_model, 0)).get_trace(*args, **kw)
-    params = {k: s["value"] for k, s in tr.items() if s["type"] == "sample" and k != "y"}
-    np.testing.assert_allclose(log_density(fit_model, args, kw, params)[0],
-                               log_density(full_model, args, kw, params)[0], rtol=1e-6)
-
-    def likelihood(p):
-        site = handlers.trace(handlers.substitute(fit_model, p)).get_trace(*args, **kw)["y"]
-        return jnp.sum(jnp.where(mask, site["fn"].log_prob(site["value"]), 0.0))
-
-    grad = jax.grad(likelihood)(params)
+    fit_model, _, _, _, params, likelihood = _fit_and_full_models(sm.with_scores(scores))
+    grad = jax.grad(lambda p: likelihood(fit_model, p))(params)
     for site in ("family_offset_z", "family_latent_z"):
         g = np.asarray(grad[site])
         assert np.all(g[9] == 0) and np.any(g[:9] != 0), site

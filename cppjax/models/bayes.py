@@ -72,7 +72,7 @@ from numpyro import handlers
 from numpyro.contrib.module import random_flax_module
 
 from cppjax.data import Normalization, ScoreMatrix
-from cppjax.features import design_matrix, encode_factors
+from cppjax.features import category_levels, design_matrix, encode_factors
 from cppjax.inference import (
     InferenceResult,
     log_likelihood,
@@ -299,7 +299,8 @@ def pmf_model(Xm, Xt, model_idx, task_idx, y=None, mask=None, *, rank: int = 5,
         return rows - centre, data - centre
 
     fam_a = fam_u = None
-    if families is not None and families.shape[1]:
+    has_families = families is not None and families.shape[1] > 0
+    if has_families:
         s_fa = numpyro.sample("s_family_offset", dist.HalfNormal(0.3))
         with numpyro.plate("families", families.shape[1]):
             f_z = numpyro.sample("family_offset_z", dist.Normal(0.0, 1.0))
@@ -320,7 +321,7 @@ def pmf_model(Xm, Xt, model_idx, task_idx, y=None, mask=None, *, rank: int = 5,
             u_e = numpyro.sample("U_z", dist.Normal(0.0, 1.0).expand([rank]).to_event(1))
         with numpyro.plate("tasks", n_tasks):
             v_e = numpyro.sample("V_z", dist.Normal(0.0, 1.0).expand([rank]).to_event(1))
-        if families is not None and families.shape[1]:
+        if has_families:
             s_fu = numpyro.sample("s_family_latent", dist.HalfNormal(1.0))
             with numpyro.plate("families", families.shape[1]):
                 fu_z = numpyro.sample("family_latent_z",
@@ -493,9 +494,7 @@ class PMF(_Bayes):
     def family_names(self, sm: ScoreMatrix) -> list[str]:
         """The families in the order of the columns of :meth:`families`."""
         fam = self._family_column(sm)
-        if fam is None:
-            return []
-        return sorted({str(v) for v in sm.model_factors[fam] if v is not None and v == v})
+        return [] if fam is None else category_levels(sm.model_factors[fam])[1]
 
     def model_parts(self, sm, data_cells=False):
         Xm, Xt = self._design(sm)
@@ -661,8 +660,8 @@ class BayesPosterior(Posterior):
 
         n_chains = self.result.num_chains
         coords = {"models": list(self.matrix.models), "tasks": list(self.matrix.tasks)}
-        if isinstance(self.spec, PMF) and self.spec._family_column(self.matrix):
-            coords["families"] = self.spec.family_names(self.matrix)
+        if isinstance(self.spec, PMF) and (names := self.spec.family_names(self.matrix)):
+            coords["families"] = names
         dims = {
             "family_offset_z": ["families"],
             "family_latent_z": ["families", "latent"],
