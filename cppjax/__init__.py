@@ -3,23 +3,30 @@
 from cppjax.api import fit
 from cppjax.data import Normalization, Observations, ScoreMatrix, read_factors
 from cppjax.errors import CppjaxWarning, DataError, FactorMismatchError
+from cppjax.inference import MAP, NUTS, SVI, Adam
+from cppjax.io import load
 from cppjax.models import BNCF, MF, NCF, PMF, FactorsOnly, ScalingLaw
 from cppjax.predictive import Posterior, Predictive
 from cppjax.ranks import RankPosterior
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "BNCF",
+    "MAP",
     "MF",
     "NCF",
+    "NUTS",
     "PMF",
+    "SVI",
+    "Adam",
     "FactorsOnly",
     "ScalingLaw",
     "Posterior",
     "Predictive",
     "RankPosterior",
     "fit",
+    "load",
     "CppjaxWarning",
     "DataError",
     "FactorMismatchError",

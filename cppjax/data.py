@@ -29,31 +29,35 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from cppjax.errors import DataError, FactorMismatchError, did_you_mean
+from cppjax.errors import DataError, did_you_mean
+from cppjax.factors import factor_frame, join_factors, read_factors, type_factor_columns
+from cppjax.tables import (
+    MISSING_TOKENS,
+    SCALE_RANGE,
+    Table,
+    check_range,
+    check_unique,
+    check_unique_labels,
+    empty_rows_cols,
+    parse_numeric,
+    read_table,
+)
 
 log = logging.getLogger(__name__)
 
 Scale = Literal["percent", "fraction", "unbounded"]
 NormKind = Literal["task_minmax", "model_max", "none"]
 
-#: Cell contents read as "not reported" (compared after stripping, case-insensitively).
-MISSING_TOKENS = frozenset(
-    {"", "-", "--", "\u2013", "\u2014", "na", "n/a", "nan", "null", "none", "?"}
-)
-_SCALE_RANGE = {"percent": (0.0, 100.0), "fraction": (0.0, 1.0), "unbounded": (-math.inf, math.inf)}
-_MAX_LISTED = 8
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,7 +100,7 @@ class Normalization:
             lo = np.nanmin(scores, axis=0, keepdims=True)
             hi = np.nanmax(scores, axis=0, keepdims=True)
             width = hi - lo
-            fallback = _SCALE_RANGE[unit][1] - _SCALE_RANGE[unit][0]
+            fallback = SCALE_RANGE[unit][1] - SCALE_RANGE[unit][0]
             if not np.isfinite(fallback):
                 fallback = 1.0
             width = np.where(width > 0, width, fallback)
@@ -183,19 +187,19 @@ class ScoreMatrix:
                 f"scores have shape {scores.shape} but there are {len(models)} model names and "
                 f"{len(tasks)} task names"
             )
-        _check_unique(models, "model", self.source)
-        _check_unique(tasks, "task", self.source)
+        check_unique(models, "model", self.source)
+        check_unique(tasks, "task", self.source)
         if np.isinf(scores).any():
             i, j = np.argwhere(np.isinf(scores))[0]
             raise DataError(
                 f"{self.source}: infinite score at model {models[i]!r}, task {tasks[j]!r}"
             )
-        if self.scale not in _SCALE_RANGE:
-            raise DataError(f"scale must be one of {sorted(_SCALE_RANGE)}; got {self.scale!r}")
-        _check_range(scores, models, tasks, self.scale, self.source)
+        if self.scale not in SCALE_RANGE:
+            raise DataError(f"scale must be one of {sorted(SCALE_RANGE)}; got {self.scale!r}")
+        check_range(scores, models, tasks, self.scale, self.source)
         scores.setflags(write=False)
-        mf = _factor_frame(self.model_factors, models, "model")
-        tf = _factor_frame(self.task_factors, tasks, "task")
+        mf = factor_frame(self.model_factors, models, "model")
+        tf = factor_frame(self.task_factors, tasks, "task")
         norm = self.normalization
         if isinstance(norm, str):
             norm = Normalization.fit(scores, norm, self.scale, names=None)
@@ -377,7 +381,7 @@ class ScoreMatrix:
         (see :data:`MISSING_TOKENS`). Any other non-numeric cell is an error naming its line and
         column.
         """
-        table = _read_table(data, label_column=label_column, sep=sep)
+        table = read_table(data, label_column=label_column, sep=sep)
         if factor_columns:
             if models_as != "rows":
                 raise ValueError("factor_columns needs models_as='rows'")
@@ -388,18 +392,18 @@ class ScoreMatrix:
                     )
             inline = table.frame[list(factor_columns)].copy()
             inline.index = table.row_labels
-            inline = _type_factor_columns(inline)
+            inline = type_factor_columns(inline)
             if model_factors is not None:
                 extra = (
                     model_factors
                     if isinstance(model_factors, pd.DataFrame)
                     else read_factors(model_factors)
                 )
-                inline = inline.join(_type_factor_columns(extra), how="outer")
+                inline = inline.join(type_factor_columns(extra), how="outer")
             model_factors = inline
             keep = [c for c in table.col_labels if c not in set(factor_columns)]
-            table = _Table(table.frame[keep], table.row_labels, keep, table.source, table.line_of)
-        values = _parse_numeric(table)
+            table = Table(table.frame[keep], table.row_labels, keep, table.source, table.line_of)
+        values = parse_numeric(table)
         if models_as == "columns":
             values = values.T
             row_kind, col_kind = "task", "model"
@@ -407,8 +411,8 @@ class ScoreMatrix:
             row_kind, col_kind = "model", "task"
         else:
             raise ValueError(f"models_as must be 'rows' or 'columns'; got {models_as!r}")
-        _check_unique_labels(table.row_labels, row_kind, table)
-        _check_unique_labels(table.col_labels, col_kind, table, axis="column")
+        check_unique_labels(table.row_labels, row_kind, table)
+        check_unique_labels(table.col_labels, col_kind, table, axis="column")
         if models_as == "columns":
             models, tasks = table.col_labels, table.row_labels
         else:
@@ -447,7 +451,7 @@ class ScoreMatrix:
         score. A (model, task) pair given twice is an error naming both rows. Models and tasks
         appear in order of first occurrence.
         """
-        table = _read_table(data, label_column=None, sep=sep, long=True)
+        table = read_table(data, label_column=None, sep=sep, long=True)
         df, source = table.frame, table.source
         for col in (model, task, score):
             if col not in df.columns:
@@ -467,8 +471,8 @@ class ScoreMatrix:
                 r = int(np.flatnonzero(blank.to_numpy())[0])
                 raise DataError(f"{source}: {table.where(r)} has an empty {col!r}")
             names[col] = s.to_numpy(dtype=object)
-        vals = _parse_numeric(
-            _Table(df[[score]], [str(x) for x in df.index], [score], source, table.line_of)
+        vals = parse_numeric(
+            Table(df[[score]], [str(x) for x in df.index], [score], source, table.line_of)
         )
         key = pd.Series(list(zip(names[model], names[task], strict=True)))
         dup = key.duplicated(keep=False)
@@ -517,7 +521,7 @@ class ScoreMatrix:
     ):
         values = np.asarray(values, dtype=float)
         models, tasks = list(models), list(tasks)
-        dropped_m, dropped_t = _empty_rows_cols(values, models, tasks, source, drop_empty)
+        dropped_m, dropped_t = empty_rows_cols(values, models, tasks, source, drop_empty)
         if dropped_m or dropped_t:
             keep_m = [i for i, m in enumerate(models) if m not in set(dropped_m)]
             keep_t = [j for j, t in enumerate(tasks) if t not in set(dropped_t)]
@@ -528,8 +532,8 @@ class ScoreMatrix:
             obs = values[~np.isnan(values)]
             scale = "percent" if obs.size and obs.max() > 1.0 else "fraction"
             log.info("%s: scores read as %s (scale='auto'; pass scale= to fix it)", source, scale)
-        mf = _join_factors(model_factors, models, "model", on_mismatch, source)
-        tf = _join_factors(task_factors, tasks, "task", on_mismatch, source)
+        mf = join_factors(model_factors, models, "model", on_mismatch, source)
+        tf = join_factors(task_factors, tasks, "task", on_mismatch, source)
         return cls(
             values,
             tuple(models),
@@ -544,326 +548,5 @@ class ScoreMatrix:
         )
 
 
-# ---------------------------------------------------------------------------------------------
-# Reading tables
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class _Table:
-    frame: pd.DataFrame  # values as given (strings for CSV), columns = col labels
-    row_labels: list[str]
-    col_labels: list[str]
-    source: str
-    line_of: list[int] | None  # file line of each data row (1-based), None for a DataFrame
-
-    def where(self, r: int) -> str:
-        if self.line_of is not None:
-            return f"line {self.line_of[r]}"
-        return f"row {self.row_labels[r]!r}" if self.row_labels else f"row {r}"
-
-
-def _read_csv_rows(path: Path, sep: str) -> tuple[list[str], list[list[str]], list[int]]:
-    if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh, delimiter=sep)
-        header: list[str] | None = None
-        rows, lines = [], []
-        for rec in reader:
-            if not rec or all(not c.strip() for c in rec):
-                continue
-            if header is None:
-                header = [c.strip() for c in rec]
-                continue
-            if len(rec) > len(header):
-                extra = rec[len(header) :]
-                if any(c.strip() for c in extra):
-                    raise DataError(
-                        f"{path}: line {reader.line_num} has {len(rec)} fields but the header "
-                        f"has {len(header)}"
-                    )
-                rec = rec[: len(header)]
-            rows.append(rec + [""] * (len(header) - len(rec)))
-            lines.append(reader.line_num)
-    if header is None:
-        raise DataError(f"{path}: the file is empty")
-    return header, rows, lines
-
-
-def _read_table(data, *, label_column, sep, long=False) -> _Table:
-    if isinstance(data, pd.DataFrame):
-        df = data.copy()
-        source = "DataFrame"
-        lines = None
-        if long:
-            df = df.reset_index(drop=True)
-            return _Table(
-                df, [str(i) for i in range(len(df))], [str(c) for c in df.columns], source, None
-            )
-        if label_column is not None:
-            if label_column not in df.columns:
-                raise DataError(f"DataFrame has no column {label_column!r}")
-            df = df.set_index(label_column)
-        row_labels = [str(x).strip() for x in df.index]
-    else:
-        path = Path(data)
-        source = str(path)
-        header, rows, lines = _read_csv_rows(path, sep)
-        if long:
-            df = pd.DataFrame(rows, columns=header, dtype=object)
-            return _Table(df, [str(i) for i in range(len(df))], header, source, lines)
-        col = 0 if label_column is None else _header_pos(header, label_column, source)
-        row_labels = [r[col].strip() for r in rows]
-        cols = [c for k, c in enumerate(header) if k != col]
-        df = pd.DataFrame(
-            [[v for k, v in enumerate(r) if k != col] for r in rows], columns=cols, dtype=object
-        )
-        for r, lab in enumerate(row_labels):
-            if not lab:
-                raise DataError(f"{source}: line {lines[r]} has no name in its first column")
-    col_labels = [str(c).strip() for c in df.columns]
-    for k, c in enumerate(col_labels):
-        if not c or c.lower().startswith("unnamed:"):
-            raise DataError(f"{source}: column {k + 1} of the header has no name")
-    return _Table(df, row_labels, col_labels, source, lines)
-
-
-def _header_pos(header, name, source) -> int:
-    if name not in header:
-        raise DataError(f"{source}: no column {name!r}{did_you_mean(name, header)}")
-    return header.index(name)
-
-
-def _is_missing(v) -> bool:
-    if v is None:
-        return True
-    if isinstance(v, float) and math.isnan(v):
-        return True
-    if isinstance(v, str) and v.strip().lower() in MISSING_TOKENS:
-        return True
-    return v is pd.NA or v is pd.NaT
-
-
-def _to_float(v) -> float | None:
-    """A cell as a float, NaN if missing, None if it is not a number."""
-    if _is_missing(v):
-        return math.nan
-    if isinstance(v, bool | np.bool_):
-        return None
-    if isinstance(v, int | float | np.integer | np.floating):
-        return float(v)
-    try:
-        return float(str(v).strip().replace("\u2212", "-"))
-    except ValueError:
-        return None
-
-
-def _parse_numeric(table: _Table) -> np.ndarray:
-    raw = table.frame.to_numpy(dtype=object)
-    out = np.empty(raw.shape, dtype=float)
-    bad = []
-    for r in range(raw.shape[0]):
-        for c in range(raw.shape[1]):
-            f = _to_float(raw[r, c])
-            if f is None:
-                bad.append((r, c))
-                out[r, c] = np.nan
-            else:
-                out[r, c] = f
-    if bad:
-        listed = "; ".join(
-            f"{_cell_where(table, r, c)}: {raw[r, c]!r}" for r, c in bad[:_MAX_LISTED]
-        )
-        more = f" (and {len(bad) - _MAX_LISTED} more)" if len(bad) > _MAX_LISTED else ""
-        raise DataError(
-            f"{table.source}: {len(bad)} non-numeric score cell(s): {listed}{more}. Use a number, "
-            f"or leave the cell blank / '-' if the score is not reported"
-        )
-    if np.isinf(out).any():
-        r, c = np.argwhere(np.isinf(out))[0]
-        raise DataError(f"{table.source}: {_cell_where(table, r, c)}: infinite score")
-    return out
-
-
-def _cell_where(table: _Table, r: int, c: int) -> str:
-    row = table.where(r)
-    if table.line_of is not None and table.row_labels:
-        row += f" ({table.row_labels[r]!r})"
-    return f"{row}, column {table.col_labels[c]!r}"
-
-
-def _check_unique_labels(labels, kind, table: _Table, axis="row"):
-    seen: dict[str, int] = {}
-    for k, lab in enumerate(labels):
-        if lab in seen:
-            if axis == "row":
-                where = f"{table.where(seen[lab])} and {table.where(k)}"
-            else:
-                where = (
-                    f"columns {seen[lab] + 2} and {k + 2}"
-                    if table.line_of
-                    else f"columns {seen[lab]} and {k}"
-                )
-            raise DataError(f"{table.source}: duplicate {kind} name {lab!r} ({where})")
-        seen[lab] = k
-
-
-def _check_unique(names, kind, source):
-    seen = set()
-    for n in names:
-        if n in seen:
-            raise DataError(f"{source}: duplicate {kind} name {n!r}")
-        seen.add(n)
-
-
-def _check_range(scores, models, tasks, scale, source):
-    lo, hi = _SCALE_RANGE[scale]
-    with np.errstate(invalid="ignore"):
-        out = (scores < lo) | (scores > hi)
-    if out.any():
-        cells = np.argwhere(out)
-        listed = "; ".join(
-            f"model {models[i]!r}, task {tasks[j]!r}: {scores[i, j]:g}"
-            for i, j in cells[:_MAX_LISTED]
-        )
-        hint = (
-            " Scores look like percentages: pass scale='percent'."
-            if scale == "fraction" and np.nanmax(scores) <= 100
-            else ""
-        )
-        raise DataError(
-            f"{source}: {len(cells)} score(s) outside the {scale} scale [{lo:g}, {hi:g}]: "
-            f"{listed}.{hint}"
-        )
-
-
-def _empty_rows_cols(values, models, tasks, source, drop_empty):
-    obs = ~np.isnan(values)
-    empty_m = [models[i] for i in np.flatnonzero(~obs.any(axis=1))]
-    empty_t = [tasks[j] for j in np.flatnonzero(~obs.any(axis=0))]
-    if (empty_m or empty_t) and not drop_empty:
-        parts = []
-        if empty_m:
-            parts.append(f"model(s) with no observed score: {empty_m}")
-        if empty_t:
-            parts.append(f"task(s) with no observed score: {empty_t}")
-        raise DataError(
-            f"{source}: {'; '.join(parts)}. Remove them, or pass drop_empty=True to "
-            f"drop them (their names are kept in .dropped_models / .dropped_tasks)"
-        )
-    if empty_m and len(empty_m) == len(models) or empty_t and len(empty_t) == len(tasks):
-        raise DataError(f"{source}: no observed score at all")
-    return empty_m, empty_t
-
-
-# ---------------------------------------------------------------------------------------------
-# Factor tables
-# ---------------------------------------------------------------------------------------------
-def read_factors(
-    data: str | os.PathLike | pd.DataFrame,
-    *,
-    names_as: Literal["rows", "columns"] = "rows",
-    name_column: str | None = None,
-    categorical: Sequence[str] = (),
-    sep: str = ",",
-) -> pd.DataFrame:
-    """Read a factor table into a DataFrame indexed by model (or task) name.
-
-    Each column becomes numeric (``float``) if every non-missing value is a number, otherwise
-    categorical (strings); ``categorical`` forces columns to categorical (e.g. a context window
-    that should be embedded rather than scaled). Missing values stay missing (``NaN`` / ``None``),
-    never 0. ``names_as="columns"`` reads tables with one column per name and one row per factor
-    (as the CPP paper's ``benchmark_feature.csv``).
-    """
-    table = _read_table(data, label_column=name_column, sep=sep)
-    df = table.frame.copy()
-    df.columns = table.col_labels
-    df.index = table.row_labels
-    if names_as == "columns":
-        _check_unique_labels(table.col_labels, "name", table, axis="column")
-        df = df.T
-    elif names_as != "rows":
-        raise ValueError(f"names_as must be 'rows' or 'columns'; got {names_as!r}")
-    else:
-        _check_unique_labels(table.row_labels, "name", table)
-    df.index = pd.Index([str(i).strip() for i in df.index], name="name")
-    return _type_factor_columns(df, categorical)
-
-
-def _type_factor_columns(df: pd.DataFrame, categorical: Sequence[str] = ()) -> pd.DataFrame:
-    out = {}
-    for col in df.columns:
-        values = df[col].tolist()
-        floats = [_to_float(v) for v in values]
-        if col not in categorical and all(f is not None for f in floats):
-            out[col] = pd.Series(floats, index=df.index, dtype=float)
-        else:
-            out[col] = pd.Series(
-                [None if _is_missing(v) else str(v).strip() for v in values],
-                index=df.index,
-                dtype=object,
-            )
-    return pd.DataFrame(out, index=df.index)
-
-
-def _factor_frame(df, names, kind) -> pd.DataFrame:
-    if df is None:
-        return pd.DataFrame(index=pd.Index(list(names), name=kind))
-    if not isinstance(df, pd.DataFrame):
-        raise DataError(f"{kind}_factors must be a DataFrame indexed by {kind} name")
-    if list(df.index) != list(names):
-        missing = [n for n in names if n not in set(df.index)]
-        if missing:
-            raise FactorMismatchError(f"{kind} factors have no row for {missing[:_MAX_LISTED]}")
-        df = df.loc[list(names)]
-    df = df.copy()
-    df.index = pd.Index(list(names), name=kind)
-    return df
-
-
-def _join_factors(factors, names, kind, on_mismatch, source) -> pd.DataFrame | None:
-    if factors is None:
-        return None
-    if not isinstance(factors, pd.DataFrame):
-        factors = read_factors(factors)
-    elif not all(isinstance(i, str) for i in factors.index):
-        raise DataError(f"{kind} factors must be indexed by {kind} name (strings)")
-    else:
-        factors = _type_factor_columns(factors)
-    fsrc = getattr(factors, "attrs", {}).get("source", f"{kind} factor table")
-    idx = [str(i) for i in factors.index]
-    if len(set(idx)) != len(idx):
-        dup = pd.Series(idx)[pd.Series(idx).duplicated()].iloc[0]
-        raise DataError(f"{fsrc}: duplicate {kind} name {dup!r}")
-    have = set(idx)
-    want = set(names)
-    no_factors = [n for n in names if n not in have]
-    no_scores = [n for n in idx if n not in want]
-    if no_factors or no_scores:
-        lines = []
-        for n in no_factors:
-            lines.append(
-                f"  {kind} {n!r} (scores) has no factor row{did_you_mean(n, no_scores or idx)}"
-            )
-        for n in no_scores:
-            lines.append(
-                f"  factor row {n!r} matches no {kind} of {source}"
-                f"{did_you_mean(n, no_factors or names)}"
-            )
-        msg = (
-            f"{kind} names of the factor table and of the scores differ:\n"
-            + "\n".join(lines)
-            + "\nRename them so they match (e.g. factors.rename(index={...}))."
-        )
-        if on_mismatch == "raise":
-            raise FactorMismatchError(msg)
-        import warnings
-
-        from cppjax.errors import CppjaxWarning
-
-        warnings.warn(
-            msg + f"\nFactors of unmatched {kind}s are left missing.", CppjaxWarning, stacklevel=4
-        )
-    aligned = factors.reindex(list(names))
-    aligned.index.name = kind
-    aligned.attrs["unmatched"] = tuple(no_scores)
-    return aligned
+__all__ = ["MISSING_TOKENS", "SCALE_RANGE", "Normalization", "NormKind", "Observations",
+           "Scale", "ScoreMatrix", "read_factors"]

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
-import jax
 import numpy as np
 import pandas as pd
 
-from cppjax.data import ScoreMatrix
+from cppjax.data import SCALE_RANGE, ScoreMatrix
+from cppjax.keys import as_key
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,12 +62,10 @@ class Predictive:
     def draws(self) -> np.ndarray:
         """``(n_draws, n_cells)`` draws in original units."""
         if "draws" not in self._cache:
-            from cppjax.data import _SCALE_RANGE
-
             d = self.matrix.denormalize(self.draws_normalized, self.model_idx, self.task_idx)
             # draws were clipped to the scale in normalised units; clip again here so that the
             # round trip's rounding cannot put a score at -1e-15
-            self._cache["draws"] = np.clip(d, *_SCALE_RANGE[self.matrix.scale])
+            self._cache["draws"] = np.clip(d, *SCALE_RANGE[self.matrix.scale])
         return self._cache["draws"]
 
     def _pick(self, normalized: bool) -> np.ndarray:
@@ -131,9 +130,7 @@ class Predictive:
 
 def _clip_to_scale(sm: ScoreMatrix, draws: np.ndarray, mi, ti) -> np.ndarray:
     """Scores are bounded (0-100 or 0-1): draws beyond the declared scale are clipped to it."""
-    from cppjax.data import _SCALE_RANGE
-
-    lo, hi = _SCALE_RANGE[sm.scale]
+    lo, hi = SCALE_RANGE[sm.scale]
     if not np.isfinite(lo) and not np.isfinite(hi):
         return draws
     return np.clip(draws, sm.normalize(lo, mi, ti), sm.normalize(hi, mi, ti))
@@ -164,6 +161,8 @@ class Posterior:
     matrix: ScoreMatrix
     method: str = ""
     fit_seconds: float = float("nan")
+    spec = None  # the model specification
+    inference = None  # the inference object that fitted it
 
     def _draws(self, model_idx, task_idx, rng_key) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
@@ -201,7 +200,7 @@ class Posterior:
                 (observation noise); point predictors ignore it.
         """
         mi, ti = self._cells(cells)
-        key = jax.random.PRNGKey(rng_key) if isinstance(rng_key, int) else rng_key
+        key = None if rng_key is None else as_key(rng_key)
         draws = _clip_to_scale(self.matrix, np.asarray(self._draws(mi, ti, key)), mi, ti)
         return Predictive(self.matrix, mi, ti, draws, self._log_lik(mi, ti), self.method)
 
@@ -231,6 +230,35 @@ class Posterior:
                         or ti.max() >= sm.n_tasks):
             raise IndexError("cell index out of range")
         return mi, ti
+
+    # -- refits, files, ArviZ ----------------------------------------------------------------
+    def refit(self, train: ScoreMatrix, *, rng_key, progress: bool | None = None) -> Posterior:
+        """The same model and inference fitted on ``train`` (e.g. with newly observed scores):
+        where the shapes allow, the compiled programs of this fit are reused."""
+        return self.spec.fit(train, rng_key=rng_key, inference=self.inference,
+                             progress=progress)
+
+    def save(self, path) -> Path:
+        """Save to ``path`` (see :mod:`cppjax.io`); :func:`cppjax.load` reads it back."""
+        from cppjax.io import save
+
+        return save(self, path)
+
+    @classmethod
+    def load(cls, path) -> Posterior:
+        """Load a posterior saved with :meth:`save` (:func:`cppjax.load`)."""
+        from cppjax.io import load
+
+        post = load(path)
+        if not isinstance(post, cls):
+            raise TypeError(f"{path} holds a {type(post).__name__}, not a {cls.__name__}")
+        return post
+
+    def _arrays(self) -> dict:  # pragma: no cover - every posterior defines it
+        raise NotImplementedError
+
+    def _meta(self) -> dict:  # pragma: no cover - every posterior defines it
+        raise NotImplementedError
 
     # -- ranks -------------------------------------------------------------------------------
     def rank(self, task: str, *, rng_key=None, models: Sequence[str] | None = None):

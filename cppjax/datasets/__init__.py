@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from cppjax.data import NormKind, ScoreMatrix, _type_factor_columns
+from cppjax.data import NormKind, ScoreMatrix
+from cppjax.factors import type_factor_columns
 
 FILES = Path(__file__).parent / "files"
 
@@ -53,12 +54,12 @@ def _load(name: str, normalization: NormKind) -> ScoreMatrix:
     info = manifest()[name]
     scores = pd.read_csv(FILES / f"{name}_scores.csv", keep_default_na=False)
     models = pd.read_csv(FILES / f"{name}_models.csv", keep_default_na=False, dtype=str)
-    models = _type_factor_columns(models.set_index("model"))
+    models = type_factor_columns(models.set_index("model"))
     tasks_file = FILES / f"{name}_tasks.csv"
     tasks = None
     if tasks_file.exists():
         tasks = pd.read_csv(tasks_file, keep_default_na=False, dtype=str)
-        tasks = _type_factor_columns(tasks.set_index("task"))
+        tasks = type_factor_columns(tasks.set_index("task"))
     task_order = list(tasks.index) if tasks is not None else list(dict.fromkeys(scores["task"]))
     wide = scores.pivot(index="model", columns="task", values="score")
     wide = wide.reindex(index=list(models.index), columns=task_order)

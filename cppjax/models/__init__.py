@@ -1,8 +1,10 @@
 """Predictors: point (MF, NCF, factors-only), Bayesian (PMF, BNCF) and the scaling-law baseline."""
 
-from cppjax.models.bayes import BNCF, PMF, BayesPosterior
+from cppjax.models.bncf import BNCF
+from cppjax.models.pmf import PMF
 from cppjax.models.point import MF, NCF, FactorsOnly, PointPosterior
 from cppjax.models.scaling import ScalingLaw, ScalingLawPosterior
+from cppjax.posterior import BayesPosterior
 
 __all__ = ["BNCF", "MF", "NCF", "PMF", "BayesPosterior", "FactorsOnly", "PointPosterior",
            "ScalingLaw", "ScalingLawPosterior"]

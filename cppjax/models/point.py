@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from functools import partial
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -28,69 +29,89 @@ import optax
 
 from cppjax.data import ScoreMatrix
 from cppjax.features import encode_factors
+from cppjax.inference import Adam
+from cppjax.keys import as_key
+from cppjax.models.base import ModelSpec, accepts_legacy_settings, require_cells
 from cppjax.models.nets import MFNet, NCFNet, factor_arrays
 from cppjax.predictive import Posterior
 
 
 @dataclass(frozen=True)
-class _PointModel:
-    steps: int = 2000
-    lr: float = 0.01
-    weight_decay: float = 0.0
+class PointModel(ModelSpec):
+    """Base of the point predictors: a network of :mod:`cppjax.models.nets` and an ``l2``
+    penalty per training cell; trained by an :class:`~cppjax.inference.Adam` object."""
+
     l2: float = 0.0
-    val_frac: float = 0.1
-    refit: bool = True
-    n_inits: int = 1
 
-    name = "point"
+    inference_defaults: ClassVar[dict[str, dict]] = {"adam": {}}
+    dims: ClassVar[dict] = {"scores": ["models", "tasks"]}
 
-    def net(self, sm: ScoreMatrix) -> nn.Module:  # pragma: no cover
+    def __post_init__(self):
+        if self.l2 < 0:
+            raise ValueError(f"{type(self).__name__}.l2 must be >= 0; got {self.l2}")
+
+    @classmethod
+    def posterior_class(cls) -> type:
+        return PointPosterior
+
+    def net(self, sm: ScoreMatrix) -> nn.Module:  # pragma: no cover - every subclass defines it
         raise NotImplementedError
 
     def inputs(self, sm: ScoreMatrix) -> tuple:
         return ()
 
-    # -- fitting -----------------------------------------------------------------------------
-    def fit(self, train: ScoreMatrix, *, rng_key) -> PointPosterior:
-        """Fit on the observed cells of ``train`` (``rng_key``: a jax key or int seed)."""
-        key = jax.random.PRNGKey(rng_key) if isinstance(rng_key, int) else rng_key
-        t0 = time.perf_counter()
-        keys = jax.random.split(key, self.n_inits)
-        y = np.nan_to_num(train.normalized)[None].repeat(self.n_inits, 0)
-        mask = train.mask[None].repeat(self.n_inits, 0)
-        pred, info = self._run(train, keys, y, mask)
-        pred = np.asarray(pred)
-        return PointPosterior(train, self.name, pred, time.perf_counter() - t0, info)
+    def method_name(self, inference) -> str:
+        return self.kind
 
-    def fit_many(self, trains: list[ScoreMatrix], *, rng_key) -> list[PointPosterior]:
+    # -- fitting -----------------------------------------------------------------------------
+    def fit(self, train: ScoreMatrix, *, rng_key, inference=None, method: str | None = None,
+            progress: bool | None = None) -> PointPosterior:
+        """Fit on the observed cells of ``train`` (``rng_key``: a jax key or int seed;
+        ``inference``: an :class:`~cppjax.inference.Adam` object, default this model's)."""
+        inference = self.resolve_inference(inference, method)
+        require_cells(train)
+        key = as_key(rng_key)
+        t0 = time.perf_counter()
+        keys = jax.random.split(key, inference.n_inits)
+        y = np.nan_to_num(train.normalized)[None].repeat(inference.n_inits, 0)
+        mask = train.mask[None].repeat(inference.n_inits, 0)
+        pred, info = self._run(train, inference, keys, y, mask)
+        return PointPosterior(train, self, inference, np.asarray(pred),
+                              time.perf_counter() - t0, info)
+
+    def fit_many(self, trains: list[ScoreMatrix], *, rng_key, inference=None
+                 ) -> list[PointPosterior]:
         """Fit several training matrices of one shape (seeds, folds) in one compiled call."""
-        key = jax.random.PRNGKey(rng_key) if isinstance(rng_key, int) else rng_key
+        inference = self.resolve_inference(inference)
+        key = as_key(rng_key)
         ref = trains[0]
-        for t in trains[1:]:
+        for t in trains:
+            require_cells(t)
             if t.models != ref.models or t.tasks != ref.tasks:
                 raise ValueError("fit_many needs training matrices with the same names")
         t0 = time.perf_counter()
-        keys = jax.random.split(key, len(trains) * self.n_inits)
-        y = np.stack([np.nan_to_num(t.normalized) for t in trains for _ in range(self.n_inits)])
-        mask = np.stack([t.mask for t in trains for _ in range(self.n_inits)])
-        pred, info = self._run(ref, keys, y, mask)
-        pred = np.asarray(pred).reshape(len(trains), self.n_inits, *ref.shape)
+        n = inference.n_inits
+        keys = jax.random.split(key, len(trains) * n)
+        y = np.stack([np.nan_to_num(t.normalized) for t in trains for _ in range(n)])
+        mask = np.stack([t.mask for t in trains for _ in range(n)])
+        pred, info = self._run(ref, inference, keys, y, mask)
+        pred = np.asarray(pred).reshape(len(trains), n, *ref.shape)
         seconds = (time.perf_counter() - t0) / len(trains)
-        best = np.asarray(info["best_step"]).reshape(len(trains), self.n_inits)
-        return [PointPosterior(t, self.name, p, seconds, {"best_step": b})
+        best = np.asarray(info["best_step"]).reshape(len(trains), n)
+        return [PointPosterior(t, self, inference, p, seconds, {"best_step": b})
                 for t, p, b in zip(trains, pred, best, strict=True)]
 
-    def _run(self, sm: ScoreMatrix, keys, y, mask):
+    def _run(self, sm: ScoreMatrix, inf: Adam, keys, y, mask):
         net = self.net(sm)
         inputs = self.inputs(sm)
         mi, ti = np.indices(sm.shape)
         mi, ti = jnp.asarray(mi.ravel()), jnp.asarray(ti.ravel())
         pred, best_step = _train_batch(
-            net, self.steps, self.lr, self.weight_decay, self.l2, self.val_frac, self.refit,
+            net, inf.steps, inf.lr, inf.weight_decay, self.l2, inf.val_frac, inf.refit,
             sm.shape, keys, jnp.asarray(y, jnp.float32), jnp.asarray(mask), mi, ti, inputs)
         if not np.isfinite(np.asarray(pred)).all():
-            raise FloatingPointError(f"{self.name}: training diverged (non-finite predictions); "
-                                     f"lower lr (now {self.lr})")
+            raise FloatingPointError(f"{self.kind}: training diverged (non-finite predictions); "
+                                     f"lower lr (now {inf.lr})")
         return pred, {"best_step": np.asarray(best_step)}
 
 
@@ -148,8 +169,9 @@ def _train_batch(net, steps, lr, wd, l2, val_frac, refit, shape, keys, y, mask, 
     return jax.vmap(one)(keys, y, mask)
 
 
+@accepts_legacy_settings
 @dataclass(frozen=True)
-class MF(_PointModel):
+class MF(PointModel):
     """Matrix factorisation of normalised scores: ``s_ij ~ u_i . v_j (+ b + b_i + b_j)``.
 
     Defaults (rank 5, ``l2=0.1``, an ensemble of 5 initialisations whose mean is the prediction)
@@ -160,36 +182,39 @@ class MF(_PointModel):
 
     Example:
         >>> from cppjax.datasets import load_cpp_crowdsource
-        >>> post = MF(rank=4, steps=200).fit(load_cpp_crowdsource(), rng_key=0)
+        >>> from cppjax.inference import Adam
+        >>> post = MF(rank=4).fit(load_cpp_crowdsource(), rng_key=0,
+        ...                       inference=Adam(steps=200, lr=0.02, n_inits=5))
         >>> post.predict("missing").n_cells
         1210
     """
 
     rank: int = 5
     biases: bool = True
-    lr: float = 0.02
     l2: float = 0.1
-    n_inits: int = 5
 
-    name = "mf"
+    kind: ClassVar[str] = "mf"
+    inference_defaults: ClassVar[dict[str, dict]] = {"adam": {"lr": 0.02, "n_inits": 5}}
 
     def net(self, sm):
         return MFNet(sm.n_models, sm.n_tasks, self.rank, self.biases)
 
 
+@accepts_legacy_settings
 @dataclass(frozen=True)
-class NCF(_PointModel):
+class NCF(PointModel):
     """Neural collaborative filtering; ``use_factors=True`` adds the design factors (the paper's
     "NCF + design factors"). See :class:`cppjax.models.nets.NCFNet`."""
 
     dim: int = 10
     hidden: tuple[int, ...] = (32, 16)
     use_factors: bool = False
-    lr: float = 0.005
     l2: float = 0.3
 
-    @property
-    def name(self) -> str:
+    kind: ClassVar[str] = "ncf"
+    inference_defaults: ClassVar[dict[str, dict]] = {"adam": {"lr": 0.005}}
+
+    def method_name(self, inference) -> str:
         return "ncf_factors" if self.use_factors else "ncf"
 
     def net(self, sm):
@@ -202,16 +227,19 @@ class NCF(_PointModel):
         return factor_arrays(*_encoded(sm))
 
 
+@accepts_legacy_settings
 @dataclass(frozen=True)
 class FactorsOnly(NCF):
     """The design-factors-only predictor: no model or task IDs, so it predicts unseen models and
     tasks from their factors alone."""
 
     use_factors: bool = True
-    lr: float = 0.01
-    steps: int = 1500
 
-    name = "factors_only"
+    kind: ClassVar[str] = "factors_only"
+    inference_defaults: ClassVar[dict[str, dict]] = {"adam": {"lr": 0.01, "steps": 1500}}
+
+    def method_name(self, inference) -> str:
+        return self.kind
 
     def net(self, sm):
         mf, tf = _encoded(sm)
@@ -227,13 +255,19 @@ def _encoded(sm: ScoreMatrix):
 class PointPosterior(Posterior):
     """A fitted point predictor: one predictive draw per initialisation."""
 
-    def __init__(self, matrix: ScoreMatrix, method: str, pred: np.ndarray, fit_seconds: float,
-                 info: dict | None = None):
+    def __init__(self, matrix: ScoreMatrix, spec: PointModel, inference: Adam, pred: np.ndarray,
+                 fit_seconds: float, info: dict | None = None):
         self.matrix = matrix
-        self.method = method
+        self.spec = spec
+        self.inference = inference
+        self.method = spec.method_name(inference)
         self.pred = np.asarray(pred, dtype=float)  # (n_inits, n_models, n_tasks), normalised
         self.fit_seconds = fit_seconds
         self.info = info or {}
+
+    @property
+    def n_draws(self) -> int:
+        return self.pred.shape[0]
 
     def _draws(self, model_idx, task_idx, rng_key):
         return self.pred[:, model_idx, task_idx]
@@ -241,3 +275,22 @@ class PointPosterior(Posterior):
     def __repr__(self):
         return (f"PointPosterior({self.method}, {self.pred.shape[0]} draw(s), "
                 f"fit {self.fit_seconds:.2f}s)")
+
+    def to_arviz(self):
+        """ArviZ InferenceData: the fitted matrix of each initialisation as ``posterior
+        ["scores"]`` (dims chain, draw, models, tasks; normalised units)."""
+        import arviz as az
+
+        return az.from_dict(posterior={"scores": self.pred[None]},
+                            coords=self.spec.coords(self.matrix), dims=self.spec.dims)
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {"pred": self.pred, "best_step": np.asarray(self.info.get("best_step", []))}
+
+    def _meta(self) -> dict:
+        return {}
+
+    @classmethod
+    def _restore(cls, matrix, spec, inference, meta, arrays, fit_seconds):
+        return cls(matrix, spec, inference, arrays["pred"], fit_seconds,
+                   {"best_step": arrays["best_step"]})

@@ -37,7 +37,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal
+from typing import ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
@@ -48,10 +48,13 @@ import pandas as pd
 from numpyro.infer import Predictive as NPredictive
 
 from cppjax.compute import family_scale
-from cppjax.data import _SCALE_RANGE, ScoreMatrix
+from cppjax.data import SCALE_RANGE, ScoreMatrix
+from cppjax.errors import did_you_mean
 from cppjax.inference import InferenceResult, run_inference
-from cppjax.models.bayes import _Bayes, _task_noise
-from cppjax.predictive import Posterior
+from cppjax.keys import as_key
+from cppjax.models.base import ModelSpec, accepts_legacy_settings, require_cells
+from cppjax.models.likelihood import task_noise
+from cppjax.posterior import SampledPosterior
 
 AXES = ("compute", "parameters")
 
@@ -89,14 +92,15 @@ def scaling_law_model(fam_idx, task_idx, x, y=None, *, n_families, n_tasks, fami
     else:
         raise ValueError(f"pooling must be 'unpooled' or 'hierarchical'; got {pooling!r}")
     mean = b[fam_idx, task_idx] + w[fam_idx, task_idx] * x
-    sigma = _task_noise(J, noise_tau, -1.5, noise_floor)
+    sigma = task_noise(J, noise_tau, -1.5, noise_floor)
     with numpyro.plate("cells", x.shape[0]):
         numpyro.deterministic("cell_mean", mean)
         numpyro.sample("y", dist.Normal(mean, sigma[task_idx]), obs=y)
 
 
+@accepts_legacy_settings
 @dataclass(frozen=True)
-class ScalingLaw(_Bayes):
+class ScalingLaw(ModelSpec):
     """Per-family power law of a task's error in training compute (see the module docstring).
 
     Args:
@@ -108,8 +112,10 @@ class ScalingLaw(_Bayes):
 
     Example:
         >>> from cppjax.datasets import load_obsscaling
-        >>> post = ScalingLaw(pooling="unpooled", svi_steps=300, num_samples=50).fit(
-        ...     load_obsscaling(), rng_key=0, method="svi", progress=False)
+        >>> from cppjax.inference import SVI
+        >>> post = ScalingLaw(pooling="unpooled").fit(
+        ...     load_obsscaling(), rng_key=0, inference=SVI(num_steps=300, num_samples=50),
+        ...     progress=False)
         >>> post.slopes().columns.tolist()
         ['family', 'task', 'axis', 'n_points', 'mean', 'lower', 'upper']
     """
@@ -120,12 +126,30 @@ class ScalingLaw(_Bayes):
     min_error: float = 1e-3
     noise_tau: float = 0.0
     noise_floor: float = 0.0
-    use_factors: bool = False
-    num_warmup: int = 500
-    num_samples: int = 500
-    max_tree_depth: int = 7
 
-    kind = "scaling_law"
+    kind: ClassVar[str] = "scaling_law"
+    inference_defaults: ClassVar[dict[str, dict]] = {
+        "nuts": {"num_samples": 500, "max_tree_depth": 7}, "svi": {"num_samples": 500}, "map": {},
+    }
+    dims: ClassVar[dict] = {
+        "slope": ["families", "tasks"], "intercept": ["families", "tasks"],
+        "slope_z": ["families", "tasks"], "intercept_z": ["families", "tasks"],
+        "slope_task_z": ["tasks"], "intercept_task": ["tasks"], "slope_axis": ["axes"],
+        "slope_family_z": ["families"], "intercept_family_z": ["families"], "sigma": ["tasks"],
+        "sigma_z": ["tasks"],
+    }
+
+    @classmethod
+    def posterior_class(cls) -> type:
+        return ScalingLawPosterior
+
+    def coords(self, sm: ScoreMatrix) -> dict:
+        return {"families": list(self.layout(sm)["families"]), "tasks": list(sm.tasks),
+                "axes": list(AXES)}
+
+    def method_name(self, inference) -> str:
+        suffix = "" if inference.name == "nuts" else f"_{inference.name}"
+        return f"scaling_law_{self.pooling}{suffix}"
 
     def __post_init__(self):
         if self.pooling not in ("unpooled", "hierarchical"):
@@ -138,7 +162,7 @@ class ScalingLaw(_Bayes):
         if sm.scale == "unbounded":
             raise ValueError("a scaling law of the error needs scores on a bounded scale "
                              "(scale='percent' or 'fraction'); this matrix is 'unbounded'")
-        return _SCALE_RANGE[sm.scale][1]
+        return SCALE_RANGE[sm.scale][1]
 
     def transform(self, scores, top):
         p = np.asarray(scores, float) / top
@@ -185,10 +209,13 @@ class ScalingLaw(_Bayes):
                        family_axis=jnp.asarray(lay["family_axis"]), pooling=self.pooling,
                        noise_tau=self.noise_tau, noise_floor=self.noise_floor)
 
-    def fit(self, train: ScoreMatrix, *, rng_key, method: str = "nuts",
+    def fit(self, train: ScoreMatrix, *, rng_key, inference=None, method: str | None = None,
             progress: bool | None = None) -> ScalingLawPosterior:
-        """Fit on the observed cells of ``train`` whose model can be placed on a size axis."""
-        key = jax.random.PRNGKey(rng_key) if isinstance(rng_key, int) else rng_key
+        """Fit on the observed cells of ``train`` whose model can be placed on a size axis
+        (``inference``: a NUTS, SVI or MAP object or name; default NUTS)."""
+        inference = self.resolve_inference(inference, method)
+        require_cells(train)
+        key = as_key(rng_key)
         top = self._top(train)
         lay = self.layout(train)
         if not lay["families"]:
@@ -202,20 +229,16 @@ class ScalingLaw(_Bayes):
                 jnp.asarray(lay["x"][mi], jnp.float32))
         y = jnp.asarray(self.transform(raw, top), jnp.float32)
         t0 = time.perf_counter()
-        res = run_inference(
-            self.model_fn(train, lay), args, y, rng_key=key, method=method,
-            num_warmup=self.num_warmup, num_samples=self.num_samples,
-            num_chains=self.num_chains, target_accept=self.target_accept,
-            max_tree_depth=self.max_tree_depth, guide=self.guide, svi_steps=self.svi_steps,
-            lr=self.lr, progress=progress, identified=lambda s: s["cell_mean"])
+        res = run_inference(self.model_fn(train, lay), args, y, inference=inference, rng_key=key,
+                            progress=progress, identified=lambda s: s["cell_mean"])
         res.samples = {k: v for k, v in res.samples.items() if k not in ("cell_mean", "y")}
         n_points = np.zeros((len(lay["families"]), train.n_tasks), np.int32)
         np.add.at(n_points, (lay["model_family"][mi], ti), 1)
-        return ScalingLawPosterior(train, self, res, method, time.perf_counter() - t0, lay,
+        return ScalingLawPosterior(train, self, inference, res, time.perf_counter() - t0, lay,
                                    n_points)
 
 
-class ScalingLawPosterior(Posterior):
+class ScalingLawPosterior(SampledPosterior):
     """A fitted scaling law. Besides the common interface (:meth:`predict`, :meth:`rank`):
 
     * :meth:`curve` — predictive draws along a size grid for a family and task (the bands of
@@ -224,24 +247,28 @@ class ScalingLawPosterior(Posterior):
     * :attr:`unplaced_models` — models with no FLOPs, parameters or tokens: no prediction.
     """
 
-    def __init__(self, matrix, spec: ScalingLaw, result: InferenceResult, method: str,
+    def __init__(self, matrix, spec: ScalingLaw, inference, result: InferenceResult,
                  fit_seconds: float, layout: dict, n_points: np.ndarray):
         self.matrix = matrix
         self.spec = spec
+        self.inference = inference
         self.result = result
-        self.method = f"scaling_law_{spec.pooling}" + ("" if method == "nuts" else f"_{method}")
+        self.method = spec.method_name(inference)
         self.fit_seconds = fit_seconds
         self.layout = layout
         self.n_points = n_points
         self._top = spec._top(matrix)
 
-    @property
-    def samples(self) -> dict:
-        return self.result.samples
+    def coords(self) -> dict:
+        return {"families": self.families, "tasks": list(self.matrix.tasks), "axes": list(AXES)}
 
-    @property
-    def diagnostics(self) -> dict:
-        return self.result.diagnostics
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {**super()._arrays(), "n_points": self.n_points}
+
+    @classmethod
+    def _restore(cls, matrix, spec, inference, meta, arrays, fit_seconds):
+        return cls(matrix, spec, inference, cls._result(meta, arrays), fit_seconds,
+                   spec.layout(matrix), arrays["n_points"])
 
     @property
     def unplaced_models(self) -> list[str]:
@@ -263,7 +290,9 @@ class ScalingLawPosterior(Posterior):
         # SVI/MAP draws hold the latent sites only: rebuild the deterministic ones
         pred = NPredictive(self.spec.model_fn(self.matrix, self.layout), posterior_samples=s,
                            return_sites=["slope", "intercept", "sigma"], batch_ndims=1)
-        out = pred(jax.random.PRNGKey(0), jnp.zeros(1, jnp.int32), jnp.zeros(1, jnp.int32),
+        # slopes, intercepts and noise are deterministic given the draws: the key seeds only
+        # the one dummy cell's observation, which is not returned
+        out = pred(as_key(0), jnp.zeros(1, jnp.int32), jnp.zeros(1, jnp.int32),
                    jnp.zeros(1, jnp.float32))
         s.update({k: np.asarray(v) for k, v in out.items()})
         return s["slope"], s["intercept"], s["sigma"]
@@ -289,7 +318,7 @@ class ScalingLawPosterior(Posterior):
                 f"parameters or tokens, or no family): {', '.join(map(repr, bad))}; predict "
                 f"cells of placed models only, e.g. post.predict(post.placed_cells('missing'))")
         t = self._transformed_draws(fam, task_idx, self.layout["x"][model_idx], rng_key)
-        scores = np.clip(self.inverse(t), *_SCALE_RANGE[self.matrix.scale])
+        scores = np.clip(self.inverse(t), *SCALE_RANGE[self.matrix.scale])
         return self.matrix.normalize(scores, model_idx, task_idx)
 
     def inverse(self, t):
@@ -299,18 +328,16 @@ class ScalingLawPosterior(Posterior):
         """Predictive draws ``(n_draws, len(sizes))`` of the score of ``family`` on ``task`` at
         the given sizes (on the family's axis: FLOPs or parameters), in original units."""
         if family not in self.families:
-            from cppjax.errors import did_you_mean
-
             raise KeyError(f"family {family!r} has no placed model"
                            f"{did_you_mean(family, self.families)}")
         f = self.families.index(family)
         j = self.matrix.task_index(task)
         axis = AXES[self.layout["family_axis"][f]]
         x = np.log10(np.asarray(sizes, float)) - self.layout["centre"][axis]
-        key = jax.random.PRNGKey(rng_key) if isinstance(rng_key, int) else rng_key
+        key = as_key(rng_key)
         t = self._transformed_draws(np.full(x.shape, f), np.full(x.shape, j), x[None, :], key,
                                     noise, shared_noise=True)
-        return np.clip(self.inverse(t), *_SCALE_RANGE[self.matrix.scale])
+        return np.clip(self.inverse(t), *SCALE_RANGE[self.matrix.scale])
 
     def family_axis(self, family: str) -> str:
         return AXES[self.layout["family_axis"][self.families.index(family)]]

@@ -1,0 +1,194 @@
+"""What every model specification shares: a name in the registry, its default inferences, the
+settings of the first forms of cppjax, and ``fit``.
+
+A specification is a frozen dataclass of *model* settings only (rank, priors, likelihood...);
+how it is fitted is an inference object of :mod:`cppjax.inference`. Each specification class
+declares
+
+* ``kind``: its name in :mod:`cppjax.registry` (saved files record it);
+* ``inference_defaults``: for each inference it accepts, the settings that differ from the
+  inference object's own defaults (e.g. Bayesian NCF's SVI takes 3,000 steps);
+* ``dims`` and :meth:`coords`: the posterior's named dimensions, read by ``to_arviz``;
+* :meth:`fit`: ``spec.fit(train, rng_key=key, inference=NUTS(...))``.
+
+Settings that belonged to the model in earlier versions (``PMF(svi_steps=300)``,
+``MF(steps=200)``) are still accepted by the constructor and become the defaults of the
+inferences that take them (see ``docs/decisions/0001-model-apart-from-inference.md``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from functools import partial
+from typing import ClassVar, Literal
+
+import jax.numpy as jnp
+import numpy as np
+
+from cppjax.data import ScoreMatrix
+from cppjax.errors import DataError
+from cppjax.features import design_matrix, encode_factors
+from cppjax.inference import INFERENCES, LEGACY_NAMES, make_inference, run_inference
+from cppjax.keys import as_key
+from cppjax.models.likelihood import pad_cells
+from cppjax.posterior import BayesPosterior
+
+
+def accepts_legacy_settings(cls):
+    """Class decorator: the constructor of ``cls`` also takes the inference settings of the
+    first forms of cppjax (``num_samples``, ``svi_steps``, ``steps``...), kept apart from the
+    model's fields and applied by :meth:`ModelSpec.default_inference`."""
+    init = cls.__init__
+    legacy_names = set()
+    for inf in cls.inference_defaults:
+        legacy_names |= set(INFERENCES[inf].field_names())
+    legacy_names |= set(LEGACY_NAMES)
+
+    def __init__(self, *args, **kwargs):
+        own = {f.name for f in dataclasses.fields(cls)}
+        legacy = {k: kwargs.pop(k) for k in list(kwargs) if k not in own and k in legacy_names}
+        init(self, *args, **kwargs)
+        object.__setattr__(self, "legacy_settings", legacy)
+
+    __init__.__doc__ = init.__doc__
+    __init__.__wrapped__ = init
+    cls.__init__ = __init__
+    return cls
+
+
+class ModelSpec:
+    """Base of every model specification (see the module docstring)."""
+
+    kind: ClassVar[str] = ""
+    #: inference name -> settings over that inference object's defaults; the first is the default
+    inference_defaults: ClassVar[dict[str, dict]] = {}
+    #: posterior site -> its named dimensions (for ArviZ)
+    dims: ClassVar[dict[str, list[str]]] = {}
+
+    @classmethod
+    def posterior_class(cls) -> type:  # pragma: no cover - every family of models defines it
+        """The class of this model's fitted posterior (what :func:`cppjax.io.load` builds)."""
+        raise NotImplementedError
+
+    def model_settings(self) -> dict:
+        """The model's own fields (what a saved posterior records)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def coords(self, sm) -> dict:
+        """Coordinates of the named dimensions for the training matrix ``sm``."""
+        return {"models": list(sm.models), "tasks": list(sm.tasks)}
+
+    def default_inference(self, name: str | None = None):
+        """The inference object ``name`` with this model's defaults (and the settings given to
+        its constructor in the first form), made once per spec instance so that repeated fits
+        of one spec reuse their compiled programs."""
+        name = name or next(iter(self.inference_defaults))
+        if name not in self.inference_defaults:
+            raise ValueError(f"{type(self).__name__} is fitted by "
+                             f"{', '.join(self.inference_defaults)}, not {name!r}")
+        made = self.__dict__.setdefault("_inferences", {})
+        if name not in made:
+            cls = INFERENCES[name]
+            legacy = {k: v for k, v in getattr(self, "legacy_settings", {}).items()
+                      if LEGACY_NAMES.get(k, k) in cls.field_names()}
+            made[name] = make_inference(name, **{**self.inference_defaults[name], **legacy})
+        return made[name]
+
+    def resolve_inference(self, inference=None, method: str | None = None):
+        """An inference object from what ``fit`` was given: an object (checked to apply), a
+        name, or nothing (this model's default)."""
+        if inference is not None and method is not None:
+            raise TypeError("give inference= or method=, not both")
+        inference = inference if inference is not None else method
+        if inference is None or isinstance(inference, str):
+            return self.default_inference(inference)
+        if inference.name not in self.inference_defaults:
+            takes = ", ".join(INFERENCES[n].__name__ for n in self.inference_defaults)
+            raise TypeError(f"{type(self).__name__} is fitted by {takes}, not "
+                            f"{type(inference).__name__}")
+        return inference
+
+    def method_name(self, inference) -> str:
+        """The short name of this model fitted by ``inference`` (e.g. ``pmf_nuts``)."""
+        return f"{self.kind}_{inference.name}"
+
+
+@dataclasses.dataclass(frozen=True)
+class BayesSpec(ModelSpec):
+    """Base of the Bayesian collaborative models (PMF, BNCF): design factors on or off, the
+    per-task noise model and the likelihood; :meth:`fit` runs NUTS, SVI or MAP on the observed
+    cells of a training matrix."""
+
+    use_factors: bool = True
+    noise_tau: float = 0.5
+    noise_floor: float = 0.03
+    likelihood: Literal["normal", "student_t"] = "normal"
+
+    inference_defaults: ClassVar[dict[str, dict]] = {"nuts": {}, "svi": {}, "map": {}}
+
+    @classmethod
+    def posterior_class(cls) -> type:
+        return BayesPosterior
+
+    def __post_init__(self):
+        if self.likelihood not in ("normal", "student_t"):
+            raise ValueError(f"likelihood must be 'normal' or 'student_t', got {self.likelihood!r}")
+        if self.noise_floor < 0:
+            raise ValueError(f"noise_floor must be >= 0 (normalised units), got {self.noise_floor}")
+        if self.noise_tau < 0:
+            raise ValueError(f"noise_tau must be >= 0, got {self.noise_tau}")
+
+    def design(self, sm: ScoreMatrix) -> tuple[np.ndarray, np.ndarray]:
+        """The model and task design matrices (no columns with ``use_factors=False``)."""
+        if not self.use_factors:
+            return (np.zeros((sm.n_models, 0), np.float32), np.zeros((sm.n_tasks, 0), np.float32))
+        return (design_matrix(encode_factors(sm.model_factors)),
+                design_matrix(encode_factors(sm.task_factors)))
+
+    def model_parts(self, sm: ScoreMatrix, data_cells: bool = False
+                    ) -> tuple[partial, dict]:  # pragma: no cover - every subclass defines it
+        """The model function of ``sm`` as a partial with the static configuration only, and
+        the arrays it takes besides the cells (bases, factor arrays) as keyword arguments.
+        ``data_cells=True``: a fit's model, whose cells are all on models and tasks with data
+        (PMF then leaves the rows without data out of its log density)."""
+        raise NotImplementedError
+
+    def model_fn(self, sm: ScoreMatrix):
+        """The model function of ``sm``: ``model(Xm, Xt, model_idx, task_idx, y=None)``."""
+        model, data = self.model_parts(sm)
+        return partial(model, **data)
+
+    def fit(self, train: ScoreMatrix, *, rng_key, inference=None, method: str | None = None,
+            progress: bool | None = None) -> BayesPosterior:
+        """Fit on the observed cells of ``train``.
+
+        Args:
+            rng_key: a ``jax.random`` key or an int seed (required).
+            inference: a :class:`~cppjax.inference.NUTS`, ``SVI`` or ``MAP`` object, or one of
+                their names (this model's defaults); default NUTS. ``method=`` is the same.
+        """
+        inference = self.resolve_inference(inference, method)
+        key = as_key(rng_key)
+        require_cells(train)
+        t0 = time.perf_counter()
+        Xm, Xt = self.design(train)
+        obs = train.observed()
+        n = len(obs.values)
+        mi, ti, y, mask = pad_cells(obs.model_idx, obs.task_idx, obs.values)
+        args = (jnp.asarray(Xm), jnp.asarray(Xt), jnp.asarray(mi), jnp.asarray(ti))
+        model, data = self.model_parts(train, data_cells=True)
+        res = run_inference(model, args, jnp.asarray(y), inference=inference, rng_key=key,
+                            data={**data, "mask": jnp.asarray(mask)}, progress=progress,
+                            identified=lambda s: s["cell_mean"][:, :n])
+        res.samples = {k: v for k, v in res.samples.items() if k not in ("cell_mean", "y")}
+        return BayesPosterior(train, self, inference, res, time.perf_counter() - t0)
+
+
+def require_cells(train) -> None:
+    """A fit needs a :class:`ScoreMatrix` with at least one observed score."""
+    if not isinstance(train, ScoreMatrix):
+        raise TypeError(f"train must be a cppjax.ScoreMatrix (build one with "
+                        f"ScoreMatrix.from_wide / from_long); got {type(train).__name__}")
+    if train.n_observed == 0:
+        raise DataError(f"{train.source}: no observed score to fit")
