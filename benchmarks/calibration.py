@@ -35,7 +35,7 @@ from cppjax import metrics as M
 from cppjax import splits as S
 from cppjax.datasets import load_cpp_crowdsource
 from cppjax.evaluation import fit_splits, score_predictive
-from cppjax.inference import clear_cache
+from cppjax.keys import as_key
 
 COLD_TASKS = ("BoolQ(0-shot)", "BIG-bench hard(3-shot)", "HellaSwag(10-shot)", "HumanEval(pass@1)")
 LEVELS = (0.5, 0.8, 0.9, 0.95)
@@ -45,7 +45,7 @@ def cold_model_splits(sm, k, n_models, group, seed, skip=0):
     """Cold-start ``n_models`` models (most-observed first, after the first ``skip``), ``group``
     of them per split."""
     order = np.argsort(-sm.mask.sum(axis=1), kind="stable")[:skip + n_models]
-    rng_keys = jax.random.split(jax.random.PRNGKey(seed), len(order))
+    rng_keys = jax.random.split(as_key(seed), len(order))
     order = order[skip:]
     out = []
     for g in range(0, len(order), group):
@@ -63,8 +63,9 @@ def cold_model_splits(sm, k, n_models, group, seed, skip=0):
 def run_protocol(method, splits, seed, settings, group_by="model"):
     """Fit and score ``method`` on every split; coverage pooled over the held-out cells, with
     its standard error from a bootstrap over the held-out models (``group_by="task"``: tasks)."""
-    posts = fit_splits(method, splits, seed=seed, settings=settings, progress=False)
-    keys = jax.random.split(jax.random.PRNGKey(seed + 1), len(splits))
+    k_fit, k_pred = jax.random.split(as_key(seed))
+    posts = fit_splits(method, splits, rng_key=k_fit, settings=settings, progress=False)
+    keys = jax.random.split(k_pred, len(splits))
     per, draws, ys, groups = [], [], [], []
     for post, split, key in zip(posts, splits, keys, strict=True):
         pred = post.predict(split.test, rng_key=key)
@@ -185,11 +186,9 @@ def main(argv=None):
             t0 = time.perf_counter()
             r = run_protocol(method, splits, seed=0, settings=settings,
                              group_by="task" if pname.startswith("cpp_t") else "model")
-            # each protocol's first fit compiles anew (the figures count it); and compiled
-            # programs kept across protocols exhausted the process's memory maps (LLVM:
-            # "Cannot allocate memory") after about a dozen NUTS programs
+            # each protocol's first fit compiles anew (the figures count it): fit_splits's
+            # inference object, and with it its compiled programs, is dropped after each run
             jax.clear_caches()
-            clear_cache()
             g[method] = r
             cov = r.get("coverage_90", {}).get("mean", float("nan"))
             print(f"[{pname}] {method:12s} MSE {r['mse']['mean']:.4f} L1 {r['l1']['mean']:.4f} "

@@ -127,8 +127,9 @@ def main(argv=None):
                 posts, preds = {}, {}
                 for method in methods:
                     t0 = time.perf_counter()
-                    post = fit_splits(method, [split], seed=seed, settings=settings)[0]
-                    preds[method] = post.predict(split.test, rng_key=jax.random.PRNGKey(seed + 7))
+                    k_fit, k_pred = jax.random.split(jax.random.PRNGKey(seed))
+                    post = fit_splits(method, [split], rng_key=k_fit, settings=settings)[0]
+                    preds[method] = post.predict(split.test, rng_key=k_pred)
                     posts[method] = post
                     pred = preds[method]
                     em = np.isin(np.asarray(sm.tasks)[pred.task_idx], emergent)

@@ -49,9 +49,10 @@ def fit(
         ['model', 'task', 'mean', 'median', 'lower', 'upper', 'observed']
     """
     if isinstance(model, str):
-        spec, default = make_spec(model, **settings)
-        if inference is None and method is None:
-            inference = default
+        by_name = inference if isinstance(inference, str) else method
+        spec, default = make_spec(model, by_name, **settings)
+        if inference is None or isinstance(inference, str):
+            inference, method = default, None
     elif isinstance(model, ModelSpec):
         if settings:
             raise TypeError(f"settings {sorted(settings)} apply to a method name; set them on "

@@ -34,32 +34,47 @@ def _load(args):
     return ScoreMatrix.from_wide(args.scores, models_as=args.models_as, **common)
 
 
-def _settings(args) -> dict:
-    from cppjax.api import make_spec
-
-    spec, inference = make_spec(args.method)
-    if inference is None:
-        return {}
-    out = {}
-    if args.samples:
-        out["num_samples"] = args.samples
-    if args.warmup:
-        out["num_warmup"] = args.warmup
-    if args.steps:
-        out["svi_steps"] = args.steps
-    if args.chains:
-        out["num_chains"] = args.chains
-    return out
+#: CLI flag -> inference setting (each applies to the inferences that take it)
+FLAGS = {"samples": "num_samples", "warmup": "num_warmup", "chains": "num_chains",
+         "steps": "num_steps"}
 
 
-def _fit(args, sm):
-    import jax
+def _flag_settings(args) -> dict:
+    return {v: getattr(args, k) for k, v in FLAGS.items() if getattr(args, k, None) is not None}
 
-    from cppjax.api import fit
 
+def _spec(args):
+    """The model and inference of ``--method`` with the flags' settings, checked before any
+    data is read or fitted: a flag the method's inference does not take is an error."""
+    from cppjax.evaluation import settings_for
+    from cppjax.registry import METHODS, make_spec
+
+    given = _flag_settings(args)
+    if METHODS.get(args.method, (None, None, ""))[2] == "adam" and "num_steps" in given:
+        given["steps"] = given.pop("num_steps")  # a point model's Adam steps
+    usable = settings_for(args.method, given) if args.method in METHODS else {}
+    unused = [f for f, v in FLAGS.items()
+              if (v in given or (v == "num_steps" and "steps" in given))
+              and v not in usable and not (v == "num_steps" and "steps" in usable)]
+    if args.method in METHODS and unused:
+        raise ValueError(f"--{', --'.join(unused)} do(es) not apply to --method {args.method} "
+                         f"(see 'cppjax methods')")
+    return make_spec(args.method, **usable)
+
+
+def _check_common(args):
+    for k in ("samples", "warmup", "chains", "steps"):
+        v = getattr(args, k, None)
+        if v is not None and v < 1:
+            raise ValueError(f"--{k} must be a positive integer; got {v}")
+    level = getattr(args, "level", None)
+    if level is not None and not 0.0 < level < 1.0:
+        raise ValueError(f"--level must be in (0, 1), e.g. 0.9 for 90% intervals; got {level}")
+
+
+def _fit(args, sm, spec, inference, key):
     print(f"fitting {args.method} on {sm} ...", flush=True)
-    key = jax.random.PRNGKey(args.seed)
-    post = fit(args.method, sm, rng_key=key, **_settings(args))
+    post = spec.fit(sm, rng_key=key, inference=inference)
     diag = getattr(post, "diagnostics", {})
     print(f"fitted in {post.fit_seconds:.1f}s" + (f"; diagnostics: {diag}" if diag else ""))
     return post
@@ -69,16 +84,20 @@ def cmd_predict(args) -> int:
     import jax
 
     from cppjax import plots
+    from cppjax.keys import as_key
 
+    _check_common(args)
+    spec, inference = _spec(args)
     sm = _load(args)
-    post = _fit(args, sm)
+    k_fit, k_pred, k_fig = jax.random.split(as_key(args.seed), 3)
+    post = _fit(args, sm, spec, inference, k_fit)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if post.unplaced_models:
         print(f"the scaling law cannot place {len(post.unplaced_models)} model(s) on a size axis "
               f"(no FLOPs, parameters or tokens): {', '.join(post.unplaced_models)}; their cells "
               f"are not predicted")
-    pred = post.predict(post.placed_cells("missing"), rng_key=jax.random.PRNGKey(args.seed + 1))
+    pred = post.predict(post.placed_cells("missing"), rng_key=k_pred)
     df = pred.to_frame(level=args.level).drop(columns=["observed"])
     csv = out / "predictions.csv"
     lev = f"{args.level * 100:g}"
@@ -91,7 +110,7 @@ def cmd_predict(args) -> int:
     for _, r in df.sort_values("width", ascending=False).head(5).iterrows():
         print(f"  {r['model']:<28.28s} {r['task']:<28.28s} {r['mean']:6.3g}{unit} "
               f"[{r['lower']:.3g}, {r['upper']:.3g}]")
-    figs = plots.save_prediction_figures(post, pred, out, seed=args.seed)
+    figs = plots.save_prediction_figures(post, pred, out, rng_key=k_fig, level=args.level)
     print("figures: " + ", ".join(str(f) for f in figs))
     return 0
 
@@ -100,10 +119,15 @@ def cmd_rank(args) -> int:
     import jax
 
     from cppjax import plots
+    from cppjax.keys import as_key
 
+    _check_common(args)
+    spec, inference = _spec(args)
     sm = _load(args)
-    post = _fit(args, sm)
-    rp = post.rank(args.task, rng_key=jax.random.PRNGKey(args.seed + 1))
+    sm.task_index(args.task)  # an unknown task fails here, before the fit
+    k_fit, k_rank = jax.random.split(as_key(args.seed))
+    post = _fit(args, sm, spec, inference, k_fit)
+    rp = post.rank(args.task, rng_key=k_rank)
     df = rp.to_frame(level=args.level)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -120,13 +144,18 @@ def cmd_rank(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    import jax
     import numpy as np
 
     from cppjax import splits as S
-    from cppjax.evaluation import evaluate_methods
+    from cppjax.evaluation import check_settings, evaluate_methods
+    from cppjax.keys import as_key
 
-    sm = _load(args)
+    _check_common(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    settings = _settings_for_eval(args)
+    check_settings(methods, settings)
+    sm = _load(args)
     if args.protocol == "random":
         splits = [S.random_cells(s, sm, args.frac) for s in range(args.seeds)]
     elif args.protocol == "kfold":
@@ -134,24 +163,28 @@ def cmd_evaluate(args) -> int:
     elif args.protocol == "new_model":
         splits = list(S.each_new_model(args.seed, sm, k=args.k))
     elif args.protocol == "new_task":
-        splits = [S.new_task(args.seed + i, sm, t, k=args.k) for i, t in enumerate(sm.tasks)
-                  if sm.mask[:, sm.task_index(t)].sum() > args.k]
+        tasks = [t for t in sm.tasks if sm.mask[:, sm.task_index(t)].sum() > args.k]
+        keys = jax.random.split(as_key(args.seed), len(tasks))
+        splits = [S.new_task(k, sm, t, k=args.k) for k, t in zip(keys, tasks, strict=True)]
     else:
         splits = [S.largest_of_family(sm, min_members=3, k=args.k, rng_key=args.seed)]
     print(f"{args.protocol}: {len(splits)} split(s) of {sm}")
-    table = evaluate_methods(methods, splits, seed=args.seed, settings=_settings_for_eval(args))
+    table = evaluate_methods(methods, splits, rng_key=args.seed, settings=settings, progress=True)
     with np.printoptions(precision=4):
         print(table.to_string(float_format=lambda v: f"{v:.4g}"))
     return 0
 
 
 def _settings_for_eval(args) -> dict:
-    out = {}
-    if args.samples:
-        out["num_samples"] = args.samples
-    if args.steps:
-        out["svi_steps"] = args.steps
-    return out
+    return _flag_settings(args)
+
+
+def cmd_methods(args) -> int:
+    from cppjax.registry import describe_methods
+
+    print("method names (model + inference; '--method NAME'):")
+    print(describe_methods())
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,11 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     def fit_args(sp):
         g = sp.add_argument_group("model")
         g.add_argument("--method", default=DEFAULT_METHOD,
-                       help=f"predictor (default {DEFAULT_METHOD}; e.g. pmf_nuts, bncf_svi, mf)")
-        g.add_argument("--samples", type=int, help="posterior draws")
-        g.add_argument("--warmup", type=int, help="NUTS warm-up steps")
+                       help=f"predictor (default {DEFAULT_METHOD}); 'cppjax methods' lists all")
+        g.add_argument("--samples", type=int, help="posterior draws (NUTS: per chain; SVI)")
+        g.add_argument("--warmup", type=int, help="NUTS warm-up iterations per chain")
         g.add_argument("--chains", type=int, help="NUTS chains")
-        g.add_argument("--steps", type=int, help="SVI steps")
+        g.add_argument("--steps", type=int, help="SVI/MAP optimisation steps, or Adam steps "
+                       "of a point model")
         g.add_argument("--seed", type=int, default=0)
         g.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
         g.add_argument("--out", default="cppjax-output", help="output folder")
@@ -209,9 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--folds", type=int, default=20)
     sp.add_argument("--k", type=int, default=0, help="revealed scores (new model / task)")
     sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--samples", type=int)
-    sp.add_argument("--steps", type=int)
+    sp.add_argument("--samples", type=int, help="posterior draws of the Bayesian methods")
+    sp.add_argument("--steps", type=int, help="SVI/MAP steps of the Bayesian methods")
     sp.set_defaults(func=cmd_evaluate)
+
+    sp = sub.add_parser("methods", help="list the method names with one line each")
+    sp.set_defaults(func=cmd_methods)
     return p
 
 
@@ -224,7 +261,7 @@ def main(argv=None) -> int:
     numpyro.set_host_device_count(4)
     try:
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError) as e:
+    except (ValueError, KeyError, TypeError, FileNotFoundError) as e:
         if args.debug:
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)

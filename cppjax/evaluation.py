@@ -3,19 +3,24 @@
 Metric names follow ``shared/BENCHMARKS.md``: ``mse``, ``l1`` (normalised units), ``mae``,
 ``rmse`` (original units), ``rank_acc``, ``mae_at_2`` (percent, our rank rule), ``spearman``, and
 for predictors with more than one draw ``coverage_50/80/90/95``, ``width_90`` (normalised),
-``crps`` (normalised), ``lpd`` (normalised), plus ``fit_seconds``.
+``crps`` (normalised), ``lpd`` (normalised), plus ``fit_seconds``. The protocols and metrics are
+described in ``docs/protocols.md``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import fields
 
 import jax
 import numpy as np
 import pandas as pd
 
 from cppjax import metrics as M
+from cppjax.inference import INFERENCES, LEGACY_NAMES
+from cppjax.keys import as_key
 from cppjax.predictive import Posterior, Predictive
+from cppjax.registry import METHODS, make_spec
 from cppjax.splits import Split
 
 
@@ -48,35 +53,54 @@ def evaluate_posterior(post: Posterior, split: Split, rng_key) -> dict[str, floa
     return out
 
 
-def fit_splits(method: str, splits: Sequence[Split], *, seed: int = 0,
-               settings: dict | None = None, progress: bool | None = False) -> list[Posterior]:
-    """Fit ``method`` on every split's train (point predictors in one vmapped call when the
-    splits share a shape)."""
-    from cppjax.api import fit, make_spec
+def settings_for(method: str, settings: dict | None) -> dict:
+    """The part of ``settings`` (settings shared by a list of methods, e.g. the CLI's
+    ``--samples``) that ``method``'s model or inference takes."""
+    if not settings:
+        return {}
+    cls, _, inf, _ = METHODS[method]
+    takes = set(INFERENCES[inf].field_names()) | {f.name for f in fields(cls)}
+    return {k: v for k, v in settings.items() if LEGACY_NAMES.get(k, k) in takes}
 
-    spec, inference = make_spec(method, **(settings if method_takes(method, settings) else {}))
-    key = jax.random.PRNGKey(seed)
-    if inference is None:
-        return spec.fit_many([s.train for s in splits], rng_key=key)
+
+def check_settings(methods: Sequence[str], settings: dict | None) -> None:
+    """Every method name is known, and every shared setting applies to at least one method
+    (a setting none of them takes is an error naming it, not a silent no-op)."""
+    for m in methods:
+        make_spec(m)  # an unknown name fails here, before any fit
+    for k in settings or {}:
+        if not any(k in settings_for(m, {k: 0}) for m in methods):
+            raise ValueError(f"setting {k!r} applies to none of the methods {list(methods)}")
+
+
+def fit_splits(method: str, splits: Sequence[Split], *, rng_key=0,
+               settings: dict | None = None, progress: bool | None = False) -> list[Posterior]:
+    """Fit ``method`` on every split's train with one inference object, so that the splits
+    share its compiled programs (point predictors in one vmapped call when the splits share a
+    shape). ``settings`` are shared inference settings; those ``method`` does not take are not
+    passed to it (:func:`check_settings` rejects one that no method takes)."""
+    spec, inference = make_spec(method, **settings_for(method, settings))
+    key = as_key(rng_key)
+    if hasattr(spec, "fit_many"):
+        return spec.fit_many([s.train for s in splits], rng_key=key, inference=inference)
     keys = jax.random.split(key, len(splits))
-    return [fit(spec, s.train, rng_key=k, method=inference, progress=progress)
+    return [spec.fit(s.train, rng_key=k, inference=inference, progress=progress)
             for s, k in zip(splits, keys, strict=True)]
 
 
-def method_takes(method: str, settings: dict | None) -> bool:
-    """Bayesian settings (num_samples, svi_steps...) apply only to Bayesian methods."""
-    from cppjax.api import POINT
-
-    return bool(settings) and method not in POINT
-
-
-def evaluate_methods(methods: Sequence[str], splits: Sequence[Split], *, seed: int = 0,
-                     settings: dict | None = None) -> pd.DataFrame:
-    """Mean of every metric over the splits, one row per method."""
+def evaluate_methods(methods: Sequence[str], splits: Sequence[Split], *, rng_key=0,
+                     settings: dict | None = None, progress: bool = False) -> pd.DataFrame:
+    """Mean of every metric over the splits, one row per method. Each method gets its own
+    key, split into a fitting key and a prediction key (``rng_key``: a key or an int seed)."""
+    check_settings(methods, settings)
     rows = {}
-    for method in methods:
-        posts = fit_splits(method, splits, seed=seed, settings=settings)
-        keys = jax.random.split(jax.random.PRNGKey(seed + 1), len(splits))
+    for method, key in zip(methods, jax.random.split(as_key(rng_key), len(methods)),
+                           strict=True):
+        if progress:
+            print(f"  {method}: fitting {len(splits)} split(s) ...", flush=True)
+        k_fit, k_pred = jax.random.split(key)
+        posts = fit_splits(method, splits, rng_key=k_fit, settings=settings)
+        keys = jax.random.split(k_pred, len(splits))
         per = [evaluate_posterior(p, s, k) for p, s, k in zip(posts, splits, keys, strict=True)]
         rows[method] = pd.DataFrame(per).mean()
     return pd.DataFrame(rows).T

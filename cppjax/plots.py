@@ -131,11 +131,10 @@ def completed_heatmap(pred, *, stat: str = "mean", level: float = 0.9, ax=None):
     return ax
 
 
-def save_prediction_figures(post, pred, out: Path, *, seed: int = 0, level: float = 0.9):
+def save_prediction_figures(post, pred, out: Path, *, rng_key, level: float = 0.9):
     """The figures of ``cppjax predict``: completed matrix, interval widths, and the rank
-    posterior on the most-reported task that has unreported models. Returns the paths written."""
-    import jax
-
+    posterior on the most-reported task that has unreported models (its draws from
+    ``rng_key``). Returns the paths written."""
     out = Path(out)
     written = []
     for stat in ("mean", "width"):
@@ -150,7 +149,7 @@ def save_prediction_figures(post, pred, out: Path, *, seed: int = 0, level: floa
     # the most-reported task that still has unreported models: the ranking users ask about
     j = int(np.argmax(np.where(missing > 0, observed, -1)))
     models = [m for m in sm.models if m not in set(post.unplaced_models)]
-    rp = post.rank(sm.tasks[j], rng_key=jax.random.PRNGKey(seed + 2), models=models)
+    rp = post.rank(sm.tasks[j], rng_key=rng_key, models=models)
     ax = rank_forest(rp, level=level)
     path = out / "rank_forest.png"
     ax.figure.savefig(path, dpi=130, bbox_inches="tight")

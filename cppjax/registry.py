@@ -66,14 +66,20 @@ def describe_methods() -> str:
                      for name, (_, _, inf, about) in METHODS.items())
 
 
-def make_spec(name: str, **settings):
+def make_spec(name: str, inference: str | None = None, **settings):
     """The (model specification, inference object) pair behind a method name, with ``settings``
     overriding the defaults of either; a setting that applies to neither is an error naming it.
-    """
+    ``inference``: another inference of the model by name (e.g. ``"svi"`` for a ``_nuts``
+    name)."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}{did_you_mean(name, METHODS)}; choose from "
                          f"{', '.join(METHODS)}")
     cls, model_settings, inf, _ = METHODS[name]
+    if inference is not None:
+        if inference not in cls.inference_defaults:
+            raise ValueError(f"{cls.__name__} is fitted by {', '.join(cls.inference_defaults)}, "
+                             f"not {inference!r}")
+        inf = inference
     own = {f.name for f in fields(cls)}
     inf_fields = set(INFERENCES[inf].field_names())
     model_kw = {k: v for k, v in settings.items() if k in own}

@@ -19,6 +19,7 @@ import numpy as np
 
 from cppjax.compute import family_scale
 from cppjax.data import ScoreMatrix
+from cppjax.keys import as_key
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,14 +52,8 @@ class Split:
         )
 
 
-def _key(rng_key) -> jax.Array:
-    if isinstance(rng_key, int | np.integer):
-        return jax.random.PRNGKey(int(rng_key))
-    return rng_key
-
-
 def _permutation(rng_key, n: int) -> np.ndarray:
-    return np.asarray(jax.random.permutation(_key(rng_key), n))
+    return np.asarray(jax.random.permutation(as_key(rng_key), n))
 
 
 def split_cells(sm: ScoreMatrix, model_idx, task_idx, name: str, info=None) -> Split:
@@ -162,7 +157,7 @@ def each_new_model(
     if models is None:
         counts = sm.mask.sum(axis=1)
         models = [m for m, c in zip(sm.models, counts, strict=True) if c > k]
-    keys = jax.random.split(_key(rng_key), len(models))
+    keys = jax.random.split(as_key(rng_key), len(models))
     for key, m in zip(keys, models, strict=True):
         yield new_model(key, sm, m, k)
 
@@ -187,7 +182,7 @@ def largest_of_family(
         raise ValueError("revealing k > 0 scores needs an rng_key")
     scale = family_scale(sm.model_factors, family=family)
     held_i, held_j, chosen, skipped = [], [], {}, {}
-    keys = jax.random.split(_key(rng_key), sm.n_models) if k else [None] * sm.n_models
+    keys = jax.random.split(as_key(rng_key), sm.n_models) if k else [None] * sm.n_models
     for fam, rows in scale[scale["axis"] != "none"].groupby("family"):
         if len(rows) < min_members:
             skipped[fam] = f"{len(rows)} placeable member(s) < {min_members}"

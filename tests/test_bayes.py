@@ -6,7 +6,8 @@ import pytest
 
 import cppjax
 from cppjax import splits as S
-from cppjax.models.bayes import BNCF, PMF, BayesPosterior
+from cppjax.inference import NUTS, SVI
+from cppjax.models import BNCF, PMF, BayesPosterior
 from cppjax.ranks import ranks_from_scores
 
 
@@ -192,21 +193,21 @@ def test_bad_likelihood_is_named(planted):
 def test_prior_basis_square_root_is_the_regression_covariance():
     """K^(1/2) K^(1/2)' = s0^2 I + s1^2 X X' (the factor regression with its coefficients
     integrated out), and a design without columns gives s0 * I."""
-    from cppjax.models.bayes import _regressed, prior_basis
+    from cppjax.models.regression import prior_basis, regressed
 
     X = np.random.default_rng(0).normal(size=(7, 3)).astype(np.float32)
     X[:, 2] = X[:, 1]  # a repeated direction: eigenvectors not unique, the square root is
-    root = np.asarray(_regressed(jnp.eye(7), prior_basis(X), 0.4, 0.7))
+    root = np.asarray(regressed(jnp.eye(7), prior_basis(X), 0.4, 0.7))
     np.testing.assert_allclose(root, root.T, atol=1e-5)
     np.testing.assert_allclose(root @ root.T, 0.16 * np.eye(7) + 0.49 * X @ X.T, atol=1e-4)
-    empty = np.asarray(_regressed(jnp.eye(4), prior_basis(np.zeros((4, 0))), 0.4, 0.7))
+    empty = np.asarray(regressed(jnp.eye(4), prior_basis(np.zeros((4, 0))), 0.4, 0.7))
     np.testing.assert_allclose(empty, 0.4 * np.eye(4), atol=1e-6)
 
 
 def test_conditional_basis_keeps_the_prior_and_isolates_cold_rows():
     """Rows without data drawn given the observed rows: the joint covariance is still
     s0^2 I + s1^2 X X' and the observed rows do not depend on the cold rows' variables."""
-    from cppjax.models.bayes import ConditionalBasis, _regressed, conditional_basis
+    from cppjax.models.regression import ConditionalBasis, conditional_basis, regressed
 
     rng = np.random.default_rng(1)
     X = rng.normal(size=(9, 4)).astype(np.float32)
@@ -214,12 +215,12 @@ def test_conditional_basis_keeps_the_prior_and_isolates_cold_rows():
     observed = np.array([1, 1, 0, 1, 1, 1, 0, 1, 1], bool)
     basis = conditional_basis(X, observed)
     assert isinstance(basis, ConditionalBasis)
-    L = np.asarray(_regressed(jnp.eye(9), basis, 0.4, 0.7))
+    L = np.asarray(regressed(jnp.eye(9), basis, 0.4, 0.7))
     np.testing.assert_allclose(L @ L.T, 0.16 * np.eye(9) + 0.49 * X @ X.T, atol=2e-4)
     np.testing.assert_allclose(L[np.ix_(observed, ~observed)], 0.0, atol=1e-7)
     # a vector of variables (one column) maps like the identity's columns
     z = jnp.asarray(rng.normal(size=9), jnp.float32)
-    np.testing.assert_allclose(np.asarray(_regressed(z, basis, 0.4, 0.7)), L @ np.asarray(z),
+    np.testing.assert_allclose(np.asarray(regressed(z, basis, 0.4, 0.7)), L @ np.asarray(z),
                                atol=1e-5)
     # every row observed: the symmetric square root of prior_basis
     assert not isinstance(conditional_basis(X, np.ones(9, bool)), ConditionalBasis)
@@ -227,18 +228,20 @@ def test_conditional_basis_keeps_the_prior_and_isolates_cold_rows():
 
 def test_guide_rank_is_checked():
     with pytest.raises(ValueError, match="guide_rank"):
-        BNCF(guide_rank=0)
+        SVI(guide_rank=0)
+    with pytest.raises(ValueError, match="guide_rank"):
+        BNCF(guide_rank=0).default_inference("svi")  # the first form: checked when used
 
 
 def test_padding_cells_leaves_the_density_unchanged(planted):
     from numpyro import handlers
     from numpyro.infer.util import log_density
 
-    from cppjax.models.bayes import pad_cells
+    from cppjax.models.likelihood import pad_cells
 
     spec = PMF(rank=2)
     model, data = spec.model_parts(planted)
-    Xm, Xt = (jnp.asarray(x) for x in spec._design(planted))
+    Xm, Xt = (jnp.asarray(x) for x in spec.design(planted))
     obs = planted.observed()
     mi, ti, y, mask = pad_cells(obs.model_idx, obs.task_idx, obs.values)
     n = len(obs.values)
@@ -258,12 +261,12 @@ def _fit_and_full_models(sm):
     from numpyro import handlers
     from numpyro.infer.util import log_density
 
-    from cppjax.models.bayes import pad_cells
+    from cppjax.models.likelihood import pad_cells
 
     spec = PMF(rank=2)
     fit_model, data = spec.model_parts(sm, data_cells=True)
     full_model, _ = spec.model_parts(sm)
-    Xm, Xt = (jnp.asarray(x) for x in spec._design(sm))
+    Xm, Xt = (jnp.asarray(x) for x in spec.design(sm))
     obs = sm.observed()
     mi, ti, y, mask = pad_cells(obs.model_idx, obs.task_idx, obs.values)
     args, kw = (Xm, Xt, mi, ti), {"y": y, "mask": mask, **data}
@@ -331,42 +334,45 @@ def test_pmf_predicts_new_models_from_their_factors(planted):
 
 
 @pytest.mark.filterwarnings("ignore::cppjax.CppjaxWarning")  # 20 warm-up draws: r-hat
-@pytest.mark.parametrize("method", ["svi", "nuts"])
-def test_compiled_programs_are_reused_without_carrying_data_over(planted, method):
-    from cppjax import inference
-
-    spec = PMF(rank=2, svi_steps=200, num_warmup=20, num_samples=20, num_chains=2)
+@pytest.mark.parametrize("make", [lambda: SVI(num_steps=200, num_samples=20),
+                                  lambda: NUTS(num_warmup=20, num_samples=20, num_chains=2)],
+                         ids=["svi", "nuts"])
+def test_compiled_programs_are_reused_without_carrying_data_over(planted, make):
+    """An inference object keeps its compiled programs: a fit on other cells (as many) reuses
+    them and gives what a fresh object gives; dropping the object drops them."""
+    spec = PMF(rank=2)
     a = S.random_cells(0, planted, 0.25).train
     b = S.random_cells(1, planted, 0.25).train  # other cells, as many
-    inference.clear_cache()
-    fit_a = spec.fit(a, rng_key=0, method=method, progress=False)
-    programs = list(inference._CACHE.values())
-    fit_b = spec.fit(b, rng_key=0, method=method, progress=False)
-    assert list(inference._CACHE.values()) == programs  # b ran a's programs
-    inference.clear_cache()
-    fresh_b = spec.fit(b, rng_key=0, method=method, progress=False)  # compiled for b
-    assert len(inference._CACHE) == 1 and list(inference._CACHE.values()) != programs
+    inference = make()
+    fit_a = spec.fit(a, rng_key=0, inference=inference, progress=False)
+    programs = list(inference.programs._programs.values())
+    assert len(programs) == 1
+    fit_b = spec.fit(b, rng_key=0, inference=inference, progress=False)
+    assert list(inference.programs._programs.values()) == programs  # b ran a's programs
+    fresh = make()
+    assert fresh == inference and len(fresh.programs) == 0  # equal settings, own programs
+    fresh_b = spec.fit(b, rng_key=0, inference=fresh, progress=False)  # compiled for b
+    assert list(fresh.programs._programs.values()) != programs
     for k in fresh_b.samples:
         np.testing.assert_allclose(fit_b.samples[k], fresh_b.samples[k], rtol=1e-5, atol=1e-6)
     assert not np.allclose(fit_a.samples["model_offset"], fit_b.samples["model_offset"])
+    assert fit_b.refit(a, rng_key=0, progress=False).inference is inference
 
 
 def test_nuts_chains_start_apart_from_prior_medians_reproducibly(planted):
     """Each chain's starting point is its own prior-median draw (not one point for all chains),
     the same for the same keys."""
     from cppjax import inference
-    from cppjax.models.bayes import pad_cells
+    from cppjax.models.likelihood import pad_cells
 
     spec = PMF(rank=2)
     model, data = spec.model_parts(planted)
     obs = planted.observed()
     mi, ti, y, mask = pad_cells(obs.model_idx, obs.task_idx, obs.values)
-    args = (*(jnp.asarray(x) for x in spec._design(planted)), jnp.asarray(mi), jnp.asarray(ti))
+    args = (*(jnp.asarray(x) for x in spec.design(planted)), jnp.asarray(mi), jnp.asarray(ti))
     kw = {"y": jnp.asarray(y), "mask": jnp.asarray(mask), **data}
-    settings = dict(method="nuts", num_warmup=20, num_samples=20, num_chains=3,
-                    target_accept=0.9, max_tree_depth=5, guide="lowrank", guide_rank=None,
-                    svi_steps=10, lr=0.01)
-    progs = inference._Programs(model, settings, args, kw)
+    progs = inference._Programs(model, NUTS(num_warmup=20, num_samples=20, num_chains=3,
+                                            max_tree_depth=5), args, kw)
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
     z = progs._init(keys, args, kw).z
     a = np.asarray(z["a_z"])  # (chains, models): standard normal priors' medians of 15
@@ -385,12 +391,8 @@ def test_prior_median_init_matches_numpyro_init_to_median():
     from numpyro import handlers
     from numpyro.infer import init_to_median
 
-    from cppjax.inference import (
-        _abstract_sites,
-        init_to_prior_median,
-        prior_medians,
-        site_offsets,
-    )
+    from cppjax.inference import _abstract_sites
+    from cppjax.initialization import init_to_prior_median, prior_medians, site_offsets
 
     n = 20_000
 
@@ -459,7 +461,7 @@ def test_pmf_family_effects(families, tmp_path):
     scales follow the planted family shifts; a saved fit predicts the same after loading."""
     sm, sm_nofam, fam, shift = families
     spec = PMF(rank=2, svi_steps=3000, num_samples=400)
-    assert spec._design(sm)[0].shape[1] == 1  # size only: the family left the regression
+    assert spec.design(sm)[0].shape[1] == 1  # size only: the family left the regression
     F = spec.families(sm)
     assert F.shape == (40, 10) and (F.sum(1) == 1).all() and (F.argmax(1) == fam).all()
     assert spec.family_names(sm) == [f"f{g}" for g in range(10)]

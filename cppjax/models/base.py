@@ -71,6 +71,16 @@ class ModelSpec:
         """The class of this model's fitted posterior (what :func:`cppjax.io.load` builds)."""
         raise NotImplementedError
 
+    def __getattr__(self, name: str):
+        """Reading an inference setting from the model, as in the first forms of cppjax
+        (``MF().n_inits``): the value in this model's default inference that takes it."""
+        if not name.startswith("_") and name != "legacy_settings":
+            field = LEGACY_NAMES.get(name, name)
+            for inf in type(self).inference_defaults:
+                if field in INFERENCES[inf].field_names():
+                    return getattr(self.default_inference(inf), field)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def model_settings(self) -> dict:
         """The model's own fields (what a saved posterior records)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
