@@ -102,3 +102,13 @@ def test_readme_table_rows_come_from_the_results(calibration):
     assert rows[0] == ("| random | pmf_nuts | **0.0123** | 0.50 / 0.80 / 0.90 / 0.95 | 0.03 / 0.03 "
                        "| 0.050 | 1.00 | 30 (40 / 28) | 1.01 |")
     assert rows[1].startswith("| random | ncf (point) | 0.0150 | – | – |")
+
+
+def test_benchmarks_readme_is_generated_from_the_results(calibration):
+    """benchmarks/README.md is exactly what readme_table.py makes of the committed results
+    files: every figure it shows comes from a results file."""
+    import readme_table
+
+    committed = (Path(readme_table.__file__).parent / "README.md").read_text()
+    assert committed == readme_table.page(), "run: python benchmarks/readme_table.py --write"
+    assert "| random | pmf_nuts |" in committed

@@ -122,14 +122,3 @@ def test_scaling_law_input_errors(synth):
                                scale="percent")
     with pytest.raises(KeyError, match="family"):
         ScalingLaw().fit(nofam, rng_key=0, method="map", progress=False)
-
-
-def test_scaling_law_seeds_reproduce(synth):
-    sm, _ = synth
-    a = ScalingLaw(pooling="unpooled", svi_steps=200, num_samples=20).fit(
-        sm, rng_key=3, method="svi", progress=False)
-    b = ScalingLaw(pooling="unpooled", svi_steps=200, num_samples=20).fit(
-        sm, rng_key=3, method="svi", progress=False)
-    pa = a.predict(a.placed_cells("observed"), rng_key=1).draws
-    pb = b.predict(b.placed_cells("observed"), rng_key=1).draws
-    np.testing.assert_array_equal(pa, pb)

@@ -38,7 +38,7 @@ class BNCF(BayesSpec):
 
     Its inference defaults differ from PMF's: NUTS trajectories stop at depth 7, SVI takes
     3,000 steps at learning rate 0.005 with a rank-20 guide. The measurements behind these
-    settings are in ``docs/decisions/0004-bncf-settings.md``.
+    settings are in ``docs/decisions/0004-noise-model-and-bncf-settings.md``.
     """
 
     dim: int = 4

@@ -106,16 +106,20 @@ class PointModel(ModelSpec):
         inputs = self.inputs(sm)
         mi, ti = np.indices(sm.shape)
         mi, ti = jnp.asarray(mi.ravel()), jnp.asarray(ti.ravel())
-        pred, best_step = _train_batch(
-            net, inf.steps, inf.lr, inf.weight_decay, self.l2, inf.val_frac, inf.refit,
-            sm.shape, keys, jnp.asarray(y, jnp.float32), jnp.asarray(mask), mi, ti, inputs)
+        # the compiled training loop belongs to the inference object (dropped with it), keyed
+        # by what is static in it; see docs/decisions/0005-compiled-programs-reused.md
+        static = (net, inf.steps, inf.lr, inf.weight_decay, self.l2, inf.val_frac, inf.refit,
+                  sm.shape)
+        train = inf.programs.get(("point", *static),
+                                 lambda: jax.jit(partial(_train_batch, *static)))
+        pred, best_step = train(keys, jnp.asarray(y, jnp.float32), jnp.asarray(mask), mi, ti,
+                                inputs)
         if not np.isfinite(np.asarray(pred)).all():
             raise FloatingPointError(f"{self.kind}: training diverged (non-finite predictions); "
                                      f"lower lr (now {inf.lr})")
         return pred, {"best_step": np.asarray(best_step)}
 
 
-@partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5, 6, 7))
 def _train_batch(net, steps, lr, wd, l2, val_frac, refit, shape, keys, y, mask, mi, ti, inputs):
     opt = optax.adamw(lr, weight_decay=wd)
 

@@ -1,0 +1,48 @@
+"""50 fits of changing shapes in one process (run by tests/test_memory.py with
+``JAX_CHECK_TRACER_LEAKS=1``): point models mostly, and each Bayesian inference path; prints the
+number of memory maps of the process after the 10th and the last fit."""
+
+import sys
+
+import numpy as np
+
+import cppjax
+from cppjax.registry import make_spec
+
+TINY = {"nuts": {"num_warmup": 4, "num_samples": 4, "num_chains": 1},
+        "svi": {"num_steps": 4, "num_samples": 4}, "map": {"num_steps": 4},
+        "adam": {"steps": 3, "val_frac": 0.0, "n_inits": 1}}
+BAYES = {5: "pmf_map", 25: "pmf_svi", 45: "pmf_nuts"}
+
+
+def table(n, m, rng):
+    s = rng.random((n, m))
+    s[rng.random((n, m)) < 0.3] = np.nan
+    s[:, 0] = 0.5
+    mf = {"family": [f"f{i % 3}" for i in range(n)], "parameters": np.geomspace(1e8, 1e10, n)}
+    import pandas as pd
+
+    return cppjax.ScoreMatrix(s, [f"m{i}" for i in range(n)], [f"t{j}" for j in range(m)],
+                              model_factors=pd.DataFrame(mf, index=[f"m{i}" for i in range(n)]),
+                              scale="fraction")
+
+
+def maps() -> int:
+    with open("/proc/self/maps") as fh:
+        return sum(1 for _ in fh)
+
+
+rng = np.random.default_rng(0)
+counts = {}
+for i in range(50):
+    name = BAYES.get(i, ("mf", "ncf", "ncf_factors")[i % 3])
+    sm = table(6 + i, 3 + i % 4, rng)  # a new shape every fit
+    from cppjax.registry import METHODS
+
+    spec, inf = make_spec(name, **TINY[METHODS[name][2]])
+    post = spec.fit(sm, rng_key=i, inference=inf, progress=False)
+    post.predict(post.placed_cells("missing"), rng_key=i)
+    if i in (9, 49):
+        counts[i] = maps()
+print(f"fits 50 maps_after_10 {counts[9]} maps_after_50 {counts[49]}", flush=True)
+sys.exit(0)
