@@ -71,3 +71,31 @@ def test_predict_with_scaling_law_names_unplaced_models(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "cannot place 2 model(s)" in out and "GPT-4" in out
     assert (tmp_path / "rank_forest.png").exists()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["predict", "--level", "90"], "--level must be in (0, 1)"),
+    (["predict", "--samples", "0"], "--samples must be a positive integer"),
+    (["predict", "--method", "mf", "--samples", "5"], "--samples do(es) not apply to --method mf"),
+    (["predict", "--method", "pmf_nut"], "unknown method 'pmf_nut'"),
+    (["rank", "--task", "GSM8K(5-shot)", "--method", "mf"], "unknown task 'GSM8K(5-shot)'"),
+    (["evaluate", "--methods", "mf,ncf", "--samples", "5"], "applies to none of the methods"),
+])
+def test_arguments_are_checked_before_any_fit(argv, message, capsys):
+    """Each of these fails in well under a second: nothing is fitted before the check."""
+    import time
+
+    t0 = time.perf_counter()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert "fitting" not in capsys.readouterr().out
+    assert time.perf_counter() - t0 < 20
+
+
+def test_methods_lists_every_name(capsys):
+    from cppjax.registry import METHODS
+
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in METHODS)

@@ -44,7 +44,8 @@ def test_point_predictors_beat_the_mean(planted, spec):
     y = split.test.observed().values
     mse = np.mean((pred.mean(normalized=True) - y) ** 2)
     base = np.mean((y - split.train.observed().values.mean()) ** 2)
-    assert pred.n_draws == post.inference.n_inits == spec.n_inits  # one draw per initialisation (MF: an ensemble of 5)
+    # one draw per initialisation (MF: an ensemble of 5)
+    assert pred.n_draws == post.inference.n_inits == spec.n_inits
     assert mse < 0.8 * base, (spec.kind, mse, base)
     # original units round-trip
     np.testing.assert_allclose(
