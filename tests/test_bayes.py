@@ -362,7 +362,7 @@ def test_compiled_programs_are_reused_without_carrying_data_over(planted, make):
 def test_nuts_chains_start_apart_from_prior_medians_reproducibly(planted):
     """Each chain's starting point is its own prior-median draw (not one point for all chains),
     the same for the same keys."""
-    from cppjax import inference
+    from cppjax import programs
     from cppjax.models.likelihood import pad_cells
 
     spec = PMF(rank=2)
@@ -371,7 +371,7 @@ def test_nuts_chains_start_apart_from_prior_medians_reproducibly(planted):
     mi, ti, y, mask = pad_cells(obs.model_idx, obs.task_idx, obs.values)
     args = (*(jnp.asarray(x) for x in spec.design(planted)), jnp.asarray(mi), jnp.asarray(ti))
     kw = {"y": jnp.asarray(y), "mask": jnp.asarray(mask), **data}
-    progs = inference._Programs(model, NUTS(num_warmup=20, num_samples=20, num_chains=3,
+    progs = programs.Programs(model, NUTS(num_warmup=20, num_samples=20, num_chains=3,
                                             max_tree_depth=5), args, kw)
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
     z = progs._init(keys, args, kw).z
@@ -391,8 +391,8 @@ def test_prior_median_init_matches_numpyro_init_to_median():
     from numpyro import handlers
     from numpyro.infer import init_to_median
 
-    from cppjax.inference import _abstract_sites
     from cppjax.initialization import init_to_prior_median, prior_medians, site_offsets
+    from cppjax.programs import abstract_sites as _abstract_sites
 
     n = 20_000
 

@@ -1,0 +1,281 @@
+"""The compiled programs behind an inference: NUTS (initialise the chains, advance them a
+chunk of iterations, map their draws to the model's sites) and SVI/MAP (set the guide up, a chunk
+of updates, draws from the guide), kept per inference object in a :class:`ProgramCache`.
+
+No traced value outlives its trace: NumPyro's HMC kernel and autoguides keep closures over the
+arguments of the trace that set them up, so each compiled program sets up its own (see
+``docs/decisions/0001-model-apart-from-inference.md``).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from contextlib import contextmanager
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+from numpyro import handlers
+from numpyro.distributions import biject_to
+from numpyro.infer import NUTS as _NumPyroNUTS
+from numpyro.infer import SVI as _NumPyroSVI
+from numpyro.infer import Predictive, Trace_ELBO, init_to_uniform
+from numpyro.infer.autoguide import AutoDelta, AutoLowRankMultivariateNormal, AutoNormal
+from tqdm.auto import tqdm
+
+from cppjax.initialization import init_strategy
+
+# XLA options for programs that run once per fit (set-up, drawing from a guide): the least
+# optimisation, since their compile time is most of their cost
+_RUN_ONCE = {"xla_backend_optimization_level": 0}
+
+
+class ProgramCache:
+    """The compiled programs of one inference object, most recently used last (at most
+    ``size``): a fit of the same model settings and shapes of inputs reuses them."""
+
+    def __init__(self, size: int = 8):
+        self.size = size
+        self._programs: OrderedDict = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._programs)
+
+    def clear(self) -> None:
+        """Forget every compiled program."""
+        self._programs.clear()
+
+    def get(self, key, build):
+        if key is None:
+            return build()
+        if key in self._programs:
+            self._programs.move_to_end(key)
+            return self._programs[key]
+        progs = self._programs[key] = build()
+        while len(self._programs) > self.size:
+            self._programs.popitem(last=False)
+        return progs
+
+
+def _chunk(*counts: int, most: int) -> int:
+    """The longest run of iterations (at most ``most``) that divides every count: the length of
+    one compiled scan, called repeatedly (progress is shown between calls)."""
+    return max(d for d in range(1, most + 1) if all(c % d == 0 for c in counts))
+
+
+def _from_slot(site=None, *, slot):
+    if site is None:
+        return partial(_from_slot, slot=slot)
+    return (slot.fn or init_to_uniform)(site)
+
+
+class _InitSlot:
+    """The initialisation strategy of a NumPyro kernel or guide (:attr:`strategy`, a partial as
+    NumPyro expects), set for the duration of one trace only (:meth:`use`): its random numbers
+    are that trace's values, so nothing of the trace outlives it. Outside a :meth:`use` block it
+    is ``init_to_uniform`` (what a guide re-traced for an update needs: shapes, not values)."""
+
+    def __init__(self):
+        self.fn = None
+        self.strategy = partial(_from_slot, slot=self)
+
+    @contextmanager
+    def use(self, fn):
+        self.fn = fn
+        try:
+            yield
+        finally:
+            self.fn = None
+
+
+@contextmanager
+def _traced_state_dropped(obj):
+    """Restore ``obj``'s attributes when the block ends: a NumPyro guide sets itself up (its
+    prototype trace, initial values) inside whichever trace first calls it, and would otherwise
+    keep that trace's values."""
+    saved = dict(obj.__dict__)
+    try:
+        yield
+    finally:
+        obj.__dict__.clear()
+        obj.__dict__.update(saved)
+
+
+class Programs:
+    """The compiled programs of one model, inference settings and shapes of inputs: NUTS
+    (initialise the chains, advance them a chunk of iterations, map their draws to the
+    constrained sites) or SVI/MAP (set the guide up, a chunk of updates, draws from the guide)."""
+
+    def __init__(self, model, inference, args, kw):
+        self.model, self.inf = model, inference
+        sites, sizes = abstract_sites(model, args, kw)
+        self.slot = _InitSlot()
+        if inference.name == "nuts":
+            self._build_nuts(sizes)
+        else:
+            # draws of the latent sites from the guide and of the deterministic ones (offsets,
+            # noise scales...) from the model, in one program: NUTS samples hold both
+            self._build_svi(sites, sizes)
+
+    # -- NUTS ----------------------------------------------------------------------------------
+    def _build_nuts(self, latent_sizes: dict[str, int]):
+        s = self.inf
+        self.chunk = _chunk(s.num_warmup, s.num_samples, most=100)
+
+        def kernel():
+            # a fresh NumPyro kernel in every traced program: a kernel keeps closures over the
+            # model arguments of the trace that set it up, which must not outlive that trace
+            return _NumPyroNUTS(self.model, target_accept_prob=s.target_accept,
+                                max_tree_depth=s.max_tree_depth, init_strategy=self.slot.strategy)
+
+        def init(key, args, kw):
+            k_init, k_kernel = jax.random.split(key)
+            # this chain's starting point: a prior median's distribution
+            with self.slot.use(init_strategy(k_init, latent_sizes)):
+                return kernel().init(k_kernel, s.num_warmup, None, model_args=args,
+                                     model_kwargs=kw)
+
+        def advance(state, args, kw):
+            k = kernel()
+            # sets the kernel's step functions up (at the chain's own position: no search);
+            # its initial state is discarded (XLA drops what nothing reads)
+            k.init(state.rng_key, s.num_warmup, state.z, model_args=args, model_kwargs=kw)
+
+            def step(st, _):
+                st = k.sample(st, args, kw)
+                return st, (st.z, st.diverging, st.num_steps)
+
+            return jax.lax.scan(step, state, None, length=self.chunk)
+
+        def post(z, args, kw):
+            k = kernel()
+            k.init(jax.random.PRNGKey(0), s.num_warmup, jax.tree.map(lambda v: v[0, 0], z),
+                   model_args=args, model_kwargs=kw)  # sets the constraining maps up
+            return jax.vmap(jax.vmap(k.postprocess_fn(args, kw)))(z)
+
+        # The chains are initialised together on one device, in a program compiled at XLA's
+        # lowest optimisation level (it runs once), then advanced one chain per device where
+        # there are enough (``numpyro.set_host_device_count`` makes CPU cores devices), all
+        # vectorised on one device otherwise.
+        n = s.num_chains
+        self._init = jax.jit(jax.vmap(init, in_axes=(0, None, None)), compiler_options=_RUN_ONCE)
+        if jax.local_device_count() >= n > 1:
+            self._advance = jax.pmap(advance, in_axes=(0, None, None))
+            # the initial state laid out as the advance's own output, one chain per device: an
+            # input laid out otherwise would compile the advance twice
+            self._spread = jax.pmap(lambda x: x)
+        else:
+            self._advance = jax.jit(jax.vmap(advance, in_axes=(0, None, None)))
+            self._spread = None
+        self._post = jax.jit(post, compiler_options=_RUN_ONCE)
+
+    def run_nuts(self, rng_key, args, kw, show):
+        s = self.inf
+        state = self._init(jax.random.split(rng_key, s.num_chains), args, kw)
+        if self._spread is not None:
+            state = self._spread(state)
+        n_warm = s.num_warmup // self.chunk
+        n_chunks = n_warm + s.num_samples // self.chunk
+        zs, divs, steps = [], [], []
+        with tqdm(total=n_chunks * self.chunk, disable=not show,
+                  desc="warmup" if n_warm else "sample") as bar:
+            for i in range(n_chunks):
+                state, (z, d, k) = self._advance(state, args, kw)
+                if i >= n_warm:
+                    zs.append(z)
+                    divs.append(d)
+                    steps.append(k)
+                if i + 1 == n_warm:
+                    bar.set_description("sample")
+                bar.update(self.chunk)
+        z = jax.tree.map(lambda *c: jnp.concatenate(c, axis=1), *zs)
+        grouped = self._post(z, args, kw)
+        samples = {k: np.asarray(v).reshape((-1,) + v.shape[2:]) for k, v in grouped.items()}
+        return samples, np.concatenate(divs, 1), np.concatenate(steps, 1)
+
+    # -- SVI / MAP -----------------------------------------------------------------------------
+    def _build_svi(self, sites: list[str], latent_sizes: dict[str, int]):
+        s = self.inf
+        if s.name == "map":
+            g = AutoDelta(self.model, init_loc_fn=self.slot.strategy)
+        elif s.guide == "lowrank":
+            g = AutoLowRankMultivariateNormal(self.model, init_loc_fn=self.slot.strategy,
+                                              init_scale=0.01, rank=s.guide_rank)
+        else:
+            g = AutoNormal(self.model, init_loc_fn=self.slot.strategy, init_scale=0.01)
+        optim = numpyro.optim.optax_to_numpyro(_adam_schedule(s.lr, s.num_steps))
+        svi = _NumPyroSVI(self.model, g, optim, Trace_ELBO())
+        self.chunk = _chunk(s.num_steps, most=500)
+        n = 1 if s.name == "map" else s.num_samples
+
+        def init(key, args, kw):
+            k_init, k_svi = jax.random.split(key)
+            with _traced_state_dropped(g), self.slot.use(init_strategy(k_init, latent_sizes)):
+                return svi.init(k_svi, *args, **kw)
+
+        def advance(state, args, kw):
+            with _traced_state_dropped(g):
+                # the guide set up in this trace, not in the scan's inner one (whose values
+                # would outlive it); the set-up's random values are discarded
+                handlers.seed(g, 0)(*args, **kw)
+                return jax.lax.scan(lambda st, _: svi.stable_update(st, *args, **kw), state,
+                                    None, length=self.chunk)
+
+        def draw(key, state, args, kw):
+            with _traced_state_dropped(g):
+                # set the guide up in this trace (outside Predictive's batching of its draws)
+                handlers.seed(g, key)(*args, **kw)
+                pred = Predictive(self.model, guide=g, params=svi.get_params(state),
+                                  num_samples=n, return_sites=sites)
+                return pred(key, *args, **{**kw, "y": None})
+
+        # Set-up and draws run once per fit: compiled at XLA's lowest optimisation level, as
+        # their compile time is most of their cost (run eagerly, as ``svi.run`` does, the
+        # set-up's hundreds of small operations compile one by one).
+        self._init = jax.jit(init, compiler_options=_RUN_ONCE)
+        self._advance = jax.jit(advance)
+        self._draw = jax.jit(draw, compiler_options=_RUN_ONCE)
+
+    def run_svi(self, rng_key, args, kw, show):
+        k_fit, k_draw = jax.random.split(rng_key)
+        state = self._init(k_fit, args, kw)
+        losses = []
+        with tqdm(total=self.inf.num_steps, disable=not show, desc=self.inf.name) as bar:
+            for _ in range(self.inf.num_steps // self.chunk):
+                state, loss = self._advance(state, args, kw)
+                losses.append(loss)
+                bar.update(self.chunk)
+                if show:
+                    bar.set_postfix(loss=f"{float(loss[-1]):.4g}")
+        out = self._draw(k_draw, state, args, kw)
+        samples = {k: np.asarray(v) for k, v in out.items()}
+        return samples, np.asarray(jnp.concatenate(losses))
+
+
+def _adam_schedule(lr: float, steps: int):
+    import optax
+
+    sched = optax.cosine_decay_schedule(lr, max(steps, 1), alpha=0.05)
+    return optax.chain(optax.clip_by_global_norm(10.0), optax.adam(sched))
+
+
+def abstract_sites(model, args: tuple, kw: dict) -> tuple[list[str], dict[str, int]]:
+    """The latent sample sites and the deterministic sites of ``model(*args, **kw)``, and the
+    number of unconstrained values of each latent site, found by an abstract trace (nothing is
+    compiled or run)."""
+    names, sizes = [], {}
+
+    def find(args, kw):
+        tr = handlers.trace(handlers.seed(model, 0)).get_trace(*args, **kw)
+        for k, site in tr.items():
+            latent = site["type"] == "sample" and not site["is_observed"]
+            if latent or site["type"] == "deterministic":
+                names.append(k)
+            if latent and not site["fn"].support.is_discrete:
+                shape = biject_to(site["fn"].support).inverse_shape(jnp.shape(site["value"]))
+                sizes[k] = int(np.prod(shape, dtype=int))
+
+    jax.eval_shape(find, args, kw)
+    return names, sizes
