@@ -22,8 +22,15 @@ def ranks_from_scores(scores: np.ndarray) -> np.ndarray:
         >>> ranks_from_scores(np.array([[0.2, 0.9, 0.5, 0.9]])).tolist()
         [[4, 1, 3, 1]]
     """
+    from scipy.stats import rankdata
+
+    # "min" ranks of the negated scores: 1 + the number strictly higher, ties sharing the
+    # better rank, by sorting (O(n log n) per draw; the pairwise comparison was
+    # draws x models x models in memory)
     s = np.asarray(scores, float)
-    return 1 + (s[..., None, :] > s[..., :, None]).sum(axis=-1)
+    if s.shape[-1] == 0:
+        return np.zeros(s.shape, int)
+    return rankdata(-s, method="min", axis=-1).astype(int)
 
 
 @dataclass(frozen=True, eq=False)

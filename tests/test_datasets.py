@@ -95,3 +95,23 @@ def test_reference_csv_loads_in_both_orientations(shared_data, models_as):
     )
     assert sm.n_observed == 878
     assert sm.shape == ((72, 29) if models_as == "rows" else (29, 72))
+
+
+def test_synthetic_generator_is_reproducible_and_missing_not_at_random():
+    from cppjax.datasets import synthetic
+
+    a = synthetic(3, n_models=60, n_tasks=10, observed=0.3)
+    b = synthetic(3, n_models=60, n_tasks=10, observed=0.3)
+    np.testing.assert_array_equal(a.full.scores, b.full.scores)
+    np.testing.assert_array_equal(a.matrix.mask, b.matrix.mask)
+    assert not np.array_equal(synthetic(4, n_models=60, n_tasks=10).full.scores, a.full.scores)
+    assert 0.25 <= a.matrix.n_observed / a.matrix.scores.size <= 0.36
+    assert a.matrix.mask.any(axis=1).all() and a.matrix.mask.any(axis=0).all()
+    # the observed scores are the full table's, and the truth is the noise-free mean
+    np.testing.assert_array_equal(a.matrix.scores[a.matrix.mask], a.full.scores[a.matrix.mask])
+    assert np.abs(a.full.scores - a.truth).mean() < 0.05
+    # larger models are evaluated on more tasks
+    size = np.log(a.matrix.model_factors["parameters"].to_numpy())
+    assert np.corrcoef(size, a.matrix.mask.sum(axis=1))[0, 1] > 0.4
+    with pytest.raises(ValueError, match="observed must be in"):
+        synthetic(0, observed=0)

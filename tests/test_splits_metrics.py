@@ -176,3 +176,16 @@ def test_coverage_se_follows_the_number_of_groups():
     assert grouped[0.5] > 2 * coverage_se(draws, y + shift, np.arange(400), [0.5])[0.5]
     with pytest.raises(ValueError, match="one label per cell"):
         coverage_se(draws, y, np.arange(399))
+
+
+def test_sorted_ranks_equal_the_pairwise_rule():
+    """Ranks by sorting equal 1 + the number of strictly higher scores (ties share the better
+    rank), the rule the pairwise comparison defines, with ties and a single model."""
+    from cppjax.ranks import ranks_from_scores
+
+    rng = np.random.default_rng(0)
+    s = rng.integers(0, 6, size=(30, 25)).astype(float)  # many ties
+    pairwise = 1 + (s[..., None, :] > s[..., :, None]).sum(axis=-1)
+    np.testing.assert_array_equal(ranks_from_scores(s), pairwise)
+    assert ranks_from_scores(np.array([[0.3]])).tolist() == [[1]]
+    assert ranks_from_scores(np.array([0.1, 0.5, 0.5])).tolist() == [3, 1, 1]
