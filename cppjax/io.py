@@ -32,6 +32,10 @@ from cppjax.errors import DataError
 FORMAT = "cppjax-posterior"
 VERSION = 2
 
+#: model kind -> specification class, filled as each class is defined
+#: (:meth:`cppjax.models.base.ModelSpec.__init_subclass__`), so that this module needs no model
+SPEC_CLASSES: dict[str, type] = {}
+
 
 def _digest(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
@@ -159,7 +163,6 @@ def load(path):
     """Load a posterior saved with :func:`save` (or ``posterior.save``); its predictions equal
     the saved posterior's."""
     from cppjax.inference import make_inference
-    from cppjax.registry import MODELS
 
     path = Path(path)
     meta, arrays = _read(path)
@@ -167,10 +170,10 @@ def load(path):
         meta = _legacy(meta)
     else:
         _check(path, meta, arrays)
-    if meta["kind"] not in MODELS:
+    if meta["kind"] not in SPEC_CLASSES:
         raise DataError(f"{path}: model kind {meta['kind']!r} is not one this cppjax knows "
-                        f"({', '.join(MODELS)})")
-    spec_cls = MODELS[meta["kind"]]
+                        f"({', '.join(SPEC_CLASSES)})")
+    spec_cls = SPEC_CLASSES[meta["kind"]]
     spec_args = dict(meta["spec"])
     if "hidden" in spec_args:
         spec_args["hidden"] = tuple(spec_args["hidden"])

@@ -30,6 +30,7 @@ from cppjax.data import ScoreMatrix
 from cppjax.errors import DataError
 from cppjax.features import design_matrix, encode_factors
 from cppjax.inference import INFERENCES, LEGACY_NAMES, make_inference, run_inference
+from cppjax.io import SPEC_CLASSES
 from cppjax.keys import as_key
 from cppjax.models.likelihood import pad_cells
 from cppjax.posterior import BayesPosterior
@@ -65,6 +66,11 @@ class ModelSpec:
     inference_defaults: ClassVar[dict[str, dict]] = {}
     #: posterior site -> its named dimensions (for ArviZ)
     dims: ClassVar[dict[str, list[str]]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("kind"):  # a concrete model: saved files name it by its kind
+            SPEC_CLASSES.setdefault(cls.kind, cls)
 
     @classmethod
     def posterior_class(cls) -> type:  # pragma: no cover - every family of models defines it
