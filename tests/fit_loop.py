@@ -8,16 +8,11 @@ import sys
 import numpy as np
 
 import cppjax
-from cppjax.registry import make_spec
+from cppjax.registry import METHODS, make_spec
 
 TINY = {"nuts": {"num_warmup": 4, "num_samples": 4, "num_chains": 1},
         "svi": {"num_steps": 4, "num_samples": 4}, "map": {"num_steps": 4},
         "adam": {"steps": 3, "val_frac": 0.0, "n_inits": 1}}
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 50
-BAYES = {1: "pmf_map", 2: "pmf_svi", 3: "pmf_nuts"} if N < 10 else {
-    5: "pmf_map", 15: "pmf_svi", 25: "pmf_nuts", 35: "bncf_svi", 45: "scaling_law_unpooled_map"}
-
-
 def table(n, m, rng):
     s = rng.random((n, m))
     s[rng.random((n, m)) < 0.3] = np.nan
@@ -35,18 +30,24 @@ def maps() -> int:
         return sum(1 for _ in fh)
 
 
-rng = np.random.default_rng(0)
-counts = {}
-for i in range(N):
-    name = BAYES.get(i, "mf")  # the point model that compiles fastest (~2 s a shape)
-    sm = table(6 + i, 3 + i % 4, rng)  # a new shape every fit
-    from cppjax.registry import METHODS
+def main(n: int) -> None:
+    N = n  # noqa: N806
+    bayes = {1: "pmf_map", 2: "pmf_svi", 3: "pmf_nuts"} if N < 10 else {
+        5: "pmf_map", 15: "pmf_svi", 25: "pmf_nuts", 35: "bncf_svi",
+        45: "scaling_law_unpooled_map"}
+    rng = np.random.default_rng(0)
+    counts = {}
+    for i in range(N):
+        name = bayes.get(i, "mf")  # the point model that compiles fastest (~2 s a shape)
+        sm = table(6 + i, 3 + i % 4, rng)  # a new shape every fit
+        spec, inf = make_spec(name, **TINY[METHODS[name][2]])
+        post = spec.fit(sm, rng_key=i, inference=inf, progress=False)
+        post.predict(post.placed_cells("missing"), rng_key=i)
+        if i in (min(9, N - 1), N - 1):
+            counts[i] = maps()
+    print(f"fits {N} maps_after_10 {counts[min(9, N - 1)]} maps_after_{N} {counts[N - 1]}",
+          flush=True)
 
-    spec, inf = make_spec(name, **TINY[METHODS[name][2]])
-    post = spec.fit(sm, rng_key=i, inference=inf, progress=False)
-    post.predict(post.placed_cells("missing"), rng_key=i)
-    if i in (min(9, N - 1), N - 1):
-        counts[i] = maps()
-print(f"fits {N} maps_after_10 {counts[min(9, N - 1)]} maps_after_{N} {counts[N - 1]}",
-      flush=True)
-sys.exit(0)
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 50)
