@@ -70,6 +70,17 @@ def _check_common(args):
     level = getattr(args, "level", None)
     if level is not None and not 0.0 < level < 1.0:
         raise ValueError(f"--level must be in (0, 1), e.g. 0.9 for 90% intervals; got {level}")
+    out = getattr(args, "out", None)
+    if out is not None:  # a folder we cannot write fails now, not after the fit
+        import os
+
+        out = Path(out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"--out {out}: cannot create the output folder ({e.strerror})") from None
+        if not out.is_dir() or not os.access(out, os.W_OK):
+            raise ValueError(f"--out {out}: not a writable folder")
 
 
 def _fit(args, sm, spec, inference, key):
@@ -92,12 +103,15 @@ def cmd_predict(args) -> int:
     k_fit, k_pred, k_fig = jax.random.split(as_key(args.seed), 3)
     post = _fit(args, sm, spec, inference, k_fit)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     if post.unplaced_models:
         print(f"the scaling law cannot place {len(post.unplaced_models)} model(s) on a size axis "
               f"(no FLOPs, parameters or tokens): {', '.join(post.unplaced_models)}; their cells "
               f"are not predicted")
     pred = post.predict(post.placed_cells("missing"), rng_key=k_pred)
+    if pred.n_cells == 0:
+        print("nothing to predict: every cell of the table is observed "
+              f"({sm.n_models} models x {sm.n_tasks} tasks)")
+        return 0
     df = pred.to_frame(level=args.level).drop(columns=["observed"])
     csv = out / "predictions.csv"
     lev = f"{args.level * 100:g}"

@@ -201,7 +201,10 @@ class Posterior:
         """
         mi, ti = self._cells(cells)
         key = None if rng_key is None else as_key(rng_key)
-        draws = _clip_to_scale(self.matrix, np.asarray(self._draws(mi, ti, key)), mi, ti)
+        if mi.size == 0:  # nothing to predict (e.g. a complete table): no draws to make
+            draws = np.zeros((getattr(self, "n_draws", 1), 0))
+        else:
+            draws = _clip_to_scale(self.matrix, np.asarray(self._draws(mi, ti, key)), mi, ti)
         return Predictive(self.matrix, mi, ti, draws, self._log_lik(mi, ti), self.method)
 
     def _cells(self, cells):

@@ -99,3 +99,17 @@ def test_methods_lists_every_name(capsys):
     assert main(["methods"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in METHODS)
+
+
+def test_complete_table_and_unwritable_out(tmp_path, capsys):
+    """A table with no missing cell is not an error; an output path that is a file fails before
+    any fit."""
+    csv = tmp_path / "complete.csv"
+    csv.write_text("model,a,b\nm1,0.5,0.6\nm2,0.7,0.2\nm3,0.4,0.9\n")
+    assert main(["predict", "--scores", str(csv), "--method", "mf", "--steps", "20",
+                 "--out", str(tmp_path / "o")]) == 0
+    assert "nothing to predict: every cell of the table is observed" in capsys.readouterr().out
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["predict", "--out", str(blocker / "sub")]) == 2
+    assert "--out" in capsys.readouterr().err
