@@ -78,7 +78,8 @@ def _check_common(args):
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise ValueError(f"--out {out}: cannot create the output folder ({e.strerror})") from None
+            raise ValueError(f"--out {out}: cannot create the output folder "
+                             f"({e.strerror})") from None
         if not out.is_dir() or not os.access(out, os.W_OK):
             raise ValueError(f"--out {out}: not a writable folder")
 
