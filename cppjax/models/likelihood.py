@@ -47,9 +47,7 @@ def pad_cells(model_idx, task_idx, y):
     the mask of the real ones: a fit on a few more or fewer cells than the last (another split,
     a newly revealed score, a new model's scores held out) reuses the last fit's compiled
     programs. The padding cells repeat the first cell (a model and a task with data) with score
-    0 and are masked out of the likelihood. (At most 1/8 more, the three CPP-0 groups of 8 new
-    models, 690, 732 and 759 cells, took two sizes, and PMF's NUTS compiled for 14 s of a 63 s
-    fit on 2 CPU cores.)"""
+    0 and are masked out of the likelihood. Why 1/4: ``docs/decisions/0007-small-measured-choices.md``."""
     n = len(model_idx)
     step = 2 ** max(0, int(np.log2(max(n, 1))) - 2)
     size = -(-n // step) * step

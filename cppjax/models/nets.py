@@ -81,7 +81,7 @@ class NCFNet(nn.Module):
         # Every part is computed once per model and per task (tables), and the first MLP layer
         # is split into its model and task halves, so only two tables are gathered per cell:
         # the same function and parameters as embedding and concatenating per cell, with fewer
-        # gathers (a Bayesian NCF gradient on the CPP matrix: 73 -> 44 us on a 2-core CPU).
+        # gathers (docs/decisions/0007-small-measured-choices.md).
         init = nn.initializers.normal(0.1)
         m_rows, t_rows = jnp.arange(self.n_models), jnp.arange(self.n_tasks)
         gmf_u, gmf_v, mlp_m, mlp_t = [], [], [], []

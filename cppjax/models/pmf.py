@@ -120,8 +120,8 @@ def pmf_model(Xm, Xt, model_idx, task_idx, y=None, mask=None, *, rank: int = 5,
         if data_cells:
             U, V = U_data, V_data
         full = full + (U * lam) @ V.T  # sum_k lam_k u_ik v_jk
-    # the cells' means gathered from the matrix in one gather (four gathers of rows, and their
-    # gradients' scatters, cost a third of PMF's gradient on 2 CPU cores)
+    # the cells' means in one gather from the matrix: cheaper gradients than gathering rows
+    # (docs/decisions/0007-small-measured-choices.md)
     mean = full.reshape(-1)[rows * full.shape[1] + cols]
     sigma = task_noise(n_tasks, noise_tau, floor=noise_floor)
     observe(mean, sigma, task_idx, y, likelihood, mask)

@@ -178,11 +178,10 @@ def _train_batch(net, steps, lr, wd, l2, val_frac, refit, shape, keys, y, mask, 
 class MF(PointModel):
     """Matrix factorisation of normalised scores: ``s_ij ~ u_i . v_j (+ b + b_i + b_j)``.
 
-    Defaults (rank 5, ``l2=0.1``, an ensemble of 5 initialisations whose mean is the prediction)
-    were chosen on 20 random 5% splits (seeds 100-119) that the benchmark does not use; on them
-    they beat rank 10 / ``l2=0.3`` / one initialisation under both normalisations (MSE 0.0109 vs
-    0.0118 per model, 0.0213 vs 0.0241 per task). The ensemble's spread is a crude interval, not a
-    posterior; use :class:`cppjax.models.PMF` for calibrated intervals.
+    Defaults: rank 5, ``l2=0.1``, an ensemble of 5 initialisations whose mean is the prediction
+    (chosen on tuning splits: ``docs/decisions/0007-small-measured-choices.md``). The ensemble's
+    spread is a crude interval, not a posterior; use :class:`cppjax.models.PMF` for calibrated
+    intervals.
 
     Example:
         >>> from cppjax.datasets import load_cpp_crowdsource
