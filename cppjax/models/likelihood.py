@@ -47,7 +47,8 @@ def pad_cells(model_idx, task_idx, y):
     the mask of the real ones: a fit on a few more or fewer cells than the last (another split,
     a newly revealed score, a new model's scores held out) reuses the last fit's compiled
     programs. The padding cells repeat the first cell (a model and a task with data) with score
-    0 and are masked out of the likelihood. Why 1/4: ``docs/decisions/0007-small-measured-choices.md``."""
+    0 and are masked out of the likelihood. Why 1/4:
+    ``docs/decisions/0007-small-measured-choices.md``."""
     n = len(model_idx)
     step = 2 ** max(0, int(np.log2(max(n, 1))) - 2)
     size = -(-n // step) * step
