@@ -23,11 +23,11 @@ def _load(args):
 
     if args.scores is None:
         return {"cpp": load_cpp_crowdsource, "obsscaling": load_obsscaling}[args.dataset]()
-    mf = read_factors(args.model_factors) if args.model_factors else None
-    tf = (read_factors(args.task_factors, names_as=args.task_factors_as)
+    mf = read_factors(args.model_factors, sep=args.sep) if args.model_factors else None
+    tf = (read_factors(args.task_factors, names_as=args.task_factors_as, sep=args.sep)
           if args.task_factors else None)
     common = dict(scale=args.scale, model_factors=mf, task_factors=tf,
-                  drop_empty=args.drop_empty)
+                  drop_empty=args.drop_empty, sep=args.sep)
     if args.long:
         common.pop("drop_empty")
         return ScoreMatrix.from_long(args.scores, **common)
@@ -214,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument("--dataset", choices=["cpp", "obsscaling"], default="cpp",
                        help="bundled dataset when --scores is not given")
         g.add_argument("--long", action="store_true", help="the table is long: model,task,score")
+        g.add_argument("--sep", default=None,
+                       help="CSV delimiter (default: the first of , ; tab | in the header line)")
         g.add_argument("--models-as", choices=["rows", "columns"], default="rows")
         g.add_argument("--scale", choices=["auto", "percent", "fraction", "unbounded"],
                        default="auto")

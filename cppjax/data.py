@@ -355,7 +355,7 @@ class ScoreMatrix:
         drop_empty: bool = False,
         label_column: str | None = None,
         factor_columns: Sequence[str] = (),
-        sep: str = ",",
+        sep: str | None = None,
     ) -> ScoreMatrix:
         """Read a wide score table (CSV path or DataFrame).
 
@@ -376,6 +376,9 @@ class ScoreMatrix:
                 then it is removed and its name kept in ``dropped_models`` / ``dropped_tasks``.
             factor_columns: columns of a models-as-rows table that hold model factors (family,
                 size...) rather than scores; they become model factors.
+            sep: the CSV delimiter; ``None`` (default) takes the first of ``, ; tab |`` that the
+                header line holds. Files may be UTF-8 (with or without a byte-order mark) or
+                UTF-16 with one.
 
         Missing cells may be blank, NaN, or a placeholder such as ``"-"`` or ``"n/a"``
         (see :data:`MISSING_TOKENS`). Any other non-numeric cell is an error naming its line and
@@ -443,7 +446,7 @@ class ScoreMatrix:
         model_factors: str | os.PathLike | pd.DataFrame | None = None,
         task_factors: str | os.PathLike | pd.DataFrame | None = None,
         on_mismatch: Literal["raise", "warn"] = "raise",
-        sep: str = ",",
+        sep: str | None = None,
     ) -> ScoreMatrix:
         """Read a long table with one row per (model, task) score.
 

@@ -28,7 +28,7 @@ def read_factors(
     names_as: Literal["rows", "columns"] = "rows",
     name_column: str | None = None,
     categorical: Sequence[str] = (),
-    sep: str = ",",
+    sep: str | None = None,
 ) -> pd.DataFrame:
     """Read a factor table into a DataFrame indexed by model (or task) name.
 

@@ -39,10 +39,43 @@ class Table:
         return f"row {self.row_labels[r]!r}" if self.row_labels else f"row {r}"
 
 
-def read_csv_rows(path: Path, sep: str) -> tuple[list[str], list[list[str]], list[int]]:
+#: delimiters tried, in this order, when none is given: the first one the header line holds
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def read_text(path: Path) -> str:
+    """A text file's contents: UTF-8 (with or without a byte-order mark) or UTF-16 (with one);
+    anything else is an error naming the file and what it looks like."""
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+    raw = path.read_bytes()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return raw.decode("utf-16")
+    if raw.startswith(b"PK\x03\x04"):
+        raise DataError(f"{path}: this is a zip archive (an Excel .xlsx workbook?), not a CSV "
+                        f"table: save it as CSV, or read it with pandas.read_excel and pass the "
+                        f"DataFrame")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"{path}: line {line} is not UTF-8 text (byte {e.start}); save the "
+                        f"table as UTF-8 (or UTF-16 with a byte-order mark)") from None
+
+
+def sniff_delimiter(text: str) -> str:
+    """The delimiter of a CSV text: the first of :data:`DELIMITERS` its first non-empty line
+    holds (``","`` if none)."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    return next((d for d in DELIMITERS if d in first), ",")
+
+
+def read_csv_rows(path: Path, sep: str | None) -> tuple[list[str], list[list[str]], list[int]]:
+    import io
+
+    text = read_text(path)
+    sep = sniff_delimiter(text) if sep is None else sep
+    with io.StringIO(text, newline="") as fh:
         reader = csv.reader(fh, delimiter=sep)
         header: list[str] | None = None
         rows, lines = [], []
@@ -225,8 +258,9 @@ def empty_rows_cols(values, models, tasks, source, drop_empty):
         if empty_t:
             parts.append(f"task(s) with no observed score: {empty_t}")
         raise DataError(
-            f"{source}: {'; '.join(parts)}. Remove them, or pass drop_empty=True to "
-            f"drop them (their names are kept in .dropped_models / .dropped_tasks)"
+            f"{source}: {'; '.join(parts)}. Remove them, or pass drop_empty=True (on the "
+            f"command line: --drop-empty) to drop them (their names are kept in "
+            f".dropped_models / .dropped_tasks)"
         )
     if empty_m and len(empty_m) == len(models) or empty_t and len(empty_t) == len(tasks):
         raise DataError(f"{source}: no observed score at all")

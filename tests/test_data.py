@@ -161,3 +161,34 @@ def test_observed_and_missing_cells():
     assert list(zip(*sm.missing(), strict=True)) == [(0, 1), (1, 0)]
     with pytest.raises(KeyError, match="closest: 'a'"):
         sm.model_index("A")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16"])
+@pytest.mark.parametrize("sep", [",", ";", "\t"])
+def test_encodings_and_delimiters_are_detected(tmp_path, encoding, sep):
+    """UTF-8 (with or without a byte-order mark) and UTF-16 files, with comma, semicolon or tab
+    delimiters, read the same without a flag."""
+    text = sep.join(["model", "a", "b"]) + "\n" + sep.join(["m1", "50", "-"]) + "\n" \
+        + sep.join(["m2", "70", "60"]) + "\n"
+    path = tmp_path / "t.csv"
+    path.write_bytes(text.encode(encoding))
+    sm = ScoreMatrix.from_wide(path, scale="percent")
+    assert sm.models == ("m1", "m2") and sm.tasks == ("a", "b") and sm.n_observed == 3
+
+
+def test_excel_and_undecodable_files_are_named(tmp_path):
+    xlsx = tmp_path / "board.csv"
+    xlsx.write_bytes(b"PK\x03\x04" + b"\x00" * 40)
+    with pytest.raises(DataError, match="board.csv: this is a zip archive.*Excel"):
+        ScoreMatrix.from_wide(xlsx)
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("model,a\nm1,50\nm\xe9,60\n".encode("latin-1"))
+    with pytest.raises(DataError, match="latin.csv: line 3 is not UTF-8 text"):
+        ScoreMatrix.from_wide(latin)
+
+
+def test_empty_model_message_names_the_cli_flag(tmp_path):
+    path = tmp_path / "e.csv"
+    path.write_text("model,a,b\nm1,50,60\nm2,-,-\n")
+    with pytest.raises(DataError, match="--drop-empty"):
+        ScoreMatrix.from_wide(path, scale="percent")
