@@ -84,6 +84,22 @@ def _check_common(args):
             raise ValueError(f"--out {out}: not a writable folder")
 
 
+PREDICT_FILES = ("predictions.csv", "heatmap_mean.png", "heatmap_width.png", "rank_forest.png")
+
+
+def _rank_files(task: str) -> tuple[str, str]:
+    safe = "".join(c if c.isalnum() else "_" for c in task)
+    return f"rank_{safe}.csv", f"rank_{safe}.png"
+
+
+def _refuse_overwrite(args, names) -> None:
+    """Outputs never silently replace an earlier run's: refuse unless ``--overwrite``."""
+    there = [n for n in names if (Path(args.out) / n).exists()]
+    if there and not args.overwrite:
+        raise ValueError(f"--out {args.out} already holds {', '.join(there)} from an earlier "
+                         f"run: pass --overwrite to replace them, or choose another --out")
+
+
 def _fit(args, sm, spec, inference, key):
     print(f"fitting {args.method} on {sm} ...", flush=True)
     post = spec.fit(sm, rng_key=key, inference=inference)
@@ -99,6 +115,7 @@ def cmd_predict(args) -> int:
     from cppjax.keys import as_key
 
     _check_common(args)
+    _refuse_overwrite(args, PREDICT_FILES)
     spec, inference = _spec(args)
     sm = _load(args)
     k_fit, k_pred, k_fig = jax.random.split(as_key(args.seed), 3)
@@ -137,6 +154,7 @@ def cmd_rank(args) -> int:
     from cppjax.keys import as_key
 
     _check_common(args)
+    _refuse_overwrite(args, _rank_files(args.task))
     spec, inference = _spec(args)
     sm = _load(args)
     sm.task_index(args.task)  # an unknown task fails here, before the fit
@@ -237,7 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "of a point model")
         g.add_argument("--seed", type=int, default=0)
         g.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
-        g.add_argument("--out", default="cppjax-output", help="output folder")
+        g.add_argument("--out", default="cppjax-output",
+                       help="output folder (default cppjax-output)")
+        g.add_argument("--overwrite", action="store_true",
+                       help="replace the files of an earlier run in --out (refused otherwise)")
 
     sp = sub.add_parser("predict", help="predict every unobserved cell (the main job)")
     data_args(sp)

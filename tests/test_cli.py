@@ -113,3 +113,17 @@ def test_complete_table_and_unwritable_out(tmp_path, capsys):
     blocker.write_text("x")
     assert main(["predict", "--out", str(blocker / "sub")]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_outputs_are_not_replaced_without_overwrite(tmp_path, capsys):
+    csv = tmp_path / "board.csv"
+    csv.write_text("model;a;b\nm1;50;60\nm2;70;-\nm3;-;40\n")  # a semicolon table, sniffed
+    args = ["predict", "--scores", str(csv), "--scale", "percent", "--method", "mf",
+            "--steps", "20", "--out", str(tmp_path / "o")]
+    assert main(args) == 0
+    first = (tmp_path / "o" / "predictions.csv").read_text()
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "already holds predictions.csv" in capsys.readouterr().err
+    assert (tmp_path / "o" / "predictions.csv").read_text() == first
+    assert main(args + ["--overwrite"]) == 0
