@@ -39,8 +39,16 @@ FLAGS = {"samples": "num_samples", "warmup": "num_warmup", "chains": "num_chains
          "steps": "num_steps"}
 
 
-def _flag_settings(args) -> dict:
-    return {v: getattr(args, k) for k, v in FLAGS.items() if getattr(args, k, None) is not None}
+def _flag_names(inference: str = "") -> dict:
+    """Flag -> the setting's name in ``inference`` (a point model's Adam calls its steps
+    ``steps``)."""
+    return {**FLAGS, "steps": "steps"} if inference == "adam" else FLAGS
+
+
+def _flag_settings(args, inference: str = "") -> dict:
+    """The settings of the flags given, by their names in ``inference``."""
+    names = _flag_names(inference)
+    return {names[f]: getattr(args, f) for f in FLAGS if getattr(args, f, None) is not None}
 
 
 def _spec(args):
@@ -49,14 +57,13 @@ def _spec(args):
     from cppjax.evaluation import settings_for
     from cppjax.registry import METHODS, make_spec
 
-    given = _flag_settings(args)
-    if METHODS.get(args.method, (None, None, ""))[2] == "adam" and "num_steps" in given:
-        given["steps"] = given.pop("num_steps")  # a point model's Adam steps
-    usable = settings_for(args.method, given) if args.method in METHODS else {}
-    unused = [f for f, v in FLAGS.items()
-              if (v in given or (v == "num_steps" and "steps" in given))
-              and v not in usable and not (v == "num_steps" and "steps" in usable)]
-    if args.method in METHODS and unused:
+    if args.method not in METHODS:
+        return make_spec(args.method)  # the error naming the closest method names
+    inference = METHODS[args.method][2]
+    usable = settings_for(args.method, _flag_settings(args, inference))
+    names = _flag_names(inference)
+    unused = [f for f in FLAGS if getattr(args, f, None) is not None and names[f] not in usable]
+    if unused:
         raise ValueError(f"--{', --'.join(unused)} do(es) not apply to --method {args.method} "
                          f"(see 'cppjax methods')")
     return make_spec(args.method, **usable)
@@ -163,16 +170,14 @@ def cmd_rank(args) -> int:
     rp = post.rank(args.task, rng_key=k_rank)
     df = rp.to_frame(level=args.level)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    safe = "".join(c if c.isalnum() else "_" for c in args.task)
-    df.to_csv(out / f"rank_{safe}.csv", index=False)
+    table, fig = (out / name for name in _rank_files(args.task))
+    df.to_csv(table, index=False)
     print(f"\nrank of each model on {args.task!r} ({args.level:.0%} credible interval; "
           f"observed = score known):")
     print(df.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-    fig = out / f"rank_{safe}.png"
     ax = plots.rank_forest(rp, level=args.level)
     ax.figure.savefig(fig, dpi=120, bbox_inches="tight")
-    print(f"table -> {out / f'rank_{safe}.csv'}; figure -> {fig}")
+    print(f"table -> {table}; figure -> {fig}")
     return 0
 
 

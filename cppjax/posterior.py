@@ -76,12 +76,8 @@ class BayesPosterior(SampledPosterior):
 
     def __init__(self, matrix: ScoreMatrix, spec, inference, result: InferenceResult,
                  fit_seconds: float):
-        self.matrix = matrix
-        self.spec = spec
-        self.inference = inference
+        super().__init__(matrix, spec, inference, fit_seconds)
         self.result = result
-        self.method = spec.method_name(inference)
-        self.fit_seconds = fit_seconds
         Xm, Xt = spec.design(matrix)
         self._X = (jnp.asarray(Xm), jnp.asarray(Xt))
         self._model = spec.model_fn(matrix)

@@ -164,6 +164,13 @@ class Posterior:
     spec = None  # the model specification
     inference = None  # the inference object that fitted it
 
+    def __init__(self, matrix: ScoreMatrix, spec, inference, fit_seconds: float):
+        self.matrix = matrix
+        self.spec = spec
+        self.inference = inference
+        self.method = spec.method_name(inference)
+        self.fit_seconds = fit_seconds
+
     def _draws(self, model_idx, task_idx, rng_key) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 

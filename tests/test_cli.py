@@ -87,9 +87,9 @@ def test_arguments_are_checked_before_any_fit(argv, message, capsys):
 
     t0 = time.perf_counter()
     assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert message in err, err
-    assert "fitting" not in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert message in captured.err, captured.err
+    assert "fitting" not in captured.out
     assert time.perf_counter() - t0 < 20
 
 

@@ -260,12 +260,8 @@ class PointPosterior(Posterior):
 
     def __init__(self, matrix: ScoreMatrix, spec: PointModel, inference: Adam, pred: np.ndarray,
                  fit_seconds: float, info: dict | None = None):
-        self.matrix = matrix
-        self.spec = spec
-        self.inference = inference
-        self.method = spec.method_name(inference)
+        super().__init__(matrix, spec, inference, fit_seconds)
         self.pred = np.asarray(pred, dtype=float)  # (n_inits, n_models, n_tasks), normalised
-        self.fit_seconds = fit_seconds
         self.info = info or {}
 
     @property

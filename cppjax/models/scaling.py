@@ -249,12 +249,8 @@ class ScalingLawPosterior(SampledPosterior):
 
     def __init__(self, matrix, spec: ScalingLaw, inference, result: InferenceResult,
                  fit_seconds: float, layout: dict, n_points: np.ndarray):
-        self.matrix = matrix
-        self.spec = spec
-        self.inference = inference
+        super().__init__(matrix, spec, inference, fit_seconds)
         self.result = result
-        self.method = spec.method_name(inference)
-        self.fit_seconds = fit_seconds
         self.layout = layout
         self.n_points = n_points
         self._top = spec._top(matrix)
