@@ -27,11 +27,57 @@ def _load(args):
     tf = (read_factors(args.task_factors, names_as=args.task_factors_as, sep=args.sep)
           if args.task_factors else None)
     common = dict(scale=args.scale, model_factors=mf, task_factors=tf,
-                  drop_empty=args.drop_empty, sep=args.sep)
+                  drop_empty=args.drop_empty, sep=args.sep, task_info=_task_info(args))
     if args.long:
         common.pop("drop_empty")
         return ScoreMatrix.from_long(args.scores, **common)
     return ScoreMatrix.from_wide(args.scores, models_as=args.models_as, **common)
+
+
+def _describe_tasks(sm, shown: int = 12) -> None:
+    """Each task's bounds and direction where they differ by task (a mixed table) or where a
+    task is lower-is-better: what the table was read as."""
+    info = sm.task_info
+    if sm.scale != "mixed" and info["higher_is_better"].all():
+        return
+    parts = [f"{t} [{r.lower:g}, {r.upper:g}]" + ("" if r.higher_is_better else " lower-better")
+             for t, r in info.head(shown).iterrows()]
+    more = f", and {len(info) - shown} more" if len(info) > shown else ""
+    print(f"tasks read as ({sm.scale}; --task-info to change): {', '.join(parts)}{more}")
+
+
+def _warn_sparse(sm, shown: int = 8) -> None:
+    """Name the models and tasks with only one or two scores: their predictions rest mostly on
+    the other rows and the priors (their intervals say how much)."""
+    models, tasks = sm.sparse(3)
+    for kind, names in (("task", tasks), ("model", models)):
+        if names:
+            more = f" and {len(names) - shown} more" if len(names) > shown else ""
+            print(f"warning: {len(names)} {kind}(s) with fewer than 3 observed scores: "
+                  f"{', '.join(names[:shown])}{more}; their predictions lean on the other "
+                  f"{kind}s and the priors", file=sys.stderr)
+
+
+def _task_info(args):
+    """``--task-info FILE`` (a table: task, lower, upper, higher_is_better, chance) and
+    ``--lower-is-better TASK ...`` as one task_info table (None without either)."""
+    import pandas as pd
+
+    from cppjax.errors import DataError
+    from cppjax.tables import read_table
+
+    info = None
+    if args.task_info:
+        t = read_table(args.task_info, label_column=None, sep=args.sep)
+        info = t.frame.copy()
+        info.index = t.row_labels
+        if info.empty and not len(info.index):
+            raise DataError(f"{args.task_info}: no task in --task-info")
+    for task in args.lower_is_better or ():
+        if info is None:
+            info = pd.DataFrame(columns=["higher_is_better"])
+        info.loc[task, "higher_is_better"] = False
+    return info
 
 
 #: CLI flag -> inference setting (each applies to the inferences that take it)
@@ -125,6 +171,8 @@ def cmd_predict(args) -> int:
     _refuse_overwrite(args, PREDICT_FILES)
     spec, inference = _spec(args)
     sm = _load(args)
+    _describe_tasks(sm)
+    _warn_sparse(sm)
     k_fit, k_pred, k_fig = jax.random.split(as_key(args.seed), 3)
     post = _fit(args, sm, spec, inference, k_fit)
     out = Path(args.out)
@@ -141,7 +189,7 @@ def cmd_predict(args) -> int:
     csv = out / "predictions.csv"
     lev = f"{args.level * 100:g}"
     df.rename(columns={"lower": f"lower_{lev}", "upper": f"upper_{lev}"}).to_csv(csv, index=False)
-    unit = {"percent": "%", "fraction": "", "unbounded": ""}[sm.scale]
+    unit = "%" if sm.scale == "percent" else ""
     print(f"\n{len(df)} unobserved cells predicted ({args.level:.0%} intervals, original units) "
           f"-> {csv}")
     df["width"] = df["upper"] - df["lower"]
@@ -165,6 +213,8 @@ def cmd_rank(args) -> int:
     spec, inference = _spec(args)
     sm = _load(args)
     sm.task_index(args.task)  # an unknown task fails here, before the fit
+    _describe_tasks(sm)
+    _warn_sparse(sm)
     k_fit, k_rank = jax.random.split(as_key(args.seed))
     post = _fit(args, sm, spec, inference, k_fit)
     rp = post.rank(args.task, rng_key=k_rank)
@@ -172,8 +222,9 @@ def cmd_rank(args) -> int:
     out = Path(args.out)
     table, fig = (out / name for name in _rank_files(args.task))
     df.to_csv(table, index=False)
-    print(f"\nrank of each model on {args.task!r} ({args.level:.0%} credible interval; "
-          f"observed = score known):")
+    direction = "higher" if rp.higher_is_better else "lower"
+    print(f"\nrank of each model on {args.task!r} (1 = best: {direction} is better; "
+          f"{args.level:.0%} credible interval; observed = score known):")
     print(df.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     ax = plots.rank_forest(rp, level=args.level)
     ax.figure.savefig(fig, dpi=120, bbox_inches="tight")
@@ -239,9 +290,21 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument("--long", action="store_true", help="the table is long: model,task,score")
         g.add_argument("--sep", default=None,
                        help="CSV delimiter (default: the first of , ; tab | in the header line)")
-        g.add_argument("--models-as", choices=["rows", "columns"], default="rows")
-        g.add_argument("--scale", choices=["auto", "percent", "fraction", "unbounded"],
-                       default="auto")
+        g.add_argument("--models-as", choices=["rows", "columns"], default="rows",
+                       help="each row of --scores is a model (rows, the default) or each "
+                       "column is (columns, e.g. HELM exports)")
+        g.add_argument("--scale", choices=["auto", "percent", "fraction", "unbounded", "mixed"],
+                       default="auto",
+                       help="unit of the scores: percent (0-100), fraction (0-1), unbounded, "
+                       "mixed (each task's bounds from its own scores: [0, 1], [0, 100] or "
+                       "none); auto (default): fraction or percent where every score fits, "
+                       "else mixed")
+        g.add_argument("--task-info", metavar="FILE",
+                       help="CSV with one row per task and columns lower, upper, "
+                       "higher_is_better, chance (any subset; blank: the default)")
+        g.add_argument("--lower-is-better", nargs="+", metavar="TASK",
+                       help="tasks whose best score is the lowest (error rates, perplexity, "
+                       "bits-per-byte): ranked lowest first")
         g.add_argument("--model-factors", help="CSV of model factors (one row per model)")
         g.add_argument("--task-factors", help="CSV of task factors")
         g.add_argument("--task-factors-as", choices=["rows", "columns"], default="rows",

@@ -41,99 +41,23 @@ import pandas as pd
 
 from cppjax.errors import DataError, did_you_mean
 from cppjax.factors import factor_frame, join_factors, read_factors, type_factor_columns
+from cppjax.normalization import Normalization, NormKind
 from cppjax.tables import (
     MISSING_TOKENS,
     SCALE_RANGE,
     Table,
-    check_range,
     check_unique,
     check_unique_labels,
     empty_rows_cols,
     parse_numeric,
     read_table,
 )
+from cppjax.taskinfo import check_task_range, given_info, split_task_info, task_info_frame
 
 log = logging.getLogger(__name__)
 
-Scale = Literal["percent", "fraction", "unbounded"]
-NormKind = Literal["task_minmax", "model_max", "none"]
+Scale = Literal["percent", "fraction", "unbounded", "mixed"]
 
-
-
-# ---------------------------------------------------------------------------------------------
-# Normalisation
-# ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class Normalization:
-    """An invertible per-cell affine map ``normalised = (score - loc) / scale``.
-
-    ``loc`` and ``scale`` have shape ``(1, n_tasks)`` for per-task normalisation and
-    ``(n_models, 1)`` for per-model normalisation; they broadcast to the score matrix.
-
-    Kinds:
-      * ``"task_minmax"`` (default, the CPP paper): per task, min and max over observed cells map to
-        0 and 1. A task whose observed scores are all equal gets the width of the declared scale
-        (100 for percent, 1 for fraction) so that nothing is divided by zero.
-      * ``"model_max"`` (the official CPP code on its crowdsource data): each model's row is divided
-        by that model's maximum observed score.
-      * ``"none"``: identity.
-    """
-
-    kind: NormKind
-    loc: np.ndarray
-    scale: np.ndarray
-
-    @classmethod
-    def fit(cls, scores: np.ndarray, kind: NormKind, unit: Scale, names=None) -> Normalization:
-        scores = np.asarray(scores, dtype=float)
-        n_models, n_tasks = scores.shape
-        obs = ~np.isnan(scores)
-        if kind == "none":
-            return cls(kind, np.zeros((1, n_tasks)), np.ones((1, n_tasks)))
-        axis = 0 if kind == "task_minmax" else 1
-        empty = ~obs.any(axis=axis)
-        if empty.any():
-            label = "task" if axis == 0 else "model"
-            bad = [names[i] if names is not None else i for i in np.flatnonzero(empty)]
-            raise DataError(f"cannot normalise: {label}(s) with no observed score: {bad}")
-        if kind == "task_minmax":
-            lo = np.nanmin(scores, axis=0, keepdims=True)
-            hi = np.nanmax(scores, axis=0, keepdims=True)
-            width = hi - lo
-            fallback = SCALE_RANGE[unit][1] - SCALE_RANGE[unit][0]
-            if not np.isfinite(fallback):
-                fallback = 1.0
-            width = np.where(width > 0, width, fallback)
-            return cls(kind, lo, width)
-        if kind == "model_max":
-            hi = np.nanmax(scores, axis=1, keepdims=True)
-            if (hi <= 0).any():
-                bad = [names[i] if names is not None else i for i in np.flatnonzero(hi[:, 0] <= 0)]
-                raise DataError(f"model_max normalisation needs a positive maximum; models: {bad}")
-            return cls(kind, np.zeros((n_models, 1)), hi)
-        raise ValueError(f"unknown normalisation {kind!r}; use 'task_minmax', 'model_max', 'none'")
-
-    def _at(self, model_idx, task_idx):
-        model_idx = np.asarray(model_idx)
-        task_idx = np.asarray(task_idx)
-        mi = model_idx if self.loc.shape[0] > 1 else np.zeros_like(model_idx)
-        ti = task_idx if self.loc.shape[1] > 1 else np.zeros_like(task_idx)
-        return self.loc[mi, ti], self.scale[mi, ti]
-
-    def transform(self, values, model_idx, task_idx):
-        """Original units -> normalised, for cells ``(model_idx, task_idx)`` (broadcasts on the
-        trailing axis, so ``values`` may be ``(n_draws, n_cells)``)."""
-        loc, scale = self._at(model_idx, task_idx)
-        return (np.asarray(values) - loc) / scale
-
-    def inverse(self, values, model_idx, task_idx):
-        """Normalised -> original units, for cells ``(model_idx, task_idx)``."""
-        loc, scale = self._at(model_idx, task_idx)
-        return np.asarray(values) * scale + loc
-
-    def cell_scale(self, model_idx, task_idx):
-        """Multiplier from normalised to original units of each cell (for errors and widths)."""
-        return self._at(model_idx, task_idx)[1]
 
 
 class Observations(NamedTuple):
@@ -170,10 +94,11 @@ class ScoreMatrix:
     model_factors: pd.DataFrame | None = None
     task_factors: pd.DataFrame | None = None
     scale: Scale = "fraction"
-    normalization: Normalization | NormKind = "task_minmax"
+    normalization: Normalization | NormKind | Literal["auto"] = "auto"
     source: str = "array"
     dropped_models: tuple[str, ...] = ()
     dropped_tasks: tuple[str, ...] = ()
+    task_info: pd.DataFrame | dict | None = None
     _index: dict = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
@@ -196,13 +121,22 @@ class ScoreMatrix:
             )
         if self.scale not in SCALE_RANGE:
             raise DataError(f"scale must be one of {sorted(SCALE_RANGE)}; got {self.scale!r}")
-        check_range(scores, models, tasks, self.scale, self.source)
         scores.setflags(write=False)
         mf = factor_frame(self.model_factors, models, "model")
-        tf = factor_frame(self.task_factors, tasks, "task")
+        # a task table's lower/upper/higher_is_better/chance columns are task_info, not factors
+        tf, info = split_task_info(factor_frame(self.task_factors, tasks, "task"))
+        if self.task_info is not None:
+            given = given_info(self.task_info, tasks, self.source)
+            info = given if info is None else given.combine_first(info)
+        info = task_info_frame(scores, tasks, self.scale, info, self.source)
+        check_task_range(scores, models, tasks, info, self.scale, self.source)
         norm = self.normalization
+        if norm == "auto":
+            norm = "task_logit" if self.scale == "mixed" else "task_minmax"
         if isinstance(norm, str):
-            norm = Normalization.fit(scores, norm, self.scale, names=None)
+            norm = Normalization.fit(scores, norm, self.scale, names=None,
+                                     lower=info["lower"].to_numpy(),
+                                     upper=info["upper"].to_numpy())
         else:
             expected = {(1, len(tasks)), (len(models), 1)}
             if norm.loc.shape not in expected:
@@ -215,6 +149,7 @@ class ScoreMatrix:
         object.__setattr__(self, "model_factors", mf)
         object.__setattr__(self, "task_factors", tf)
         object.__setattr__(self, "normalization", norm)
+        object.__setattr__(self, "task_info", info)
         index = {
             "models": {m: i for i, m in enumerate(models)},
             "tasks": {t: j for j, t in enumerate(tasks)},
@@ -298,6 +233,13 @@ class ScoreMatrix:
         ti = np.array([self.task_index(t) for t in tasks], dtype=np.int32)
         return mi, ti
 
+    def sparse(self, min_scores: int = 3) -> tuple[list[str], list[str]]:
+        """The models and the tasks with at least one but fewer than ``min_scores`` observed
+        scores: their predictions lean on the priors and the design factors, so say so."""
+        m, t = self.mask.sum(axis=1), self.mask.sum(axis=0)
+        return ([self.models[i] for i in np.flatnonzero((m > 0) & (m < min_scores))],
+                [self.tasks[j] for j in np.flatnonzero((t > 0) & (t < min_scores))])
+
     # -- derived matrices --------------------------------------------------------------------
     def with_scores(self, scores: np.ndarray) -> ScoreMatrix:
         """Same names, factors, scale and normalisation, other scores (used by the splits)."""
@@ -318,6 +260,7 @@ class ScoreMatrix:
             scale=self.scale,
             normalization=self.normalization.kind,
             source=self.source,
+            task_info=self.task_info.loc[tasks],
         )
 
     def to_long(self, dropna: bool = True) -> pd.DataFrame:
@@ -348,7 +291,8 @@ class ScoreMatrix:
         *,
         models_as: Literal["rows", "columns"] = "rows",
         scale: Scale | Literal["auto"] = "auto",
-        normalization: NormKind = "task_minmax",
+        normalization: NormKind | Literal["auto"] = "auto",
+        task_info: pd.DataFrame | dict | None = None,
         model_factors: str | os.PathLike | pd.DataFrame | None = None,
         task_factors: str | os.PathLike | pd.DataFrame | None = None,
         on_mismatch: Literal["raise", "warn"] = "raise",
@@ -364,10 +308,17 @@ class ScoreMatrix:
                 names unless ``label_column`` names another) or a DataFrame (row names in its
                 index unless ``label_column`` names a column).
             models_as: ``"rows"`` if each row is a model, ``"columns"`` if each column is one.
-            scale: ``"percent"`` (0-100), ``"fraction"`` (0-1), ``"unbounded"``, or ``"auto"``:
-                one decision for the whole table (percent if any score exceeds 1, else
-                fraction), recorded in ``.scale`` and logged. Scores outside the scale are errors.
-            normalization: ``"task_minmax"`` (paper), ``"model_max"`` (official code), ``"none"``.
+            scale: ``"percent"`` (0-100), ``"fraction"`` (0-1), ``"unbounded"``, ``"mixed"``
+                (each task's bounds from its own scores: [0, 1], [0, 100] or none), or
+                ``"auto"``: fraction if every score lies in [0, 1], percent if in [0, 100],
+                else mixed; recorded in ``.scale`` and logged. Scores outside their task's
+                bounds are errors.
+            normalization: ``"task_minmax"`` (paper), ``"task_logit"`` (bounded tasks through a
+                logit: predictions inside the bounds), ``"model_max"`` (official code),
+                ``"none"``; ``"auto"``: ``task_logit`` for a mixed table, else ``task_minmax``.
+            task_info: each task's ``lower``, ``upper``, ``higher_is_better``, ``chance``
+                (a DataFrame indexed by task, or ``{task: {column: value}}``); see
+                :mod:`cppjax.taskinfo`. Columns of these names in the task factor table count too.
             model_factors, task_factors: factor tables (path or DataFrame) with one row per name;
                 see :func:`read_factors`. Names are matched exactly; mismatches raise
                 :class:`FactorMismatchError` listing the closest names (``on_mismatch="warn"``
@@ -431,6 +382,7 @@ class ScoreMatrix:
             task_factors,
             on_mismatch,
             drop_empty,
+            task_info,
         )
 
     @classmethod
@@ -442,7 +394,8 @@ class ScoreMatrix:
         task: str = "task",
         score: str = "score",
         scale: Scale | Literal["auto"] = "auto",
-        normalization: NormKind = "task_minmax",
+        normalization: NormKind | Literal["auto"] = "auto",
+        task_info: pd.DataFrame | dict | None = None,
         model_factors: str | os.PathLike | pd.DataFrame | None = None,
         task_factors: str | os.PathLike | pd.DataFrame | None = None,
         on_mismatch: Literal["raise", "warn"] = "raise",
@@ -506,6 +459,7 @@ class ScoreMatrix:
             task_factors,
             on_mismatch,
             drop_empty=False,
+            task_info=task_info,
         )
 
     @classmethod
@@ -521,6 +475,7 @@ class ScoreMatrix:
         task_factors,
         on_mismatch,
         drop_empty,
+        task_info=None,
     ):
         values = np.asarray(values, dtype=float)
         models, tasks = list(models), list(tasks)
@@ -532,9 +487,7 @@ class ScoreMatrix:
             models = [models[i] for i in keep_m]
             tasks = [tasks[j] for j in keep_t]
         if scale == "auto":
-            obs = values[~np.isnan(values)]
-            scale = "percent" if obs.size and obs.max() > 1.0 else "fraction"
-            log.info("%s: scores read as %s (scale='auto'; pass scale= to fix it)", source, scale)
+            scale = auto_scale(values, tasks, source)
         mf = join_factors(model_factors, models, "model", on_mismatch, source)
         tf = join_factors(task_factors, tasks, "task", on_mismatch, source)
         return cls(
@@ -548,7 +501,25 @@ class ScoreMatrix:
             source=source,
             dropped_models=tuple(dropped_m),
             dropped_tasks=tuple(dropped_t),
+            task_info=task_info,
         )
+
+
+def auto_scale(values, tasks, source) -> str:
+    """One scale for the table where its scores allow (fraction if all lie in [0, 1], else
+    percent if all lie in [0, 100]), else ``"mixed"``: each task's bounds from its own scores;
+    the decision is logged."""
+    from cppjax.taskinfo import auto_bounds
+
+    obs = values[~np.isnan(values)]
+    if obs.size and obs.min() >= 0 and obs.max() <= 100:
+        scale = "percent" if obs.max() > 1.0 else "fraction"
+        log.info("%s: scores read as %s (scale='auto'; pass scale= to fix it)", source, scale)
+        return scale
+    kinds = [auto_bounds(values[:, j])[2] for j in range(values.shape[1])]
+    log.info("%s: a mixed table (scale='auto'): per task %s", source,
+             ", ".join(f"{t}: {k}" for t, k in zip(tasks, kinds, strict=True)))
+    return "mixed"
 
 
 __all__ = ["MISSING_TOKENS", "SCALE_RANGE", "Normalization", "NormKind", "Observations",

@@ -122,19 +122,27 @@ class SVI(_Settings):
     """Stochastic variational inference: ``num_steps`` Adam steps (cosine-decayed from ``lr``)
     on the ELBO of a ``"lowrank"`` multivariate-normal or ``"meanfield"`` guide, then
     ``num_samples`` draws from the guide. ``guide_rank=None``: NumPyro's default rank, the
-    square root of the number of latent values."""
+    square root of the number of latent values. ``subsample_size``: each step's likelihood on a
+    random minibatch of that many cells, scaled up to all of them (for tables whose full-batch
+    steps are slow or beyond memory; ``None``, the default, uses every cell). ``devices``: the
+    cells split over the first ``devices`` devices (:mod:`cppjax.sharding`), the same program
+    partitioned by XLA."""
 
     num_steps: int = 5000
     lr: float = 0.01
     guide: Literal["lowrank", "meanfield"] = "lowrank"
     guide_rank: int | None = None
     num_samples: int = 1000
+    subsample_size: int | None = None
+    devices: int = 1
 
     name: ClassVar[str] = "svi"
 
     def _validate(self):
-        _positive_int(self, "num_steps", "num_samples")
+        _positive_int(self, "num_steps", "num_samples", "devices")
         _positive(self, "lr")
+        if self.subsample_size is not None:
+            _positive_int(self, "subsample_size")
         if self.guide not in ("lowrank", "meanfield"):
             raise ValueError(f"SVI.guide must be 'lowrank' or 'meanfield'; got {self.guide!r}")
         if self.guide_rank is not None:
@@ -143,16 +151,21 @@ class SVI(_Settings):
 
 @dataclass(frozen=True)
 class MAP(_Settings):
-    """The posterior mode (a point estimate: one draw), found by ``num_steps`` Adam steps."""
+    """The posterior mode (a point estimate: one draw), found by ``num_steps`` Adam steps
+    (``subsample_size``, ``devices``: minibatches and devices, as :class:`SVI`)."""
 
     num_steps: int = 5000
     lr: float = 0.01
+    subsample_size: int | None = None
+    devices: int = 1
 
     name: ClassVar[str] = "map"
 
     def _validate(self):
-        _positive_int(self, "num_steps")
+        _positive_int(self, "num_steps", "devices")
         _positive(self, "lr")
+        if self.subsample_size is not None:
+            _positive_int(self, "subsample_size")
 
 
 @dataclass(frozen=True)
@@ -278,9 +291,11 @@ def run_inference(
                               sample_stats={"diverging": div})
         _warn_nuts(diag)
     else:
-        samples, losses = progs.run_svi(rng_key, args, kw, show)
+        samples, losses, per_step = progs.run_svi(rng_key, args, kw, show)
         tail = losses[-max(1, inference.num_steps // 10):]
         diag = {"final_loss": float(np.mean(tail))}
+        if per_step is not None:  # measured on the compiled steps (cppjax.programs)
+            diag["seconds_per_step"] = per_step
         if not np.isfinite(tail).all():
             raise FloatingPointError(f"{inference.name}: the objective became non-finite; lower "
                                      f"lr (now {inference.lr}) or check the data")
@@ -301,7 +316,8 @@ def _program_key(model, args, kw):
     except TypeError:
         return None
     leaves, tree = jax.tree.flatten((args, kw))
-    shapes = tuple((np.shape(x), np.dtype(getattr(x, "dtype", type(x))).name) for x in leaves)
+    shapes = tuple((np.shape(x), np.dtype(getattr(x, "dtype", type(x))).name,
+                    getattr(x, "sharding", None)) for x in leaves)
     return static, tree, shapes, (jax.local_device_count(), jax.default_backend())
 
 
@@ -324,15 +340,30 @@ def log_likelihood(model, samples: dict, args: tuple, y) -> np.ndarray:
     return np.asarray(fn(samples, jnp.asarray(y)))
 
 
-def predict_sites(model, samples: dict, args: tuple, sites, rng_key, batch_ndims: int = 1):
-    """``sites`` of ``model(*args, y=None)`` for every posterior draw in ``samples``, in one
-    compiled call (NumPyro's ``Predictive`` run eagerly compiles each small operation on its own:
-    seconds per new shape of cells). Returns NumPy arrays ``(n_draws, ...)``."""
+def predict_sites(model, samples: dict, args: tuple, sites, rng_key, batch_ndims: int = 1,
+                  max_values: int = 2**25):
+    """``sites`` of ``model(*args, y=None)`` for every posterior draw in ``samples``, compiled
+    once (NumPy's ``Predictive`` run eagerly compiles each small operation on its own: seconds
+    per new shape of cells) and run on chunks of draws of at most ``max_values`` values of the
+    largest site (the last chunk padded), so that memory stays bounded on large tables. Returns
+    NumPy arrays ``(n_draws, ...)``."""
     sites = list(sites)
+    n = jax.tree.leaves(samples)[0].shape[0]
 
     def run(s, k):
         pred = Predictive(model, posterior_samples=s, return_sites=sites, batch_ndims=batch_ndims)
         return pred(k, *args, y=None)
 
-    out = jax.jit(run)(samples, rng_key)
-    return {k: np.asarray(v) for k, v in out.items()}
+    one = jax.eval_shape(run, jax.tree.map(lambda v: v[:1], samples), rng_key)
+    per_draw = max(int(np.prod(v.shape[1:], dtype=np.int64)) for v in one.values())
+    chunk = int(min(n, max(1, max_values // max(per_draw, 1))))
+    fn = jax.jit(run)
+    keys = jax.random.split(rng_key, -(-n // chunk))
+    parts = []
+    for i, lo in enumerate(range(0, n, chunk)):
+        idx = np.minimum(np.arange(lo, lo + chunk), n - 1)  # the last chunk padded
+        out = fn(jax.tree.map(lambda v, idx=idx: v[idx], samples), keys[i])
+        parts.append({k: np.asarray(v)[: min(chunk, n - lo)] for k, v in out.items()})
+    if len(parts) == 1:
+        return parts[0]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

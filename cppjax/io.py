@@ -49,6 +49,7 @@ def _matrix_meta(sm: ScoreMatrix) -> dict:
         "task_factors": sm.task_factors.to_json(orient="split"),
         "model_factor_dtypes": {c: str(t) for c, t in sm.model_factors.dtypes.items()},
         "task_factor_dtypes": {c: str(t) for c, t in sm.task_factors.dtypes.items()},
+        "task_info": sm.task_info.to_json(orient="split"),
     }
 
 
@@ -61,13 +62,21 @@ def _frame(js: str, dtypes: dict, names) -> pd.DataFrame:
     return df
 
 
-def _matrix_from(meta: dict, scores, loc, scale) -> ScoreMatrix:
+def _matrix_from(meta: dict, scores, loc, scale, link=()) -> ScoreMatrix:
+    """The training matrix of a saved posterior (files of 0.1/0.2 have no task_info and no
+    link arrays: their tasks take the scale's bounds)."""
+    info = None
+    if meta.get("task_info"):
+        info = pd.read_json(io.StringIO(meta["task_info"]), orient="split")
+        info.index = list(meta["tasks"])
+        for c in ("lower", "upper"):  # JSON has no infinity: null
+            info[c] = info[c].astype(float).fillna(np.inf if c == "upper" else -np.inf)
     return ScoreMatrix(
         scores, meta["models"], meta["tasks"],
         _frame(meta["model_factors"], meta["model_factor_dtypes"], meta["models"]),
         _frame(meta["task_factors"], meta["task_factor_dtypes"], meta["tasks"]),
-        scale=meta["scale"], normalization=Normalization(meta["norm_kind"], loc, scale),
-        source=meta["source"])
+        scale=meta["scale"], normalization=Normalization(meta["norm_kind"], loc, scale, *link),
+        source=meta["source"], task_info=info)
 
 
 def save(posterior, path) -> Path:
@@ -75,8 +84,11 @@ def save(posterior, path) -> Path:
     usual one) and return the path."""
     path = Path(path)
     sm = posterior.matrix
-    arrays = {"scores": sm.scores, "norm_loc": sm.normalization.loc,
-              "norm_scale": sm.normalization.scale, **posterior._arrays()}
+    norm = sm.normalization
+    link = {} if norm.logit is None else {"norm_lower": norm.lower, "norm_upper": norm.upper,
+                                          "norm_logit": norm.logit}
+    arrays = {"scores": sm.scores, "norm_loc": norm.loc, "norm_scale": norm.scale, **link,
+              **posterior._arrays()}
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
     inference = posterior.inference
     meta = {
@@ -181,7 +193,9 @@ def load(path):
     inf_args = dict(meta["inference"])
     inference = make_inference(inf_args.pop("name"), spec.default_inference(meta["inference"]
                                                                              ["name"]), **inf_args)
+    link = tuple(arrays.pop(k) for k in ("norm_lower", "norm_upper", "norm_logit")
+                 if k in arrays)
     sm = _matrix_from(meta["matrix"], arrays.pop("scores"), arrays.pop("norm_loc"),
-                      arrays.pop("norm_scale"))
+                      arrays.pop("norm_scale"), link)
     return spec.posterior_class()._restore(sm, spec, inference, meta["posterior"], arrays,
                                            meta["fit_seconds"])

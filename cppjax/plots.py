@@ -8,7 +8,14 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-_UNIT = {"percent": "score (%)", "fraction": "score (0-1)", "unbounded": "score"}
+_UNIT = {"percent": "score (%)", "fraction": "score (0-1)", "unbounded": "score",
+         "mixed": "score"}
+#: tick labels longer than this are shortened (a 500-character name made a 5,700-pixel figure)
+LABEL_CHARS = 40
+
+
+def _short(names) -> list[str]:
+    return [n if len(n) <= LABEL_CHARS else n[:LABEL_CHARS - 1] + "\u2026" for n in names]
 
 
 def _ax(ax, size=(6, 5)):
@@ -64,7 +71,7 @@ def rank_forest(rank_posterior, *, level: float = 0.9, top: int | None = 40, ax=
     ax.plot(df["rank_median"][~obs], y[~obs], "o", color="tab:blue", ms=4, label="predicted")
     ax.plot(df["rank_median"][obs], y[obs], "s", color="black", ms=4, label="observed score")
     ax.set_yticks(y)
-    ax.set_yticklabels(df["model"], fontsize=7)
+    ax.set_yticklabels(_short(df["model"]), fontsize=7)
     ax.set_xlabel(f"rank on {rank_posterior.task} (1 = best; {level:.0%} credible interval)")
     ax.set_xlim(0.5, len(rank_posterior.models) + 0.5)
     ax.grid(axis="x", alpha=0.3)
@@ -117,15 +124,29 @@ def completed_heatmap(pred, *, stat: str = "mean", level: float = 0.9, ax=None):
         cbar, cmap = f"interval width ({_UNIT[sm.scale]})", "magma_r"
     else:
         raise ValueError("stat must be 'mean' or 'width'")
+    if sm.scale == "mixed":  # metrics in different units: one colour scale per task
+        with np.errstate(invalid="ignore", divide="ignore"):
+            span = np.nanmax(sm.scores, 0) - np.nanmin(sm.scores, 0)
+            span = np.where(span > 0, span, 1.0)
+            if stat == "mean":
+                mat = (mat - np.nanmin(mat, 0)) / np.where(
+                    np.nanmax(mat, 0) > np.nanmin(mat, 0), np.nanmax(mat, 0) - np.nanmin(mat, 0),
+                    1.0)
+                worse_high = ~sm.task_info["higher_is_better"].to_numpy()
+                mat[:, worse_high] = 1.0 - mat[:, worse_high]
+                cbar = "per task: 0 = worst, 1 = best score in the table"
+            else:
+                mat = mat / span
+                cbar = "interval width / the task's observed range"
     ax = _ax(ax, (0.28 * sm.n_tasks + 4, 0.16 * sm.n_models + 2))
     im = ax.imshow(mat, aspect="auto", cmap=cmap, interpolation="nearest")
     if stat == "mean":
         oi, oj = np.nonzero(sm.mask)
         ax.plot(oj, oi, ".", color="white", ms=1.5)
     ax.set_xticks(range(sm.n_tasks))
-    ax.set_xticklabels(sm.tasks, rotation=90, fontsize=6)
+    ax.set_xticklabels(_short(sm.tasks), rotation=90, fontsize=6)
     ax.set_yticks(range(sm.n_models))
-    ax.set_yticklabels(sm.models, fontsize=5)
+    ax.set_yticklabels(_short(sm.models), fontsize=5)
     ax.figure.colorbar(im, ax=ax, label=cbar, fraction=0.03)
     ax.set_title(title)
     return ax

@@ -9,6 +9,7 @@ import numpy as np
 from cppjax.data import ScoreMatrix
 from cppjax.inference import InferenceResult, log_likelihood, predict_sites
 from cppjax.keys import as_key
+from cppjax.models.likelihood import predictive_noise
 from cppjax.predictive import Posterior
 
 
@@ -89,17 +90,19 @@ class BayesPosterior(SampledPosterior):
     def _args(self, mi, ti):
         return (*self._X, jnp.asarray(mi), jnp.asarray(ti))
 
-    def _draws(self, model_idx, task_idx, rng_key, sites=("y",)):
+    def _draws(self, model_idx, task_idx, rng_key):
         if rng_key is None:
             raise ValueError("predictive draws of a Bayesian model need an rng_key (or int seed)")
-        out = predict_sites(self._model, self.samples, self._args(model_idx, task_idx), sites,
-                            rng_key)
-        return out[sites[0]]
+        return predictive_noise(self.cell_means(model_idx, task_idx), self.samples,
+                                np.asarray(task_idx), self.spec.likelihood, rng_key)
 
-    def cell_means(self, model_idx, task_idx) -> np.ndarray:
-        """Posterior draws of the noise-free cell means ``(n_draws, n_cells)`` (normalised)."""
+    def cell_means(self, model_idx, task_idx, max_values: int = 2**25) -> np.ndarray:
+        """Posterior draws of the noise-free cell means ``(n_draws, n_cells)`` (normalised),
+        computed on chunks of draws of at most ``max_values`` values."""
         # deterministic given the draws: the key only satisfies Predictive's signature
-        return self._draws(model_idx, task_idx, as_key(0), sites=("cell_mean",))
+        out = predict_sites(self._model, self.samples, self._args(model_idx, task_idx),
+                            ("cell_mean",), as_key(0), max_values=max_values)
+        return out["cell_mean"]
 
     def _log_lik(self, model_idx, task_idx):
         def fn(y_norm):

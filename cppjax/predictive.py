@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cppjax.data import SCALE_RANGE, ScoreMatrix
+from cppjax.data import ScoreMatrix
 from cppjax.keys import as_key
 
 
@@ -65,7 +65,9 @@ class Predictive:
             d = self.matrix.denormalize(self.draws_normalized, self.model_idx, self.task_idx)
             # draws were clipped to the scale in normalised units; clip again here so that the
             # round trip's rounding cannot put a score at -1e-15
-            self._cache["draws"] = np.clip(d, *SCALE_RANGE[self.matrix.scale])
+            info = self.matrix.task_info
+            self._cache["draws"] = np.clip(d, info["lower"].to_numpy()[self.task_idx],
+                                           info["upper"].to_numpy()[self.task_idx])
         return self._cache["draws"]
 
     def _pick(self, normalized: bool) -> np.ndarray:
@@ -129,11 +131,21 @@ class Predictive:
 
 
 def _clip_to_scale(sm: ScoreMatrix, draws: np.ndarray, mi, ti) -> np.ndarray:
-    """Scores are bounded (0-100 or 0-1): draws beyond the declared scale are clipped to it."""
-    lo, hi = SCALE_RANGE[sm.scale]
-    if not np.isfinite(lo) and not np.isfinite(hi):
+    """Draws beyond their task's bounds (``sm.task_info``) clipped to them; a ``task_logit``
+    normalisation keeps its bounded tasks' draws inside by construction."""
+    lo = sm.task_info["lower"].to_numpy()[ti]
+    hi = sm.task_info["upper"].to_numpy()[ti]
+    if not (np.isfinite(lo).any() or np.isfinite(hi).any()):
         return draws
-    return np.clip(draws, sm.normalize(lo, mi, ti), sm.normalize(hi, mi, ti))
+    norm = sm.normalization
+    if norm.logit is not None:  # the bounded tasks already are (and +-inf has no logit)
+        lo, hi = np.where(norm.logit[0, ti], -np.inf, lo), np.where(norm.logit[0, ti], np.inf, hi)
+    with np.errstate(invalid="ignore"):
+        lo_n = np.where(np.isfinite(lo), sm.normalize(np.where(np.isfinite(lo), lo, 0.0), mi, ti),
+                        -np.inf)
+        hi_n = np.where(np.isfinite(hi), sm.normalize(np.where(np.isfinite(hi), hi, 0.0), mi, ti),
+                        np.inf)
+    return np.clip(draws, lo_n, hi_n)
 
 
 def hpd_interval(x: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:

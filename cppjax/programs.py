@@ -9,6 +9,7 @@ arguments of the trace that set them up, so each compiled program sets up its ow
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from functools import partial
@@ -241,17 +242,23 @@ class Programs:
     def run_svi(self, rng_key, args, kw, show):
         k_fit, k_draw = jax.random.split(rng_key)
         state = self._init(k_fit, args, kw)
-        losses = []
+        losses, times = [], []
         with tqdm(total=self.inf.num_steps, disable=not show, desc=self.inf.name) as bar:
             for _ in range(self.inf.num_steps // self.chunk):
+                t0 = time.perf_counter()
                 state, loss = self._advance(state, args, kw)
+                loss.block_until_ready()
+                times.append(time.perf_counter() - t0)
                 losses.append(loss)
                 bar.update(self.chunk)
                 if show:
                     bar.set_postfix(loss=f"{float(loss[-1]):.4g}")
         out = self._draw(k_draw, state, args, kw)
         samples = {k: np.asarray(v) for k, v in out.items()}
-        return samples, np.asarray(jnp.concatenate(losses))
+        # seconds per step: the median chunk after the first (which may include compiling);
+        # None with a single chunk
+        per_step = float(np.median(times[1:])) / self.chunk if len(times) > 1 else None
+        return samples, np.asarray(jnp.concatenate(losses)), per_step
 
 
 def _adam_schedule(lr: float, steps: int):

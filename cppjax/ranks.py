@@ -2,7 +2,8 @@
 
 For a task *j*, each model with an observed score keeps it; each model without one takes a draw
 from its posterior predictive. In every draw, a model's rank is 1 + the number of models with a
-strictly higher score (1 = best; ties share the better rank). The draws of these ranks give credible
+strictly better score: higher, or lower on a task whose ``task_info`` says lower is better (1 =
+best; ties share the better rank). The draws of these ranks give credible
 intervals, and the share of draws in which A scores above B gives P(A beats B).
 """
 
@@ -43,6 +44,7 @@ class RankPosterior:
         observed: True where the model's score on the task is observed (fixed in every draw).
         score_draws: ``(n_draws, n_models)`` scores in original units.
         draws: ``(n_draws, n_models)`` integer ranks, 1 = best.
+        higher_is_better: the task's direction (False: the lowest score ranks first).
     """
 
     task: str
@@ -50,6 +52,11 @@ class RankPosterior:
     observed: np.ndarray
     score_draws: np.ndarray
     draws: np.ndarray
+    higher_is_better: bool = True
+
+    def _better(self) -> np.ndarray:
+        """Scores oriented so that higher is better."""
+        return self.score_draws if self.higher_is_better else -self.score_draws
 
     def interval(self, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
         """Central credible interval of each model's rank (integers)."""
@@ -72,13 +79,15 @@ class RankPosterior:
         return df.sort_values(["rank_mean", "model"]).reset_index(drop=True)
 
     def prob_beats(self, a: str, b: str) -> float:
-        """Posterior probability that model ``a`` scores strictly higher than ``b`` on the task."""
+        """Posterior probability that model ``a`` scores strictly better than ``b`` on the task
+        (higher, or lower where lower is better)."""
         ia, ib = self._pos(a), self._pos(b)
-        return float(np.mean(self.score_draws[:, ia] > self.score_draws[:, ib]))
+        s = self._better()
+        return float(np.mean(s[:, ia] > s[:, ib]))
 
     def win_matrix(self) -> pd.DataFrame:
-        """P(row model scores strictly higher than column model), for every pair."""
-        s = self.score_draws
+        """P(row model scores strictly better than column model), for every pair."""
+        s = self._better()
         p = (s[:, :, None] > s[:, None, :]).mean(axis=0)
         return pd.DataFrame(p, index=list(self.models), columns=list(self.models))
 
@@ -109,4 +118,6 @@ def rank_posterior(posterior, task: str, *, rng_key=None,
     scores = np.broadcast_to(sm.scores[mi, j], (n_draws, mi.size)).copy()
     if pred is not None:
         scores[:, ~observed] = pred.draws
-    return RankPosterior(task, tuple(names), observed, scores, ranks_from_scores(scores))
+    better = bool(sm.task_info.loc[task, "higher_is_better"])
+    ranks = ranks_from_scores(scores if better else -scores)
+    return RankPosterior(task, tuple(names), observed, scores, ranks, better)

@@ -19,7 +19,8 @@ from cppjax.errors import DataError, did_you_mean
 MISSING_TOKENS = frozenset(
     {"", "-", "--", "\u2013", "\u2014", "na", "n/a", "nan", "null", "none", "?"}
 )
-SCALE_RANGE = {"percent": (0.0, 100.0), "fraction": (0.0, 1.0), "unbounded": (-math.inf, math.inf)}
+SCALE_RANGE = {"percent": (0.0, 100.0), "fraction": (0.0, 1.0), "unbounded": (-math.inf, math.inf),
+               "mixed": (-math.inf, math.inf)}  # mixed: each task's own (cppjax.taskinfo)
 MAX_LISTED = 8
 
 # ---------------------------------------------------------------------------------------------
@@ -224,27 +225,6 @@ def check_unique(names, kind, source):
         if n in seen:
             raise DataError(f"{source}: duplicate {kind} name {n!r}")
         seen.add(n)
-
-
-def check_range(scores, models, tasks, scale, source):
-    lo, hi = SCALE_RANGE[scale]
-    with np.errstate(invalid="ignore"):
-        out = (scores < lo) | (scores > hi)
-    if out.any():
-        cells = np.argwhere(out)
-        listed = "; ".join(
-            f"model {models[i]!r}, task {tasks[j]!r}: {scores[i, j]:g}"
-            for i, j in cells[:MAX_LISTED]
-        )
-        hint = (
-            " Scores look like percentages: pass scale='percent'."
-            if scale == "fraction" and np.nanmax(scores) <= 100
-            else ""
-        )
-        raise DataError(
-            f"{source}: {len(cells)} score(s) outside the {scale} scale [{lo:g}, {hi:g}]: "
-            f"{listed}.{hint}"
-        )
 
 
 def empty_rows_cols(values, models, tasks, source, drop_empty):

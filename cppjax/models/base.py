@@ -34,6 +34,7 @@ from cppjax.io import SPEC_CLASSES
 from cppjax.keys import as_key
 from cppjax.models.likelihood import pad_cells
 from cppjax.posterior import BayesPosterior
+from cppjax.sharding import cell_mesh, pad_to_multiple, shard_cells
 
 
 def accepts_legacy_settings(cls):
@@ -192,10 +193,18 @@ class BayesSpec(ModelSpec):
         obs = train.observed()
         n = len(obs.values)
         mi, ti, y, mask = pad_cells(obs.model_idx, obs.task_idx, obs.values)
-        args = (jnp.asarray(Xm), jnp.asarray(Xt), jnp.asarray(mi), jnp.asarray(ti))
         model, data = self.model_parts(train, data_cells=True)
-        res = run_inference(model, args, jnp.asarray(y), inference=inference, rng_key=key,
-                            data={**data, "mask": jnp.asarray(mask)}, progress=progress,
+        if getattr(inference, "subsample_size", None) is not None:
+            model = partial(model, subsample_size=inference.subsample_size)
+        # the cells split over devices where the inference asks for several (cppjax.sharding)
+        mesh = cell_mesh(getattr(inference, "devices", 1))
+        if mesh is not None:
+            (mi, ti, y), mask = pad_to_multiple((mi, ti, y), mask, mesh.size)
+        (mi, ti, y, mask), (X, data) = shard_cells(
+            mesh, [jnp.asarray(a) for a in (mi, ti, y, mask)],
+            ((jnp.asarray(Xm), jnp.asarray(Xt)), data))
+        res = run_inference(model, (*X, mi, ti), y, inference=inference, rng_key=key,
+                            data={**data, "mask": mask}, progress=progress,
                             identified=lambda s: s["cell_mean"][:, :n])
         res.samples = {k: v for k, v in res.samples.items() if k not in ("cell_mean", "y")}
         return BayesPosterior(train, self, inference, res, time.perf_counter() - t0)

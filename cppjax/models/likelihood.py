@@ -24,22 +24,72 @@ def task_noise(n_tasks, tau_scale: float = 0.5, log_s0_loc: float = -2.5, floor:
     return numpyro.deterministic("sigma", floor + jnp.exp(log_s0 + tau * z))
 
 
-def observe(mean, sigma, task_idx, y, likelihood: str, mask=None):
+def observe(mean, sigma, task_idx, y, likelihood: str, mask=None,
+            subsample_size: int | None = None):
     """The observation model of every cell: Normal, or Student-t with learned degrees of freedom
     (heavier tails: a few cells far off the low-rank structure do not inflate every interval).
-    ``mask`` (one bool per cell) leaves the cells where it is False out of the likelihood: the
-    padding that rounds the number of cells up (:func:`pad_cells`)."""
+    ``mean``: the cells' means, or a function of cell indices returning theirs (so that a
+    minibatch computes only its own). ``mask`` (one bool per cell) leaves the cells where it is
+    False out of the likelihood: the padding that rounds the number of cells up
+    (:func:`pad_cells`). ``subsample_size``: a minibatch of that many cells per evaluation,
+    drawn by the cells' plate, which scales their log-likelihood by ``n_cells /
+    subsample_size`` (an unbiased estimate of the whole; for SVI)."""
     if likelihood == "student_t":
         nu = numpyro.sample("nu", dist.Gamma(2.0, 0.1))
-        obs = dist.StudentT(nu + 1.0, mean, sigma[task_idx])  # nu + 1 > 1: the mean exists
-    elif likelihood == "normal":
-        obs = dist.Normal(mean, sigma[task_idx])
-    else:  # the specs check this at construction; the model functions can be used alone
+    elif likelihood != "normal":  # the specs check this at construction; the model functions
         raise ValueError(f"likelihood must be 'normal' or 'student_t', got {likelihood!r}")
-    with numpyro.plate("cells", mean.shape[0]):
-        numpyro.deterministic("cell_mean", mean)
-        with handlers.mask(mask=mask) if mask is not None else nullcontext():
-            numpyro.sample("y", obs, obs=y)
+    n = task_idx.shape[0]
+    if subsample_size is not None and subsample_size >= n:
+        subsample_size = None
+    with numpyro.plate("cells", n, subsample_size=subsample_size) as idx:
+        if subsample_size is None:
+            m = mean(None) if callable(mean) else mean
+            t, yy, mk = task_idx, y, mask
+        else:
+            m = mean(idx) if callable(mean) else mean[idx]
+            t = task_idx[idx]
+            yy = None if y is None else y[idx]
+            mk = None if mask is None else mask[idx]
+        numpyro.deterministic("cell_mean", m)
+        if likelihood == "student_t":  # nu + 1 > 1: the mean exists
+            obs = dist.StudentT(nu + 1.0, m, sigma[t])
+        else:
+            obs = dist.Normal(m, sigma[t])
+        with handlers.mask(mask=mk) if mk is not None else nullcontext():
+            numpyro.sample("y", obs, obs=yy)
+
+
+def predictive_noise(mean, samples: dict, task_idx, likelihood: str, rng_key) -> np.ndarray:
+    """Draws of ``y`` given the draws of its cell means ``mean`` ``(n_draws, n_cells)``: the
+    observation model of :func:`observe` (``sigma``, and ``nu`` for Student-t, from
+    ``samples``), with the noise drawn by NumPy, seeded from ``rng_key``. JAX's gamma sampler
+    (behind Student-t draws) is a rejection loop that took 82 s for 8e7 values on 2 CPU cores,
+    NumPy's 3 s (docs/decisions/0008-pmf-cost-grows-with-the-cells.md). ``mean`` is
+    overwritten where NumPy may write to it."""
+    import jax
+
+    seed = np.asarray(jax.random.bits(rng_key, (4,), np.uint32)).tolist()
+    rng = np.random.default_rng(seed)
+    out = np.asarray(mean, np.float32)
+    if not out.flags.writeable:  # an array JAX handed over
+        out = out.copy()
+    sigma = np.asarray(samples["sigma"], np.float32)
+    for lo in range(0, out.shape[0], 64):  # a few draws at a time: bounded temporary memory
+        rows = slice(lo, lo + 64)
+        eps = rng.standard_normal(out[rows].shape, dtype=np.float32)
+        if likelihood == "student_t":
+            df = np.asarray(samples["nu"], np.float64)[rows, None] + 1.0
+            chi = rng.standard_gamma(np.broadcast_to(df / 2.0, eps.shape)) * (2.0 / df)
+            eps /= np.sqrt(chi).astype(np.float32)
+        eps *= np.take(sigma[rows], task_idx, axis=1)
+        out[rows] += eps
+    return out
+
+
+def padded_size(n: int) -> int:
+    """``n`` cells rounded up to a size shared by many numbers of cells (at most 1/4 more)."""
+    step = 2 ** max(0, int(np.log2(max(n, 1))) - 2)
+    return -(-n // step) * step
 
 
 def pad_cells(model_idx, task_idx, y):
@@ -50,9 +100,7 @@ def pad_cells(model_idx, task_idx, y):
     0 and are masked out of the likelihood. Why 1/4:
     ``docs/decisions/0007-small-measured-choices.md``."""
     n = len(model_idx)
-    step = 2 ** max(0, int(np.log2(max(n, 1))) - 2)
-    size = -(-n // step) * step
-    pad = size - n
+    pad = padded_size(n) - n
 
     def ext(a, dtype, fill):
         return np.concatenate([np.asarray(a, dtype), np.full(pad, fill, dtype)])
@@ -61,4 +109,4 @@ def pad_cells(model_idx, task_idx, y):
         return a[0] if n else 0
 
     return (ext(model_idx, np.int32, first(model_idx)), ext(task_idx, np.int32, first(task_idx)),
-            ext(y, np.float32, 0.0), np.arange(size) < n)
+            ext(y, np.float32, 0.0), np.arange(n + pad) < n)

@@ -39,7 +39,7 @@ from cppjax.models.regression import (
 def pmf_model(Xm, Xt, model_idx, task_idx, y=None, mask=None, *, rank: int = 5,
               noise_tau: float = 0.5, noise_floor: float = 0.0, likelihood: str = "normal",
               reg_scale: float | None = None, bases=None, data_cells: bool = False,
-              families=None):
+              families=None, subsample_size: int | None = None):
     """Probabilistic MF with per-dimension shrinkage, factor regressions (coefficients integrated
     out) and per-task noise; ``bases``: the :func:`prior_basis` or :func:`conditional_basis` of
     ``Xm`` and of ``Xt`` (prior bases computed here when not given); ``reg_scale=None`` learns
@@ -102,7 +102,10 @@ def pmf_model(Xm, Xt, model_idx, task_idx, y=None, mask=None, *, rank: int = 5,
         a, b = a_data, b_data
     else:
         rows, cols = model_idx, task_idx
-    full = mu + a[:, None] + b[None, :]
+    # the cells' means from the fitted matrix in one gather where the cells fill a good part of
+    # it (cheaper gradients than gathering rows: docs/decisions/0007-small-measured-choices.md),
+    # else from the cells' rows, O(cells x rank): docs/decisions/0008-...
+    dense = subsample_size is None and a.shape[0] * b.shape[0] <= 32 * rows.shape[0]
     if rank:
         lam = numpyro.sample("lam", dist.HalfNormal(0.5).expand([rank]).to_event(1))
         with numpyro.plate("models", n_models):
@@ -119,12 +122,20 @@ def pmf_model(Xm, Xt, model_idx, task_idx, y=None, mask=None, *, rank: int = 5,
         V, V_data = centred(v_e, bt, 1.0, r_v)
         if data_cells:
             U, V = U_data, V_data
-        full = full + (U * lam) @ V.T  # sum_k lam_k u_ik v_jk
-    # the cells' means in one gather from the matrix: cheaper gradients than gathering rows
-    # (docs/decisions/0007-small-measured-choices.md)
-    mean = full.reshape(-1)[rows * full.shape[1] + cols]
+
+    def cell_means(idx):
+        """The means of the cells ``idx`` (None: every cell)."""
+        r, c = (rows, cols) if idx is None else (rows[idx], cols[idx])
+        if dense:
+            full = a[:, None] + b[None, :]
+            if rank:
+                full = full + (U * lam) @ V.T  # sum_k lam_k u_ik v_jk
+            return mu + full.reshape(-1)[r * full.shape[1] + c]
+        out = mu + a[r] + b[c]
+        return out + jnp.einsum("ck,ck->c", U[r] * lam, V[c]) if rank else out
+
     sigma = task_noise(n_tasks, noise_tau, floor=noise_floor)
-    observe(mean, sigma, task_idx, y, likelihood, mask)
+    observe(cell_means, sigma, task_idx, y, likelihood, mask, subsample_size)
 
 
 @accepts_legacy_settings

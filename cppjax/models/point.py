@@ -6,10 +6,11 @@
 * :class:`FactorsOnly`: no model or task IDs, only their factors: predicts unseen models and tasks.
 
 Training (the same for all): full-batch AdamW on the mean squared error of observed normalised
-scores, compiled as one ``lax.scan``. Early stopping: a random ``val_frac`` of the training cells is
-held aside, the step with the lowest validation error is found, and the model is refitted on all
-training cells for that many steps (``refit=True``). Several initialisations (``n_inits``), and in
-:meth:`fit_many` several training matrices (seeds, folds), run in one ``vmap``-ed call.
+scores (a cost per step that grows with the observed cells), compiled as one ``lax.scan``. Early
+stopping: a random ``val_frac`` of the training cells is held aside, the step with the lowest
+validation error is found, and the model is refitted on all training cells for that many steps
+(``refit=True``). Several initialisations (``n_inits``), and in :meth:`fit_many` several
+training matrices (seeds, folds), run in one ``vmap``-ed call.
 
 A fitted point predictor is a :class:`PointPosterior`: one predictive draw per initialisation.
 """
@@ -32,6 +33,7 @@ from cppjax.features import encode_factors
 from cppjax.inference import Adam
 from cppjax.keys import as_key
 from cppjax.models.base import ModelSpec, accepts_legacy_settings, require_cells
+from cppjax.models.likelihood import padded_size
 from cppjax.models.nets import MFNet, NCFNet, factor_arrays
 from cppjax.predictive import Posterior
 
@@ -73,9 +75,7 @@ class PointModel(ModelSpec):
         key = as_key(rng_key)
         t0 = time.perf_counter()
         keys = jax.random.split(key, inference.n_inits)
-        y = np.nan_to_num(train.normalized)[None].repeat(inference.n_inits, 0)
-        mask = train.mask[None].repeat(inference.n_inits, 0)
-        pred, info = self._run(train, inference, keys, y, mask)
+        pred, info = self._run(train, inference, keys, [train] * inference.n_inits)
         return PointPosterior(train, self, inference, np.asarray(pred),
                               time.perf_counter() - t0, info)
 
@@ -92,28 +92,34 @@ class PointModel(ModelSpec):
         t0 = time.perf_counter()
         n = inference.n_inits
         keys = jax.random.split(key, len(trains) * n)
-        y = np.stack([np.nan_to_num(t.normalized) for t in trains for _ in range(n)])
-        mask = np.stack([t.mask for t in trains for _ in range(n)])
-        pred, info = self._run(ref, inference, keys, y, mask)
+        pred, info = self._run(ref, inference, keys, [t for t in trains for _ in range(n)])
         pred = np.asarray(pred).reshape(len(trains), n, *ref.shape)
         seconds = (time.perf_counter() - t0) / len(trains)
         best = np.asarray(info["best_step"]).reshape(len(trains), n)
         return [PointPosterior(t, self, inference, p, seconds, {"best_step": b})
                 for t, p, b in zip(trains, pred, best, strict=True)]
 
-    def _run(self, sm: ScoreMatrix, inf: Adam, keys, y, mask):
+    def _run(self, sm: ScoreMatrix, inf: Adam, keys, trains: list[ScoreMatrix]):
+        """Train one network per key, the i-th on the observed cells of ``trains[i]``, in one
+        compiled call; returns each one's fitted matrix."""
         net = self.net(sm)
         inputs = self.inputs(sm)
-        mi, ti = np.indices(sm.shape)
-        mi, ti = jnp.asarray(mi.ravel()), jnp.asarray(ti.ravel())
+        # the observed cells of each run, padded to a shared size (weight 0): the loss costs
+        # O(observed cells), not O(models x tasks) (docs/decisions/0008-...)
+        cells = [t.observed() for t in trains]
+        size = padded_size(max(len(c.values) for c in cells))
+        cmi, cti, cy, cw = (np.zeros((len(cells), size), d)
+                            for d in (np.int32, np.int32, np.float32, bool))
+        for r, c in enumerate(cells):
+            k = len(c.values)
+            cmi[r, :k], cti[r, :k], cy[r, :k], cw[r, :k] = c.model_idx, c.task_idx, c.values, True
         # the compiled training loop belongs to the inference object (dropped with it), keyed
         # by what is static in it; see docs/decisions/0005-compiled-programs-reused.md
         static = (net, inf.steps, inf.lr, inf.weight_decay, self.l2, inf.val_frac, inf.refit,
                   sm.shape)
         train = inf.programs.get(("point", *static),
                                  lambda: jax.jit(partial(_train_batch, *static)))
-        pred, best_step = train(keys, jnp.asarray(y, jnp.float32), jnp.asarray(mask), mi, ti,
-                                inputs)
+        pred, best_step = train(keys, *map(jnp.asarray, (cy, cw, cmi, cti)), inputs)
         if not np.isfinite(np.asarray(pred)).all():
             raise FloatingPointError(f"{self.kind}: training diverged (non-finite predictions); "
                                      f"lower lr (now {inf.lr})")
@@ -121,33 +127,39 @@ class PointModel(ModelSpec):
 
 
 def _train_batch(net, steps, lr, wd, l2, val_frac, refit, shape, keys, y, mask, mi, ti, inputs):
+    """AdamW on each run's cells ``(mi, ti)`` (``mask``: the real ones), the fitted matrix of
+    every model and task at the end."""
     opt = optax.adamw(lr, weight_decay=wd)
+    grid = [a.ravel() for a in jnp.indices(shape)]
 
-    def predict(params):
-        return net.apply(params, mi, ti, *inputs).reshape(shape)
-
-    def sq_err(params, yy, w):
-        r = predict(params) - yy
+    def sq_err(params, yy, w, mi, ti):
+        r = net.apply(params, mi, ti, *inputs) - yy
         return jnp.sum(w * r * r) / jnp.maximum(jnp.sum(w), 1.0)
 
-    def loss(params, yy, w):  # squared error + l2 * sum(theta^2), both per training cell
+    def loss(params, yy, w, mi, ti):  # squared error + l2 * sum(theta^2), both per train cell
         penalty = sum(jnp.sum(p * p) for path, p in jax.tree_util.tree_leaves_with_path(params)
                       if "bias" not in jax.tree_util.keystr(path))
-        return sq_err(params, yy, w) + l2 * penalty / jnp.maximum(jnp.sum(w), 1.0)
+        return sq_err(params, yy, w, mi, ti) + l2 * penalty / jnp.maximum(jnp.sum(w), 1.0)
 
-    def one(key, yy, m):
+    def one(key, yy, m, mi, ti):
         k_init, k_val = jax.random.split(key)
         params0 = net.init(k_init, mi[:1], ti[:1], *inputs)
         m = m.astype(jnp.float32)
-        val = m * (jax.random.uniform(k_val, m.shape) < val_frac)
+        # the validation cells: one uniform per cell of the matrix where it is small (the
+        # split of cppjax 0.2, whose figures stay), else per observed cell
+        if shape[0] * shape[1] <= 2**24:
+            u = jax.random.uniform(k_val, shape)[mi, ti]
+        else:
+            u = jax.random.uniform(k_val, mi.shape)
+        val = m * (u < val_frac)
         fit_w = m - val if val_frac > 0 else m
 
         def step(carry, t):
             params, state, best_v, best_t, best_p = carry
-            g = jax.grad(loss)(params, yy, fit_w)
+            g = jax.grad(loss)(params, yy, fit_w, mi, ti)
             upd, state = opt.update(g, state, params)
             params = optax.apply_updates(params, upd)
-            v = sq_err(params, yy, val) if val_frac > 0 else -t.astype(jnp.float32)
+            v = sq_err(params, yy, val, mi, ti) if val_frac > 0 else -t.astype(jnp.float32)
             better = v < best_v
             best_p = jax.tree.map(lambda a, b: jnp.where(better, a, b), params, best_p)
             return (params, state, jnp.where(better, v, best_v), jnp.where(better, t, best_t),
@@ -156,11 +168,11 @@ def _train_batch(net, steps, lr, wd, l2, val_frac, refit, shape, keys, y, mask, 
         init = (params0, opt.init(params0), jnp.inf, 0, params0)
         (_, _, _, best_t, best_p), _ = jax.lax.scan(step, init, jnp.arange(steps))
         if not (refit and val_frac > 0):
-            return predict(best_p), best_t
+            return net.apply(best_p, *grid, *inputs).reshape(shape), best_t
 
         def step2(carry, t):
             params, state, snap = carry
-            g = jax.grad(loss)(params, yy, m)
+            g = jax.grad(loss)(params, yy, m, mi, ti)
             upd, state = opt.update(g, state, params)
             params = optax.apply_updates(params, upd)
             snap = jax.tree.map(lambda a, b: jnp.where(t == best_t, a, b), params, snap)
@@ -168,9 +180,9 @@ def _train_batch(net, steps, lr, wd, l2, val_frac, refit, shape, keys, y, mask, 
 
         (_, _, snap), _ = jax.lax.scan(step2, (params0, opt.init(params0), params0),
                                        jnp.arange(steps))
-        return predict(snap), best_t
+        return net.apply(snap, *grid, *inputs).reshape(shape), best_t
 
-    return jax.vmap(one)(keys, y, mask)
+    return jax.vmap(one)(keys, y, mask, mi, ti)
 
 
 @accepts_legacy_settings

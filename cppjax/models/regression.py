@@ -17,14 +17,19 @@ import numpy as np
 
 
 def prior_basis(X) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenvectors and eigenvalues of ``X X'`` (float32), computed once per fit: the covariance
-    ``s0**2 I + s1**2 X X'`` of a factor regression with its coefficients integrated out has the
-    symmetric square root ``Q diag(sqrt(s0**2 + s1**2 ev)) Q'`` for any ``s0, s1``."""
+    """The thin basis of ``X X'``: its eigenvectors ``U`` with a non-zero eigenvalue
+    ``(n_rows, r)``, ``r <= n_columns``, and those eigenvalues (float32), from one thin SVD of
+    ``X`` per fit. The covariance ``s0**2 I + s1**2 X X'`` of a factor regression with its
+    coefficients integrated out has the symmetric square root
+    ``s0 I + U diag(sqrt(s0**2 + s1**2 ev) - s0) U'`` for any ``s0, s1``: applied in
+    ``O(n_rows r)`` rather than with an ``n_rows x n_rows`` eigenbasis
+    (``docs/decisions/0008-pmf-cost-grows-with-the-cells.md``)."""
     X = np.asarray(X, np.float64)
-    if X.shape[1] == 0:
-        return np.eye(X.shape[0], dtype=np.float32), np.zeros(X.shape[0], np.float32)
-    ev, Q = np.linalg.eigh(X @ X.T)
-    return Q.astype(np.float32), np.clip(ev, 0.0, None).astype(np.float32)
+    if X.shape[1] == 0 or X.shape[0] == 0:
+        return np.zeros((X.shape[0], 0), np.float32), np.zeros(0, np.float32)
+    U, sv, _ = np.linalg.svd(X, full_matrices=False)
+    keep = sv > 1e-6 * max(float(sv.max(initial=0.0)), 1e-12)
+    return U[:, keep].astype(np.float32), (sv[keep] ** 2).astype(np.float32)
 
 
 class ConditionalBasis(NamedTuple):
@@ -36,6 +41,7 @@ class ConditionalBasis(NamedTuple):
     observed_basis: tuple  # prior_basis(X[observed])
     XoP: jnp.ndarray  # X[observed] @ P, with X[observed]' X[observed] = P diag(M) P'
     XnP: jnp.ndarray  # X[new] @ P
+    new_basis: tuple  # XnP = Un diag(sn) Vn' (thin): (Un, diag(sn) Vn')
     M: jnp.ndarray
     keep: jnp.ndarray  # M clearly above 0 (directions the observed rows determine)
     inverse: np.ndarray  # rows of concatenate([observed, new]) back in the original order
@@ -64,7 +70,11 @@ def conditional_basis(X, observed) -> tuple | ConditionalBasis:
     def f32(a):
         return jnp.asarray(a, jnp.float32)
 
-    return ConditionalBasis(o, n, prior_basis(X[o]), f32(X[o] @ P), f32(X[n] @ P), f32(M),
+    XnP = X[n] @ P
+    Un, sn, Vnt = np.linalg.svd(XnP, full_matrices=False)
+    rk = sn > 1e-6 * max(float(sn.max(initial=0.0)), 1e-12)
+    return ConditionalBasis(o, n, prior_basis(X[o]), f32(X[o] @ P), f32(XnP),
+                            (f32(Un[:, rk]), f32(sn[rk, None] * Vnt[rk])), f32(M),
                             jnp.asarray(keep), np.argsort(np.concatenate([o, n])))
 
 
@@ -92,9 +102,11 @@ def data_rows(z, basis, s0, s1):
     :func:`prior_basis`), computed without the rows without data."""
     if isinstance(basis, ConditionalBasis):
         return data_rows(z[basis.observed], basis.observed_basis, s0, s1)
-    Q, ev = basis
-    d = jnp.sqrt(s0**2 + s1**2 * ev)
-    return Q @ (per_row(d, z) * (Q.T @ z))
+    U, ev = basis
+    # s0 z + U (d - s0) U'z, d = sqrt(s0^2 + s1^2 ev): the symmetric root (eigenvalue 0, d = s0,
+    # off U); d - s0 written without the cancellation
+    excess = s1**2 * ev / (jnp.sqrt(s0**2 + s1**2 * ev) + s0)
+    return s0 * z + U @ (per_row(excess, z) * (U.T @ z))
 
 
 def all_rows(a_o, z, basis, s0, s1):
@@ -107,8 +119,15 @@ def all_rows(a_o, z, basis, s0, s1):
     gain = jnp.where(basis.keep, 1.0 / (s0sq / s1sq + basis.M), 0.0)  # E[B | a_o] in P
     mean_n = basis.XnP @ (per_row(gain, a_o) * (basis.XoP.T @ a_o))
     cov_b = s0sq * s1sq / (s0sq + s1sq * basis.M)  # Sigma_B in P
-    cov_n = s0sq * jnp.eye(basis.new.size) + (basis.XnP * cov_b) @ basis.XnP.T
-    a_n = mean_n + jnp.linalg.cholesky(cov_n) @ z[basis.new]
+    # cov_n = s0^2 I + XnP Sigma_B XnP' = s0^2 (I - Un Un') + Un (s0^2 I + C) Un' with
+    # C = SV' Sigma_B V S (r x r, XnP = Un S V'); R = s0 (I - Un Un') + Un chol(s0^2 I + C) Un'
+    # has R R' = cov_n: no n_new x n_new factor (docs/decisions/0008-...)
+    Un, SVt = basis.new_basis
+    C = (SVt * cov_b) @ SVt.T
+    L = jnp.linalg.cholesky(s0sq * jnp.eye(C.shape[0]) + C)
+    z_n = z[basis.new]
+    w = Un.T @ z_n
+    a_n = mean_n + s0 * z_n + Un @ (L @ w - s0 * w)
     # back to the row order with one gather (rather than scattering into a zero array)
     return jnp.concatenate([a_o, a_n])[basis.inverse]
 

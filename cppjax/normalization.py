@@ -1,0 +1,141 @@
+"""The invertible per-cell map between a table's original units and the units the models fit.
+
+Kinds:
+
+* ``"task_minmax"`` (the CPP paper): per task, the min and max of the observed cells map to 0 and
+  1 (an affine map). A task whose observed scores are all equal gets the width of its bounds (100
+  for percent, 1 for fraction) so that nothing is divided by zero.
+* ``"task_logit"``: for every task with a lower and an upper bound, the scores are first mapped
+  to the logit of their place between the bounds, then min-max'ed as above; unbounded tasks as
+  ``task_minmax``. Every prediction mapped back lies strictly within its task's bounds, by
+  construction, not by clipping (which piles draws on a bound). Scores on a bound are taken
+  ``EDGE`` of the range inside it. The default of tables whose bounds differ by task
+  (``scale="mixed"``).
+* ``"model_max"`` (the official CPP code on its crowdsource data): each model's row is divided by
+  that model's maximum observed score.
+* ``"none"``: identity.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from cppjax.errors import DataError
+
+NormKind = Literal["task_minmax", "task_logit", "model_max", "none"]
+#: where a score on a bound sits for the logit: this share of the range inside it
+EDGE = 0.01
+
+
+@dataclass(frozen=True, eq=False)
+class Normalization:
+    """``normalised = (g(score) - loc) / scale``, ``g`` the identity or (``task_logit``, tasks
+    with ``logit`` True) the logit of the score's place between ``lower`` and ``upper``.
+
+    ``loc`` and ``scale`` have shape ``(1, n_tasks)`` for per-task normalisation and
+    ``(n_models, 1)`` for per-model normalisation; they broadcast to the score matrix.
+    ``lower``, ``upper``, ``logit``: ``(1, n_tasks)`` or None (no task uses the logit).
+    """
+
+    kind: NormKind
+    loc: np.ndarray
+    scale: np.ndarray
+    lower: np.ndarray | None = None
+    upper: np.ndarray | None = None
+    logit: np.ndarray | None = None
+
+    @classmethod
+    def fit(cls, scores: np.ndarray, kind: NormKind, unit: str, names=None, lower=None,
+            upper=None) -> Normalization:
+        """Fit ``kind`` on the observed cells of ``scores``; ``lower``/``upper``: each task's
+        bounds (``unit``'s, the table's scale, where not given)."""
+        scores = np.asarray(scores, dtype=float)
+        n_models, n_tasks = scores.shape
+        obs = ~np.isnan(scores)
+        if kind == "none":
+            return cls(kind, np.zeros((1, n_tasks)), np.ones((1, n_tasks)))
+        if kind not in ("task_minmax", "task_logit", "model_max"):
+            raise ValueError(f"unknown normalisation {kind!r}; use 'task_minmax', 'task_logit', "
+                             f"'model_max', 'none'")
+        axis = 1 if kind == "model_max" else 0
+        empty = ~obs.any(axis=axis)
+        if empty.any():
+            label = "task" if axis == 0 else "model"
+            bad = [names[i] if names is not None else i for i in np.flatnonzero(empty)]
+            raise DataError(f"cannot normalise: {label}(s) with no observed score: {bad}")
+        if kind == "model_max":
+            hi = np.nanmax(scores, axis=1, keepdims=True)
+            if (hi <= 0).any():
+                bad = [names[i] if names is not None else i for i in np.flatnonzero(hi[:, 0] <= 0)]
+                raise DataError(f"model_max normalisation needs a positive maximum; models: {bad}")
+            return cls(kind, np.zeros((n_models, 1)), hi)
+        from cppjax.tables import SCALE_RANGE
+
+        lo_u, hi_u = SCALE_RANGE.get(unit, (-math.inf, math.inf))
+        lower = np.full((1, n_tasks), lo_u) if lower is None else np.reshape(lower, (1, -1))
+        upper = np.full((1, n_tasks), hi_u) if upper is None else np.reshape(upper, (1, -1))
+        bounded = np.isfinite(lower) & np.isfinite(upper)
+        logit = bounded if kind == "task_logit" else None
+        g = _link(scores, lower, upper, logit)
+        lo = np.nanmin(g, axis=0, keepdims=True)
+        width = np.nanmax(g, axis=0, keepdims=True) - lo
+        # a task with one distinct score: the width of its bounds (1 where unbounded)
+        fallback = np.where(bounded, upper - lower, 1.0)
+        if logit is not None:
+            fallback = np.where(logit, 1.0, fallback)
+        width = np.where(width > 0, width, fallback)
+        if logit is None:
+            return cls(kind, lo, width)
+        return cls(kind, lo, width, lower.astype(float), upper.astype(float), logit)
+
+    def _at(self, model_idx, task_idx):
+        model_idx = np.asarray(model_idx)
+        task_idx = np.asarray(task_idx)
+        mi = model_idx if self.loc.shape[0] > 1 else np.zeros_like(model_idx)
+        ti = task_idx if self.loc.shape[1] > 1 else np.zeros_like(task_idx)
+        return self.loc[mi, ti], self.scale[mi, ti]
+
+    def _bounds_at(self, task_idx):
+        t = np.asarray(task_idx)
+        return self.lower[0, t], self.upper[0, t], self.logit[0, t]
+
+    def transform(self, values, model_idx, task_idx):
+        """Original units -> normalised, for cells ``(model_idx, task_idx)`` (broadcasts on the
+        trailing axis, so ``values`` may be ``(n_draws, n_cells)``)."""
+        loc, scale = self._at(model_idx, task_idx)
+        v = np.asarray(values, dtype=float)
+        if self.logit is not None:
+            v = _link(v, *self._bounds_at(np.broadcast_to(task_idx, np.shape(v)[-1:])))
+        return (v - loc) / scale
+
+    def inverse(self, values, model_idx, task_idx):
+        """Normalised -> original units, for cells ``(model_idx, task_idx)``."""
+        loc, scale = self._at(model_idx, task_idx)
+        u = np.asarray(values) * scale + loc
+        if self.logit is None:
+            return u
+        lo, hi, lg = self._bounds_at(np.broadcast_to(task_idx, np.shape(u)[-1:]))
+        span = np.where(lg, hi - lo, 1.0)
+        with np.errstate(over="ignore"):
+            inside = np.where(lg, lo, 0.0) + span / (1.0 + np.exp(-np.where(lg, u, 0.0)))
+        return np.where(lg, inside, u)
+
+    def cell_scale(self, model_idx, task_idx):
+        """Multiplier from normalised to original units of each cell (for errors and widths;
+        on a logit task, of the logit scale)."""
+        return self._at(model_idx, task_idx)[1]
+
+
+def _link(v, lower, upper, logit):
+    """``v`` where ``logit`` is False (or None), else the logit of ``v``'s place between
+    ``lower`` and ``upper``, a score on a bound taken ``EDGE`` of the range inside it."""
+    if logit is None or not np.any(logit):
+        return np.asarray(v, dtype=float)
+    span = np.where(logit, upper - lower, 1.0)
+    p = np.clip((v - np.where(logit, lower, 0.0)) / span, EDGE, 1.0 - EDGE)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(logit, np.log(p) - np.log1p(-p), v)

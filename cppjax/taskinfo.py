@@ -1,0 +1,149 @@
+"""What each task's scores mean: their bounds, their direction and their chance level.
+
+A real leaderboard mixes metrics: accuracies in [0, 1], percentages, calibration errors and
+bits-per-byte (lower is better), differences that may be negative. Each task of a
+:class:`~cppjax.ScoreMatrix` therefore carries a row of ``task_info`` (a DataFrame indexed by
+task):
+
+* ``lower``, ``upper``: the bounds its scores cannot leave (``-inf`` / ``inf``: none);
+* ``higher_is_better``: False for error rates, perplexities, bits-per-byte... (ranks: 1 = best);
+* ``chance``: the score of random guessing where known (NaN otherwise).
+
+The defaults come from the table's ``scale`` (percent: [0, 100], fraction: [0, 1], unbounded);
+``scale="mixed"`` decides each task's bounds from its own scores (:func:`auto_bounds`). Anything
+given explicitly (a ``task_info`` table or dict, the task table's columns of these names, the
+CLI's ``--task-info`` and ``--lower-is-better``) overrides them, task by task.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from cppjax.errors import DataError, did_you_mean
+
+COLUMNS = ("lower", "upper", "higher_is_better", "chance")
+UNIT_BOUNDS = {"percent": (0.0, 100.0), "fraction": (0.0, 1.0),
+               "unbounded": (-math.inf, math.inf)}
+_TRUE = {"true", "1", "yes", "higher", "y", "t"}
+_FALSE = {"false", "0", "no", "lower", "n", "f"}
+
+
+def auto_bounds(values: np.ndarray) -> tuple[float, float, str]:
+    """A task's bounds from its observed scores: [0, 1] if they all lie there, else [0, 100]
+    if they all lie there, else none; with the name of the decision."""
+    v = values[~np.isnan(values)]
+    if v.size and v.min() >= 0 and v.max() <= 1:
+        return 0.0, 1.0, "fraction"
+    if v.size and v.min() >= 0 and v.max() <= 100:
+        return 0.0, 100.0, "percent"
+    return -math.inf, math.inf, "unbounded"
+
+
+def _bool(v, task, source) -> bool:
+    if isinstance(v, bool | np.bool_):
+        return bool(v)
+    s = str(v).strip().lower()
+    if s in _TRUE:
+        return True
+    if s in _FALSE:
+        return False
+    raise DataError(f"{source}: task {task!r}: higher_is_better must be true or false; got {v!r}")
+
+
+def _float(v, task, col, source) -> float:
+    if v is None or (isinstance(v, str) and v.strip() in ("", "-", "nan", "NaN")):
+        return {"lower": -math.inf, "upper": math.inf}.get(col, math.nan)
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise DataError(f"{source}: task {task!r}: {col} must be a number; got {v!r}") from None
+
+
+def given_info(info, tasks, source: str) -> pd.DataFrame:
+    """``info`` (a DataFrame indexed by task, or a dict ``{task: {column: value}}``) checked:
+    known tasks and columns only; an empty frame for None."""
+    if info is None:
+        return pd.DataFrame(index=pd.Index([], name="task"))
+    if isinstance(info, dict):
+        info = pd.DataFrame.from_dict(info, orient="index")
+    if not isinstance(info, pd.DataFrame):
+        raise TypeError(f"task_info must be a DataFrame or a dict; got {type(info).__name__}")
+    bad_cols = [c for c in info.columns if c not in COLUMNS]
+    if bad_cols:
+        raise DataError(f"{source}: unknown task_info column(s) {bad_cols}; the columns are "
+                        f"{list(COLUMNS)}")
+    unknown = [t for t in info.index if str(t) not in set(tasks)]
+    if unknown:
+        raise DataError(f"{source}: task_info names task(s) not in the table: {unknown[:5]}"
+                        f"{did_you_mean(str(unknown[0]), tasks)}")
+    out = info.copy()
+    out.index = [str(t) for t in out.index]
+    return out
+
+
+def task_info_frame(scores: np.ndarray, tasks, scale: str, info, source: str) -> pd.DataFrame:
+    """The full ``task_info`` of a table: defaults from ``scale`` (per task for ``"mixed"``),
+    overridden by ``info``; checked (``lower < upper``, chance within the bounds)."""
+    given = given_info(info, tasks, source)
+    rows = []
+    for j, t in enumerate(tasks):
+        if scale == "mixed":
+            lo, hi, _ = auto_bounds(scores[:, j])
+        else:
+            lo, hi = UNIT_BOUNDS[scale]
+        row = {"lower": lo, "upper": hi, "higher_is_better": True, "chance": math.nan}
+        if t in given.index:
+            for c, v in given.loc[t].items():
+                if v is None or (isinstance(v, float) and math.isnan(v)) or (
+                        isinstance(v, str) and not v.strip()):
+                    continue  # a column left blank for this task: its default
+                row[c] = _bool(v, t, source) if c == "higher_is_better" else _float(v, t, c,
+                                                                                   source)
+        if not row["lower"] < row["upper"]:
+            raise DataError(f"{source}: task {t!r}: lower ({row['lower']:g}) must be below "
+                            f"upper ({row['upper']:g})")
+        if not math.isnan(row["chance"]) and not row["lower"] <= row["chance"] <= row["upper"]:
+            raise DataError(f"{source}: task {t!r}: chance {row['chance']:g} outside its bounds "
+                            f"[{row['lower']:g}, {row['upper']:g}]")
+        rows.append(row)
+    frame = pd.DataFrame(rows, index=pd.Index(list(tasks), name="task"), columns=list(COLUMNS))
+    return frame.astype({"lower": float, "upper": float, "higher_is_better": bool,
+                         "chance": float})
+
+
+def check_task_range(scores, models, tasks, info: pd.DataFrame, scale: str, source: str,
+                     listed: int = 5) -> None:
+    """Every observed score within its task's bounds, or an error naming the cells."""
+    lo = info["lower"].to_numpy()[None, :]
+    hi = info["upper"].to_numpy()[None, :]
+    with np.errstate(invalid="ignore"):
+        out = (scores < lo) | (scores > hi)
+    if not out.any():
+        return
+    cells = np.argwhere(out)
+    text = "; ".join(f"model {models[i]!r}, task {tasks[j]!r}: {scores[i, j]:g}"
+                     + ("" if scale in UNIT_BOUNDS else f" (bounds [{lo[0, j]:g}, {hi[0, j]:g}])")
+                     for i, j in cells[:listed])
+    hint = ""
+    if scale == "fraction" and np.nanmax(scores) <= 100 and np.nanmin(scores) >= 0:
+        hint = " Scores look like percentages: pass scale='percent' (--scale percent)."
+    elif scale in UNIT_BOUNDS:
+        hint = (" A table mixing metrics: pass scale='mixed' (--scale mixed; bounds decided "
+                "per task) or give each task's bounds (task_info=, --task-info FILE).")
+    where = (f"the {scale} scale [{UNIT_BOUNDS[scale][0]:g}, {UNIT_BOUNDS[scale][1]:g}]"
+             if scale in UNIT_BOUNDS else "their task's bounds")
+    raise DataError(f"{source}: {len(cells)} score(s) outside {where}: {text}.{hint}")
+
+
+def split_task_info(task_factors: pd.DataFrame | None):
+    """A task table's columns named like ``task_info``'s taken out of the design factors:
+    ``(factors, info or None)``."""
+    if task_factors is None:
+        return None, None
+    cols = [c for c in task_factors.columns if c in COLUMNS]
+    if not cols:
+        return task_factors, None
+    return task_factors.drop(columns=cols), task_factors[cols]
