@@ -18,7 +18,9 @@ from 10^4 to 10^6.
 Methods: ``pmf_svi`` (PMF, SVI with the default low-rank guide), ``pmf_svi_meanfield`` (the
 mean-field guide), ``pmf_svi_minibatch`` (mean-field, minibatches of 2^16 cells), ``mf`` (the
 point model's defaults: 5 initialisations, validation split and refit), ``mf_single`` (one
-initialisation, no refit). SVI runs ``--steps`` steps (2,000) and ``--draws`` draws (200).
+initialisation, no refit). SVI runs ``--steps`` steps (2,000) and ``--draws`` draws (100).
+Beyond 10^6 missing cells a random 10^6 of them are predicted (``predicted_cells`` says how
+many were).
 """
 
 from __future__ import annotations
@@ -35,8 +37,12 @@ import numpy as np
 
 METHODS = ("pmf_svi", "pmf_svi_meanfield", "pmf_svi_minibatch", "mf", "mf_single")
 #: the largest table each method runs on by default (beyond: minutes per rung on 2 CPU cores)
-MAX_CELLS = {"pmf_svi": 2e5, "pmf_svi_meanfield": 1e6, "pmf_svi_minibatch": 1e7, "mf": 1e6,
-             "mf_single": 1e7}
+MAX_CELLS = {"pmf_svi": 1e5, "pmf_svi_meanfield": 1e6, "pmf_svi_minibatch": 1e6, "mf": 2e5,
+             "mf_single": 1e6}
+#: the table of the NUTS target (models, tasks), 30% observed
+NUTS_SHAPE = (1000, 50)
+#: beyond this many missing cells, a random sample of this many is predicted (and scored)
+PREDICT_CELLS = 10**6
 
 
 def table_shape(cells: float) -> tuple[int, int]:
@@ -73,7 +79,11 @@ def one(cells: float, method: str, steps: int, draws: int, seed: int = 0) -> dic
     t0 = time.perf_counter()
     post = spec.fit(sm, rng_key=seed, inference=inf, progress=False)
     fit_s = time.perf_counter() - t0
-    pred = post.predict("missing", rng_key=seed + 1)
+    mi, ti = sm.missing()
+    if mi.size > PREDICT_CELLS:
+        pick = np.random.default_rng(seed).choice(mi.size, PREDICT_CELLS, replace=False)
+        mi, ti = mi[pick], ti[pick]
+    pred = post.predict((mi, ti), rng_key=seed + 1)
     total = time.perf_counter() - t0
     if method.startswith("mf"):  # the warm training time over its steps
         t1 = time.perf_counter()
@@ -82,8 +92,7 @@ def one(cells: float, method: str, steps: int, draws: int, seed: int = 0) -> dic
     elif method == "pmf_nuts":
         per_step = float("nan")
     else:
-        per_step = post.diagnostics["seconds_per_step"]
-    mi, ti = pred.model_idx, pred.task_idx
+        per_step = post.diagnostics.get("seconds_per_step", float("nan"))
     lo, hi = pred.interval(0.9)
     noisy = syn.full.scores[mi, ti]
     dev = jax.devices()[0]
@@ -102,6 +111,39 @@ def one(cells: float, method: str, steps: int, draws: int, seed: int = 0) -> dic
     return out
 
 
+METRICS = ("seconds_per_step", "cells_per_second", "fit_seconds", "fit_predict_seconds",
+           "predicted_cells", "peak_bytes", "mse", "coverage_90", "max_rhat")
+
+
+def earlier_rows(path, keep) -> tuple[list[dict], str | None]:
+    """The rows of an earlier results file whose method ``keep`` accepts, and its command."""
+    if not path.exists():
+        return [], None
+    doc = json.loads(path.read_text())
+    rows = []
+    for group, entries in doc["groups"].items():
+        method = group.split("/", 1)[1]
+        if not keep(method):
+            continue
+        for key, r in entries.items():
+            if not key.endswith("_cells"):
+                continue
+            row = {k: v["mean"] for k, v in r.items()}
+            cells = int(key.split("_")[0])
+            shape = [row.pop("n_models", None), row.pop("n_tasks", None)]
+            if method == "pmf_nuts":
+                shape = list(NUTS_SHAPE)
+            elif None in shape:  # written before the shape was recorded: the nominal one
+                shape = list(table_shape(float(f"{cells:.1g}")))
+            row.update(cells=cells, method=method, shape=[int(v) for v in shape])
+            # files written before it was recorded: every missing cell, up to PREDICT_CELLS
+            if "predicted_cells" not in row or method == "pmf_nuts":
+                row["predicted_cells"] = min(PREDICT_CELLS,
+                                             row["shape"][0] * row["shape"][1] - cells)
+            rows.append(row)
+    return rows, doc["command"]
+
+
 def run_child(cells, method, args) -> dict | None:
     cmd = [sys.executable, __file__, "--one", f"{cells:g}", method, "--steps", str(args.steps),
            "--draws", str(args.draws)]
@@ -114,9 +156,14 @@ def run_child(cells, method, args) -> dict | None:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def _num(v, factor, spec) -> str:
+    return "–" if v is None or not np.isfinite(v) else format(v * factor, spec)
+
+
 def growth(rows: list[dict]) -> float | None:
     pts = [(r["cells"], r["seconds_per_step"]) for r in rows
-           if 1e4 * 0.9 <= r["cells"] <= 1e6 * 1.1 and np.isfinite(r["seconds_per_step"])]
+           if 1e4 * 0.9 <= r["cells"] <= 1e6 * 1.1
+           and np.isfinite(r.get("seconds_per_step", np.nan))]
     if len(pts) < 2:
         return None
     x, y = np.log([p[0] for p in pts]), np.log([p[1] for p in pts])
@@ -130,12 +177,14 @@ def main():
     ap.add_argument("--methods", default=",".join(METHODS),
                     help="comma-separated, of " + ", ".join(METHODS) + " (default: all)")
     ap.add_argument("--steps", type=int, default=2000, help="SVI steps (default %(default)s)")
-    ap.add_argument("--draws", type=int, default=200, help="SVI draws (default %(default)s)")
+    ap.add_argument("--draws", type=int, default=100, help="SVI draws (default %(default)s)")
     ap.add_argument("--all-sizes", action="store_true",
                     help="run every method at every size (default: each up to its MAX_CELLS)")
     ap.add_argument("--nuts", action="store_true",
                     help="also PMF NUTS 4 x 1000 on 1000 x 50, 30%% observed (15k cells)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per run")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other methods' rows of results/scale.json")
     ap.add_argument("--one", nargs=2, metavar=("CELLS", "METHOD"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -143,12 +192,18 @@ def main():
         return
 
     sys.path.insert(0, os.path.dirname(__file__))
-    from common import write_results
+    from common import RESULTS, write_results
 
-    rows = []
     methods = [m for m in args.methods.split(",") if m]
+    rows, previous = [], ()
+    if args.merge:  # the other methods' rows of the last run are kept
+        rerun = set(methods) | ({"pmf_nuts"} if args.nuts else set())
+        rows, cmd = earlier_rows(RESULTS / "scale.json", lambda m: m not in rerun)
+        previous = (cmd,) if cmd else ()
+        methods = [m for m in METHODS if m in set(methods) | {r["method"] for r in rows}]
+    todo = [m for m in args.methods.split(",") if m]
     for cells in (float(c) for c in args.cells.split(",")):
-        for m in methods:
+        for m in todo:
             if not args.all_sizes and cells > MAX_CELLS[m] * 1.01:
                 continue
             print(f"{m} at {cells:g} cells ...", flush=True)
@@ -171,32 +226,35 @@ def main():
             print(res.stderr[-2000:])
     groups, lines = {}, []
     for m in [*methods, "pmf_nuts"]:
-        mine = [r for r in rows if r["method"] == m]
+        mine = sorted((r for r in rows if r["method"] == m), key=lambda r: r["cells"])
         if not mine:
             continue
         g = groups.setdefault(f"synthetic/{m}", {})
         for r in mine:
             g[f"{r['cells']}_cells"] = {
                 k: {"mean": r[k], "std": 0.0, "n": 1}
-                for k in ("seconds_per_step", "cells_per_second", "fit_seconds",
-                          "fit_predict_seconds", "peak_bytes", "mse", "coverage_90",
-                          "max_rhat") if k in r}
+                for k in METRICS if k in r and np.isfinite(r[k])}  # n/a: left out
+            g[f"{r['cells']}_cells"]["n_models"] = {"mean": r["shape"][0], "std": 0.0, "n": 1}
+            g[f"{r['cells']}_cells"]["n_tasks"] = {"mean": r["shape"][1], "std": 0.0, "n": 1}
         if (e := growth(mine)) is not None:
             g["growth_exponent"] = {"value": {"mean": e, "std": 0.0, "n": 1}}
         lines.append(f"\n### {m}\n\ngrowth exponent of time per step (1e4 to 1e6 cells): "
                      + (f"{e:.2f}" if e is not None else "–") + "\n\n"
                      "| cells | models x tasks | ms / step | cells / s | fit + predict s "
-                     "| peak GiB | MSE | 90% coverage |\n|---|---|---|---|---|---|---|---|")
+                     "| predicted cells | peak GiB | MSE | 90% coverage |\n"
+                     "|---|---|---|---|---|---|---|---|---|")
         for r in mine:
             lines.append(f"| {r['cells']:,} | {r['shape'][0]:,} x {r['shape'][1]} | "
-                         f"{r['seconds_per_step'] * 1e3:.2f} | {r['cells_per_second']:.3g} | "
-                         f"{r['fit_predict_seconds']:.1f} | {r['peak_bytes'] / 2**30:.2f} | "
+                         f"{_num(r.get('seconds_per_step'), 1e3, '.2f')} | "
+                         f"{_num(r.get('cells_per_second'), 1, '.3g')} | "
+                         f"{r['fit_predict_seconds']:.1f} | {r['predicted_cells']:,} | "
+                         f"{r['peak_bytes'] / 2**30:.2f} | "
                          f"{r['mse']:.4f} | {r['coverage_90']:.2f} |")
     md = ("Synthetic tables (cppjax.datasets.synthetic, seed 0; not real data), 20% observed, "
           f"SVI {args.steps} steps and {args.draws} draws; fit + predict includes compiling "
           "and predicting every missing cell.\n" + "\n".join(lines) + "\n")
     write_results("scale", "synthetic ladder of observed cells (see benchmarks/scale.py)",
-                  groups, md)
+                  groups, md, previous_commands=previous)
     print(md)
 
 
@@ -209,7 +267,8 @@ def nuts_1000x50() -> dict:
     from cppjax.datasets import synthetic
     from cppjax.inference import NUTS
 
-    syn = synthetic(0, n_models=1000, n_tasks=50, rank=3, n_families=20, observed=0.3)
+    syn = synthetic(0, n_models=NUTS_SHAPE[0], n_tasks=NUTS_SHAPE[1], rank=3, n_families=20,
+                    observed=0.3)
     t0 = time.perf_counter()
     post = PMF().fit(syn.matrix, rng_key=0, inference=NUTS(num_warmup=1000, num_samples=1000),
                      progress=False)
@@ -219,7 +278,8 @@ def nuts_1000x50() -> dict:
     mi, ti = pred.model_idx, pred.task_idx
     lo, hi = pred.interval(0.9)
     noisy = syn.full.scores[mi, ti]
-    return {"cells": int(syn.matrix.n_observed), "shape": [1000, 50], "method": "pmf_nuts",
+    return {"cells": int(syn.matrix.n_observed), "shape": list(NUTS_SHAPE), "method": "pmf_nuts",
+            "predicted_cells": int(mi.size),
             "seconds_per_step": float("nan"), "cells_per_second": float("nan"),
             "fit_seconds": fit_s, "fit_predict_seconds": total,
             "peak_bytes": float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024),

@@ -180,17 +180,21 @@ def cmd_predict(args) -> int:
         print(f"the scaling law cannot place {len(post.unplaced_models)} model(s) on a size axis "
               f"(no FLOPs, parameters or tokens): {', '.join(post.unplaced_models)}; their cells "
               f"are not predicted")
-    pred = post.predict(post.placed_cells("missing"), rng_key=k_pred)
+    pred = post.predict(post.placed_cells(args.cells), rng_key=k_pred)
     if pred.n_cells == 0:
         print("nothing to predict: every cell of the table is observed "
-              f"({sm.n_models} models x {sm.n_tasks} tasks)")
+              f"({sm.n_models} models x {sm.n_tasks} tasks); --cells all writes the fitted "
+              f"value of every cell")
         return 0
-    df = pred.to_frame(level=args.level).drop(columns=["observed"])
+    df = pred.to_frame(level=args.level)
+    if args.cells == "missing":
+        df = df.drop(columns=["observed"])
     csv = out / "predictions.csv"
     lev = f"{args.level * 100:g}"
     df.rename(columns={"lower": f"lower_{lev}", "upper": f"upper_{lev}"}).to_csv(csv, index=False)
     unit = "%" if sm.scale == "percent" else ""
-    print(f"\n{len(df)} unobserved cells predicted ({args.level:.0%} intervals, original units) "
+    what = "unobserved cells" if args.cells == "missing" else "cells (observed and not)"
+    print(f"\n{len(df)} {what} predicted ({args.level:.0%} intervals, original units) "
           f"-> {csv}")
     df["width"] = df["upper"] - df["lower"]
     print(f"median interval width {df['width'].median():.3g}{unit}; most uncertain cells:")
@@ -241,6 +245,8 @@ def cmd_evaluate(args) -> int:
     from cppjax.keys import as_key
 
     _check_common(args)
+    if args.out is not None:
+        _refuse_overwrite(args, ["evaluation.csv"])
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     settings = _settings_for_eval(args)
     check_settings(methods, settings)
@@ -261,7 +267,20 @@ def cmd_evaluate(args) -> int:
     table = evaluate_methods(methods, splits, rng_key=args.seed, settings=settings, progress=True)
     with np.printoptions(precision=4):
         print(table.to_string(float_format=lambda v: f"{v:.4g}"))
+    print(METRIC_UNITS)
+    if args.out is not None:
+        path = Path(args.out) / "evaluation.csv"
+        table.rename_axis("method").to_csv(path)
+        print(f"table -> {path}")
     return 0
+
+
+METRIC_UNITS = (
+    "metrics (means over the splits): mse, l1 in normalised units (per-task min-max, the CPP "
+    "paper's); mae, rmse in the table's units; rank_acc, mae_at_2 (rank error at 2) in "
+    "percent; spearman per task; coverage_XX: share of held-out scores inside the XX% "
+    "interval; width_90 normalised; crps, lpd (log predictive density) per cell; fit_seconds "
+    "per fit")
 
 
 def _settings_for_eval(args) -> dict:
@@ -274,6 +293,12 @@ def cmd_methods(args) -> int:
     print("method names (model + inference; '--method NAME'):")
     print(describe_methods())
     return 0
+
+
+def _method_names() -> str:
+    from cppjax.registry import METHODS
+
+    return ", ".join(METHODS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -315,14 +340,16 @@ def build_parser() -> argparse.ArgumentParser:
     def fit_args(sp):
         g = sp.add_argument_group("model")
         g.add_argument("--method", default=DEFAULT_METHOD,
-                       help=f"predictor (default {DEFAULT_METHOD}); 'cppjax methods' lists all")
+                       help=f"predictor (default {DEFAULT_METHOD}): {_method_names()}; "
+                       "'cppjax methods' says what each is")
         g.add_argument("--samples", type=int, help="posterior draws (NUTS: per chain; SVI)")
         g.add_argument("--warmup", type=int, help="NUTS warm-up iterations per chain")
         g.add_argument("--chains", type=int, help="NUTS chains")
         g.add_argument("--steps", type=int, help="SVI/MAP optimisation steps, or Adam steps "
                        "of a point model")
-        g.add_argument("--seed", type=int, default=0)
-        g.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
+        g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        g.add_argument("--level", type=float, default=0.9,
+                       help="credible interval level, in (0, 1) (default 0.9)")
         g.add_argument("--out", default="cppjax-output",
                        help="output folder (default cppjax-output)")
         g.add_argument("--overwrite", action="store_true",
@@ -331,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("predict", help="predict every unobserved cell (the main job)")
     data_args(sp)
     fit_args(sp)
+    sp.add_argument("--cells", choices=["missing", "all"], default="missing",
+                    help="missing (default): the unobserved cells; all: every cell, the "
+                    "observed ones' fitted values too (with an 'observed' column)")
     sp.set_defaults(func=cmd_predict)
 
     sp = sub.add_parser("rank", help="each model's rank on a task, with credible intervals")
@@ -342,13 +372,28 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("evaluate", help="run a protocol for a set of methods")
     data_args(sp)
     sp.add_argument("--protocol", default="random",
-                    choices=["random", "kfold", "new_model", "new_task", "largest_of_family"])
-    sp.add_argument("--methods", default="mf,ncf_factors,pmf_svi")
-    sp.add_argument("--seeds", type=int, default=3)
-    sp.add_argument("--frac", type=float, default=0.05)
-    sp.add_argument("--folds", type=int, default=20)
-    sp.add_argument("--k", type=int, default=0, help="revealed scores (new model / task)")
-    sp.add_argument("--seed", type=int, default=0)
+                    choices=["random", "kfold", "new_model", "new_task", "largest_of_family"],
+                    help="random: --frac of the observed cells held out, --seeds times; kfold: "
+                    "--folds folds of the cells; new_model / new_task: each model (task) "
+                    "held out with --k of its scores revealed; largest_of_family: each "
+                    "family's largest model held out (default %(default)s)")
+    sp.add_argument("--methods", default="mf,ncf_factors,pmf_svi",
+                    help="comma-separated method names, see 'cppjax methods' "
+                    "(default %(default)s)")
+    sp.add_argument("--seeds", type=int, default=3,
+                    help="random splits of the random protocol (default %(default)s)")
+    sp.add_argument("--frac", type=float, default=0.05,
+                    help="share of the observed cells held out per random split "
+                    "(default %(default)s)")
+    sp.add_argument("--folds", type=int, default=20, help="folds of kfold (default 20)")
+    sp.add_argument("--k", type=int, default=0,
+                    help="scores of a held-out model or task revealed to the methods "
+                    "(new_model, new_task, largest_of_family; default 0)")
+    sp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sp.add_argument("--out", default=None,
+                    help="folder for evaluation.csv (default: print only)")
+    sp.add_argument("--overwrite", action="store_true",
+                    help="replace an earlier evaluation.csv in --out")
     sp.add_argument("--samples", type=int, help="posterior draws of the Bayesian methods")
     sp.add_argument("--steps", type=int, help="SVI/MAP steps of the Bayesian methods")
     sp.set_defaults(func=cmd_evaluate)

@@ -76,7 +76,9 @@ class ScoreMatrix:
     """Scores of ``n_models`` models on ``n_tasks`` tasks (``NaN`` = unobserved), with factors.
 
     Build one with :meth:`from_wide`, :meth:`from_long` or the bundled loaders in
-    :mod:`cppjax.datasets`; the direct constructor validates shapes and names.
+    :mod:`cppjax.datasets`; the direct constructor validates shapes and names. The readers refuse a
+    model or task without any score (unless ``drop_empty``); the constructor keeps it, as the
+    splits do: a model without scores is a cold start, predicted from its design factors.
 
     Attributes:
         scores: ``(n_models, n_tasks)`` float array in original units.
@@ -112,6 +114,9 @@ class ScoreMatrix:
                 f"scores have shape {scores.shape} but there are {len(models)} model names and "
                 f"{len(tasks)} task names"
             )
+        if 0 in scores.shape:
+            raise DataError(f"{self.source}: no scores: {len(models)} model(s) x {len(tasks)} "
+                            f"task(s) (a header without rows, or rows without score columns?)")
         check_unique(models, "model", self.source)
         check_unique(tasks, "task", self.source)
         if np.isinf(scores).any():

@@ -30,7 +30,7 @@ from cppjax.data import Normalization, ScoreMatrix
 from cppjax.errors import DataError
 
 FORMAT = "cppjax-posterior"
-VERSION = 2
+VERSION = 3  # 3: task_info and the logit link of mixed tables (0.3)
 
 #: model kind -> specification class, filled as each class is defined
 #: (:meth:`cppjax.models.base.ModelSpec.__init_subclass__`), so that this module needs no model

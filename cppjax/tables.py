@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,6 +102,33 @@ def read_csv_rows(path: Path, sep: str | None) -> tuple[list[str], list[list[str
     return header, rows, lines
 
 
+def is_workbook(path: Path) -> bool:
+    """An Excel workbook, by its name or (a renamed one) by its zip signature."""
+    if path.suffix.lower() in (".xlsx", ".xlsm", ".xls"):
+        return True
+    with open(path, "rb") if path.is_file() else open(os.devnull, "rb") as fh:
+        return fh.read(4) == b"PK\x03\x04"
+
+
+def read_excel_rows(path: Path, sep=None):
+    """The first sheet of an Excel workbook as (header, rows, line numbers), read by pandas
+    (its optional dependency ``openpyxl``: ``pip install "cppjax[excel]"``)."""
+    del sep  # a workbook has cells, not delimiters
+    try:
+        df = pd.read_excel(path, header=None, dtype=object)
+    except ImportError as e:
+        raise DataError(f"{path}: an Excel workbook; reading it needs openpyxl: pip install "
+                        f"openpyxl (or \"cppjax[excel]\"), or save the sheet as CSV") from e
+    except Exception as e:  # noqa: BLE001 - pandas/openpyxl raise many types for a bad file
+        raise DataError(f"{path}: neither a CSV table nor a readable Excel workbook "
+                        f"({type(e).__name__}: {e})") from None
+    cells = [["" if v is None or (isinstance(v, float) and v != v) else str(v) for v in row]
+             for row in df.itertuples(index=False)]
+    if not cells:
+        raise DataError(f"{path}: the workbook's first sheet is empty")
+    return cells[0], cells[1:], list(range(2, len(cells) + 1))
+
+
 def read_table(data, *, label_column, sep, long=False) -> Table:
     if isinstance(data, pd.DataFrame):
         df = data.copy()
@@ -119,7 +147,8 @@ def read_table(data, *, label_column, sep, long=False) -> Table:
     else:
         path = Path(data)
         source = str(path)
-        header, rows, lines = read_csv_rows(path, sep)
+        reader = read_excel_rows if is_workbook(path) else read_csv_rows
+        header, rows, lines = reader(path, sep)
         if long:
             df = pd.DataFrame(rows, columns=header, dtype=object)
             return Table(df, [str(i) for i in range(len(df))], header, source, lines)

@@ -119,6 +119,11 @@ def check_task_range(scores, models, tasks, info: pd.DataFrame, scale: str, sour
     """Every observed score within its task's bounds, or an error naming the cells."""
     lo = info["lower"].to_numpy()[None, :]
     hi = info["upper"].to_numpy()[None, :]
+    obs = scores[~np.isnan(scores)]
+    if scale == "percent" and obs.size >= 5 and obs.min() >= 0 and obs.max() <= 1:
+        raise DataError(f"{source}: scale='percent' but every one of the {obs.size} scores lies "
+                        f"in [0, 1]: fractions read as percent would print 0.53 as 0.53%; pass "
+                        f"scale='fraction' (--scale fraction) or 'auto'")
     with np.errstate(invalid="ignore"):
         out = (scores < lo) | (scores > hi)
     if not out.any():

@@ -109,6 +109,10 @@ def test_complete_table_and_unwritable_out(tmp_path, capsys):
     assert main(["predict", "--scores", str(csv), "--method", "mf", "--steps", "20",
                  "--out", str(tmp_path / "o")]) == 0
     assert "nothing to predict: every cell of the table is observed" in capsys.readouterr().out
+    assert main(["predict", "--scores", str(csv), "--method", "mf", "--steps", "20",
+                 "--cells", "all", "--out", str(tmp_path / "all")]) == 0
+    fitted = pd.read_csv(tmp_path / "all" / "predictions.csv")
+    assert len(fitted) == 6 and fitted["observed"].all()
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert main(["predict", "--out", str(blocker / "sub")]) == 2

@@ -155,3 +155,21 @@ def test_long_names_keep_figures_readable(tmp_path):
     ax.figure.savefig(tmp_path / "h.png", dpi=130, bbox_inches="tight")
     w, h = Image.open(tmp_path / "h.png").size
     assert w < 2000 and h < 2000
+
+
+def test_fractions_declared_percent_are_refused():
+    df = pd.DataFrame({"a": [0.5, 0.6, 0.7], "b": [0.1, 0.2, 0.3]}, index=["x", "y", "z"])
+    with pytest.raises(DataError, match="every one of the 6 scores lies in \\[0, 1\\].*"
+                                        "scale='fraction'"):
+        ScoreMatrix.from_wide(df, scale="percent")
+    assert ScoreMatrix.from_wide(df).scale == "fraction"
+
+
+def test_evaluate_writes_its_table(tmp_path, capsys):
+    assert main(["evaluate", "--methods", "mf", "--seeds", "1", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "mf: fitting 1 split(s)" in out and "normalised units" in out
+    table = pd.read_csv(tmp_path / "evaluation.csv", index_col="method")
+    assert table.loc["mf", "mse"] > 0
+    assert main(["evaluate", "--methods", "mf", "--seeds", "1", "--out", str(tmp_path)]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
@@ -32,8 +33,8 @@ def observe(mean, sigma, task_idx, y, likelihood: str, mask=None,
     minibatch computes only its own). ``mask`` (one bool per cell) leaves the cells where it is
     False out of the likelihood: the padding that rounds the number of cells up
     (:func:`pad_cells`). ``subsample_size``: a minibatch of that many cells per evaluation,
-    drawn by the cells' plate, which scales their log-likelihood by ``n_cells /
-    subsample_size`` (an unbiased estimate of the whole; for SVI)."""
+    drawn with replacement, their log-likelihood scaled by ``n_cells / subsample_size`` (an
+    unbiased estimate of the whole; for SVI)."""
     if likelihood == "student_t":
         nu = numpyro.sample("nu", dist.Gamma(2.0, 0.1))
     elif likelihood != "normal":  # the specs check this at construction; the model functions
@@ -41,15 +42,20 @@ def observe(mean, sigma, task_idx, y, likelihood: str, mask=None,
     n = task_idx.shape[0]
     if subsample_size is not None and subsample_size >= n:
         subsample_size = None
-    with numpyro.plate("cells", n, subsample_size=subsample_size) as idx:
-        if subsample_size is None:
-            m = mean(None) if callable(mean) else mean
-            t, yy, mk = task_idx, y, mask
-        else:
-            m = mean(idx) if callable(mean) else mean[idx]
-            t = task_idx[idx]
-            yy = None if y is None else y[idx]
-            mk = None if mask is None else mask[idx]
+    if subsample_size is None:
+        m = mean(None) if callable(mean) else mean
+        t, yy, mk, size, weight = task_idx, y, mask, n, nullcontext()
+    else:
+        # a minibatch drawn with replacement (unbiased for the sum over cells); NumPyro's plate
+        # subsampling draws without replacement, a loop over the batch on CPU (minutes per
+        # thousand steps at 10^5 cells: docs/decisions/0008-...)
+        idx = jax.random.randint(numpyro.prng_key(), (subsample_size,), 0, n)
+        m = mean(idx) if callable(mean) else mean[idx]
+        t = task_idx[idx]
+        yy = None if y is None else y[idx]
+        mk = None if mask is None else mask[idx]
+        size, weight = subsample_size, handlers.scale(scale=n / subsample_size)
+    with numpyro.plate("cells", size), weight:
         numpyro.deterministic("cell_mean", m)
         if likelihood == "student_t":  # nu + 1 > 1: the mean exists
             obs = dist.StudentT(nu + 1.0, m, sigma[t])

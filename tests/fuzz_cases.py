@@ -1,0 +1,112 @@
+"""Random score tables and command lines for the fuzz tests (``tests/test_fuzz.py``, a few
+hundred cases) and ``benchmarks/fuzz.py`` (10,000): every outcome must be a result, a
+:class:`~cppjax.errors.DataError` or a usage error, never another exception."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import tempfile
+from pathlib import Path
+
+from hypothesis import strategies as st
+
+from cppjax import ScoreMatrix
+from cppjax.cli import main
+from cppjax.errors import DataError
+
+PLACEHOLDERS = ["", "-", "n/a", "NA", "nan", "NaN", "null", "?", "--", " "]
+NAMES = st.one_of(
+    st.sampled_from(["mmlu", "gsm8k", "m1", "a,b", 'q"x', "  pad  ", "", "1", "é-ü", "x;y"]),
+    st.text(min_size=0, max_size=12))
+CELLS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=32).map(lambda v: repr(float(v))),
+    st.floats(-5, 150).map(lambda v: f"{v:.3g}"),
+    st.integers(-10, 200).map(str),
+    st.sampled_from(PLACEHOLDERS),
+    st.text(max_size=6))
+ENCODINGS = ["utf-8", "utf-8-sig", "utf-16", "latin-1", "cp1252"]
+
+
+@st.composite
+def tables(draw):
+    """A delimited text table of random names and cells, in a random encoding."""
+    n_rows, n_cols = draw(st.integers(0, 5)), draw(st.integers(0, 5))
+    sep = draw(st.sampled_from([",", ";", "\t", "|"]))
+    header = [draw(NAMES) for _ in range(n_cols + 1)]
+    rows = [[draw(NAMES)] + [draw(CELLS) for _ in range(n_cols)] for _ in range(n_rows)]
+    text = "\n".join(sep.join(r) for r in [header, *rows])
+    if draw(st.booleans()):
+        text += "\n"
+    return text, draw(st.sampled_from(ENCODINGS)), sep
+
+
+LOAD_OPTIONS = st.fixed_dictionaries({
+    "models_as": st.sampled_from(["rows", "columns"]),
+    "scale": st.sampled_from(["auto", "percent", "fraction", "unbounded", "mixed"]),
+    "drop_empty": st.booleans(),
+    "sep": st.sampled_from([None, ",", ";"]),
+})
+
+
+def load_case(table, options) -> str:
+    """Write ``table`` and load it with ``options``; the outcome's name ("ok", "DataError");
+    any other exception propagates."""
+    text, enc, _ = table
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "t.csv"
+        try:
+            path.write_bytes(text.encode(enc))
+        except UnicodeEncodeError:
+            path.write_bytes(text.encode("utf-8"))
+        try:
+            sm = ScoreMatrix.from_wide(path, **options)
+        except DataError:
+            return "DataError"
+        # a loaded table is usable: its normalised scores are finite where observed
+        obs = sm.observed()
+        assert all(math.isfinite(float(v)) for v in obs.values)
+        return "ok"
+
+
+FLAGS = st.lists(st.sampled_from([
+    ["--samples", "0"], ["--samples", "-5"], ["--samples", "3"], ["--level", "90"],
+    ["--level", "0.5"], ["--level", "1"], ["--steps", "0"], ["--steps", "2"],
+    ["--method", "mf"], ["--method", "nope"], ["--scale", "percent"],
+    ["--scale", "mixed"], ["--scale", "bogus"], ["--models-as", "columns"], ["--sep", ";"],
+    ["--lower-is-better", "t1"], ["--lower-is-better", "zz"], ["--task", "t1"],
+    ["--task", "missing"], ["--seed", "x"], ["--warmup", "2"], ["--chains", "0"],
+    ["--drop-empty"], ["--overwrite"], ["--unknown-flag"],
+]), max_size=5)
+
+
+def cli_case(table, command: str, flags: list[list[str]], out: Path) -> str:
+    """Run ``cppjax <command>`` on ``table`` with ``flags`` (fits cut to 2 steps and 2 draws);
+    the outcome's name ("ok", "usage", "error"); an exception the CLI does not turn into a
+    message propagates (``--debug`` is not passed)."""
+    text, enc, _ = table
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "t.csv"
+    try:
+        path.write_bytes(text.encode(enc))
+    except UnicodeEncodeError:
+        path.write_bytes(text.encode("utf-8"))
+    argv = [command, "--scores", str(path), "--out", str(out / "o"), "--overwrite"]
+    for f in flags:
+        argv += f
+    if command == "rank" and "--task" not in argv:
+        argv += ["--task", "t1"]
+    if "--steps" not in argv:
+        argv += ["--steps", "2"]
+    if "--samples" not in argv and "--method" in argv and "mf" not in argv:
+        argv += ["--samples", "2"]
+    if "--method" not in argv:
+        argv += ["--method", "mf"]
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        try:
+            rc = main(argv)
+        except SystemExit as e:  # argparse: a usage error
+            return "usage" if e.code == 2 else f"exit {e.code}"
+    return "ok" if rc == 0 else "error"
