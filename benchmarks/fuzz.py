@@ -21,7 +21,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from common import write_results  # noqa: E402
-from fuzz_cases import FLAGS, LOAD_OPTIONS, cli_case, load_case, tables  # noqa: E402
+from fuzz_cases import (  # noqa: E402
+    FLAGS,
+    LOAD_OPTIONS,
+    cli_case,
+    good_tables,
+    load_case,
+    tables,
+)
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import seed as hypothesis_seed  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
@@ -32,8 +39,8 @@ def run(n: int, body, strategies, seed: int) -> tuple[Counter, list[str]]:
 
     @settings(max_examples=n, deadline=None, database=None, derandomize=False,
               suppress_health_check=list(HealthCheck))
-    @given(*strategies)
-    def prop(*case):
+    @given(st.tuples(*strategies))
+    def prop(case):
         try:
             counts[body(*case)] += 1
         except Exception as e:  # noqa: BLE001 - counting what escapes is the point
@@ -59,8 +66,8 @@ def main():
     groups, lines = {}, []
     for name, n, body, strats in (
             ("loader", args.loads, load_case, (tables(), LOAD_OPTIONS)),
-            ("cli", args.cli, cli_body, (tables(), st.sampled_from(["predict", "rank"]),
-                                         FLAGS))):
+            ("cli", args.cli, cli_body, (st.one_of(good_tables(), tables()),
+                                         st.sampled_from(["predict", "rank"]), FLAGS))):
         t0 = time.perf_counter()
         counts, failures = run(n, body, strats, args.seed)
         secs = time.perf_counter() - t0

@@ -30,7 +30,22 @@ ENCODINGS = ["utf-8", "utf-8-sig", "utf-16", "latin-1", "cp1252"]
 
 
 @st.composite
-def tables(draw):
+def good_tables(draw):
+    """A table that mostly loads: unique names (tasks t1, t2, ...), numbers in one of a few
+    units, some placeholders; a random delimiter and encoding."""
+    n_rows, n_cols = draw(st.integers(1, 6)), draw(st.integers(1, 4))
+    sep = draw(st.sampled_from([",", ";", "\t", "|"]))
+    lo, hi = draw(st.sampled_from([(0.0, 1.0), (0.0, 100.0), (-5.0, 5.0), (0.5, 3.0)]))
+    cell = st.one_of(st.floats(lo, hi).map(lambda v: f"{v:.4g}"),
+                     st.sampled_from(PLACEHOLDERS[:4]))
+    header = ["model"] + [f"t{j + 1}" for j in range(n_cols)]
+    rows = [[f"m{i}"] + [draw(cell) for _ in range(n_cols)] for i in range(n_rows)]
+    text = "\n".join(sep.join(r) for r in [header, *rows]) + "\n"
+    return text, draw(st.sampled_from(ENCODINGS)), sep
+
+
+@st.composite
+def raw_tables(draw):
     """A delimited text table of random names and cells, in a random encoding."""
     n_rows, n_cols = draw(st.integers(0, 5)), draw(st.integers(0, 5))
     sep = draw(st.sampled_from([",", ";", "\t", "|"]))
@@ -40,6 +55,11 @@ def tables(draw):
     if draw(st.booleans()):
         text += "\n"
     return text, draw(st.sampled_from(ENCODINGS)), sep
+
+
+def tables():
+    """Random tables, half of them close to loadable."""
+    return st.one_of(raw_tables(), good_tables())
 
 
 LOAD_OPTIONS = st.fixed_dictionaries({

@@ -4,7 +4,7 @@ DataError or a usage error, never another exception. ``benchmarks/fuzz.py`` runs
 import tempfile
 from pathlib import Path
 
-from fuzz_cases import FLAGS, LOAD_OPTIONS, cli_case, load_case, tables
+from fuzz_cases import FLAGS, LOAD_OPTIONS, cli_case, good_tables, load_case, tables
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +18,7 @@ def test_loader_outcomes_are_typed(table, options):
 
 @settings(max_examples=25, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
-@given(tables(), st.sampled_from(["predict", "rank"]), FLAGS)
+@given(st.one_of(good_tables(), tables()), st.sampled_from(["predict", "rank"]), FLAGS)
 def test_cli_outcomes_are_typed(table, command, flags):
     with tempfile.TemporaryDirectory() as d:
         assert cli_case(table, command, flags, Path(d)) in ("ok", "usage", "error")
