@@ -177,14 +177,31 @@ def test_encodings_and_delimiters_are_detected(tmp_path, encoding, sep):
 
 
 def test_excel_and_undecodable_files_are_named(tmp_path):
-    xlsx = tmp_path / "board.csv"
-    xlsx.write_bytes(b"PK\x03\x04" + b"\x00" * 40)
-    with pytest.raises(DataError, match="board.csv: this is a zip archive.*Excel"):
-        ScoreMatrix.from_wide(xlsx)
+    broken = tmp_path / "board.csv"
+    broken.write_bytes(b"PK\x03\x04" + b"\x00" * 40)
+    with pytest.raises(DataError, match="board.csv: neither a CSV table nor a readable Excel"):
+        ScoreMatrix.from_wide(broken)
+    # a workbook, even renamed .csv, is read through pandas (openpyxl)
+    book = tmp_path / "renamed.csv"
+    pd.DataFrame({"model": ["m1", "m2"], "mmlu": [40, "-"], "gsm8k": [10, 55]}).to_excel(
+        book, index=False, engine="openpyxl")
+    sm = ScoreMatrix.from_wide(book, scale="percent")
+    assert sm.models == ("m1", "m2") and sm.n_observed == 3
     latin = tmp_path / "latin.csv"
     latin.write_bytes("model,a\nm1,50\nm\xe9,60\n".encode("latin-1"))
     with pytest.raises(DataError, match="latin.csv: line 3 is not UTF-8 text"):
         ScoreMatrix.from_wide(latin)
+
+
+def test_excel_without_openpyxl_names_it(tmp_path, monkeypatch):
+    def missing(*a, **k):
+        raise ImportError("Missing optional dependency 'openpyxl'")
+
+    monkeypatch.setattr(pd, "read_excel", missing)
+    book = tmp_path / "board.xlsx"
+    book.write_bytes(b"PK\x03\x04" + b"\x00" * 40)
+    with pytest.raises(DataError, match="needs openpyxl: pip install openpyxl"):
+        ScoreMatrix.from_wide(book)
 
 
 def test_empty_model_message_names_the_cli_flag(tmp_path):
