@@ -52,7 +52,13 @@ from cppjax.tables import (
     parse_numeric,
     read_table,
 )
-from cppjax.taskinfo import check_task_range, given_info, split_task_info, task_info_frame
+from cppjax.taskinfo import (
+    auto_bounds,
+    check_task_range,
+    given_info,
+    split_task_info,
+    task_info_frame,
+)
 
 log = logging.getLogger(__name__)
 
@@ -514,8 +520,6 @@ def auto_scale(values, tasks, source) -> str:
     """One scale for the table where its scores allow (fraction if all lie in [0, 1], else
     percent if all lie in [0, 100]), else ``"mixed"``: each task's bounds from its own scores;
     the decision is logged."""
-    from cppjax.taskinfo import auto_bounds
-
     obs = values[~np.isnan(values)]
     if obs.size and obs.min() >= 0 and obs.max() <= 100:
         scale = "percent" if obs.max() > 1.0 else "fraction"

@@ -106,7 +106,10 @@ class PointModel(ModelSpec):
         inputs = self.inputs(sm)
         # the observed cells of each run, padded to a shared size (weight 0): the loss costs
         # O(observed cells), not O(models x tasks) (docs/decisions/0008-...)
-        cells = [t.observed() for t in trains]
+        # fit() passes one matrix n_inits times: each matrix's cells are read once
+        once = {id(t): t for t in trains}
+        observed = {k: t.observed() for k, t in once.items()}
+        cells = [observed[id(t)] for t in trains]
         size = padded_size(max(len(c.values) for c in cells))
         cmi, cti, cy, cw = (np.zeros((len(cells), size), d)
                             for d in (np.int32, np.int32, np.float32, bool))
