@@ -4,6 +4,7 @@
     cppjax predict --scores my.csv --scale percent --out results/
     cppjax rank --task "GSM8K(4-shot)"
     cppjax evaluate --protocol random --methods mf,pmf_svi
+    cppjax plan --model "Llama 3 8B" --budget 10
 
 Errors on bad input are one message saying what to fix (``--debug`` shows the traceback).
 """
@@ -275,6 +276,73 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+PLAN_FILES = ("plan.csv", "plan.png")
+TARGETS = ("aggregate", "rank", "scores", "best")
+
+
+def _plan_target(args, sm):
+    """The planning target of the flags, every name checked against the table (before a fit)."""
+    from cppjax import planning
+
+    if args.budget is None and args.k is None:
+        raise ValueError("give --budget (in the costs' unit; 1 per evaluation without --costs) "
+                         "or --k (a number of evaluations)")
+    if args.budget is not None and not args.budget > 0:
+        raise ValueError(f"--budget must be a positive number; got {args.budget}")
+    if args.k is not None and args.k < 1:
+        raise ValueError(f"--k must be a positive integer; got {args.k}")
+    if args.model is not None:
+        sm.model_index(args.model)
+    for t in args.task or ():
+        sm.task_index(t)
+    if args.target == "best":
+        if not args.task or len(args.task) != 1:
+            raise ValueError("--target best needs one --task")
+        return planning.best(args.task[0])
+    if args.model is None:
+        raise ValueError(f"--target {args.target} needs --model NAME")
+    make = {"aggregate": planning.aggregate, "rank": planning.rank}
+    if args.target == "scores":
+        return planning.scores(args.model, tasks=args.task)
+    return make[args.target](args.model, args.task)
+
+
+def cmd_plan(args) -> int:
+    import jax
+    import pandas as pd
+
+    from cppjax import planning
+    from cppjax.keys import as_key
+
+    _check_common(args)
+    _refuse_overwrite(args, PLAN_FILES)
+    spec, inference = _spec(args)
+    sm = _load(args)
+    target = _plan_target(args, sm)
+    costs = planning.read_costs(args.costs, sep=args.sep) if args.costs else None
+    planning.cost_matrix(sm, costs)  # bad costs fail here, before the fit
+    k_fit, k_plan = jax.random.split(as_key(args.seed))
+    post = _fit(args, sm, spec, inference, k_fit)
+    p = planning.plan(post, target, rng_key=k_plan, budget=args.budget, k=args.k, costs=costs,
+                      level=args.level)
+    out = Path(args.out)
+    df = p.to_frame()
+    df.to_csv(out / "plan.csv", index=False)
+    ax = p.plot()
+    ax.figure.savefig(out / "plan.png", dpi=120, bbox_inches="tight")
+    what = ("entropy (bits)" if p.unit == "bits" else
+            f"{p.level:.0%} interval width ({p.unit})")
+    print(f"\nplan for the {target.describe()} ({len(df) - 1} evaluation(s), "
+          f"{df['spent'].iloc[-1]:g} of {args.budget if args.budget else 'no'} budget; "
+          f"expected {what} after each):")
+    with pd.option_context("display.width", 160):
+        print(df[["step", "model", "task", "cost", "spent", "expected_width"]].to_string(
+            index=False, float_format=lambda v: f"{v:.3g}"))
+    print(f"table -> {out / 'plan.csv'}; figure -> {out / 'plan.png'}; run these, add the "
+          f"scores to the table and plan again")
+    return 0
+
+
 METRIC_UNITS = (
     "metrics (means over the splits): mse, l1 in normalised units (per-task min-max, the CPP "
     "paper's); mae, rmse in the table's units; rank_acc, mae_at_2 (rank error at 2) in "
@@ -397,6 +465,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--samples", type=int, help="posterior draws of the Bayesian methods")
     sp.add_argument("--steps", type=int, help="SVI/MAP steps of the Bayesian methods")
     sp.set_defaults(func=cmd_evaluate)
+
+    sp = sub.add_parser("plan", help="which evaluations to run next, under a budget")
+    sp.add_argument("--model", help="the model whose scores, rank or aggregate rank to settle")
+    sp.add_argument("--task", nargs="+", metavar="TASK",
+                    help="tasks of the target (--target best: the one task; default all)")
+    sp.add_argument("--target", choices=TARGETS, default="aggregate",
+                    help="aggregate (default): the model's rank on the mean over tasks; rank: "
+                    "its rank on each task; scores: its scores; best: the best model on --task")
+    sp.add_argument("--budget", type=float,
+                    help="total cost of the evaluations (1 per evaluation without --costs)")
+    sp.add_argument("--k", type=int, help="at most this many evaluations")
+    sp.add_argument("--costs", metavar="FILE",
+                    help="CSV of costs: columns task,cost or model,cost or model,task,cost, "
+                    "or a models x tasks table (default: 1 per evaluation)")
+    data_args(sp)
+    fit_args(sp)
+    sp.set_defaults(func=cmd_plan)
 
     sp = sub.add_parser("methods", help="list the method names with one line each")
     sp.set_defaults(func=cmd_methods)

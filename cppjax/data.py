@@ -256,6 +256,28 @@ class ScoreMatrix:
         """Same names, factors, scale and normalisation, other scores (used by the splits)."""
         return replace(self, scores=scores, _index=None)
 
+    def add_scores(self, new) -> ScoreMatrix:
+        """This matrix with newly observed scores: a long table ``model, task, score`` or a dict
+        ``{(model, task): score}``; names, factors and normalisation kept (a refit then reads
+        its scores on the same scale). A missing or non-finite score, an unknown name, or a
+        cell already observed with another score is an error naming the row."""
+        if not isinstance(new, dict):
+            new = pd.DataFrame(new)
+            if not {"model", "task", "score"} <= set(new.columns):
+                raise DataError(f"new scores need columns model, task, score: {list(new)}")
+        rows = (list(new.items()) if isinstance(new, dict) else
+                [((r.model, r.task), r.score) for r in new.itertuples()])
+        scores = np.array(self.scores)
+        for (model, task), value in rows:
+            i, j = self.model_index(str(model)), self.task_index(str(task))
+            if not np.isfinite(float(value)):
+                raise DataError(f"new score of {model!r} on {task!r} is {value!r}, not a number")
+            if self.mask[i, j] and not np.isclose(scores[i, j], float(value)):
+                raise DataError(f"{model!r} on {task!r} is already observed ({scores[i, j]:g});"
+                                f" the new score {float(value):g} would replace it")
+            scores[i, j] = float(value)
+        return self.with_scores(scores)
+
     def subset(self, models: Sequence[str] | None = None, tasks: Sequence[str] | None = None):
         """A sub-matrix on the named models and tasks (normalisation re-fitted on what remains)."""
         models = list(self.models if models is None else models)

@@ -246,3 +246,21 @@ def scaling_curve(
     if legend:
         ax.legend(fontsize=7)
     return ax
+
+
+def plan_curve(plan, *, ax=None):
+    """A plan's expected uncertainty (interval width, or entropy in bits) after each pick
+    against the budget spent, each pick labelled with its cell."""
+    ax = _ax(ax, (7, 4.5))
+    s = plan.steps
+    ax.step(s["spent"], s["expected_width"], where="post", color="tab:blue", marker="o")
+    for _, r in s.iloc[1:].iterrows():
+        ax.annotate(_short([f"{r['task']}"])[0], (r["spent"], r["expected_width"]),
+                    textcoords="offset points", xytext=(3, 4), fontsize=7, rotation=30)
+    bits = plan.unit == "bits"
+    ax.set_xlabel("budget spent")
+    ax.set_ylabel("expected entropy (bits)" if bits else
+                  f"expected {plan.level:.0%} interval width ({plan.unit})")
+    ax.set_title(f"plan: {plan.target.describe()}", fontsize=9)
+    ax.set_ylim(bottom=0)
+    return ax

@@ -288,3 +288,12 @@ class Posterior:
         from cppjax.ranks import rank_posterior
 
         return rank_posterior(self, task, rng_key=rng_key, models=models)
+
+    def aggregate_rank(self, tasks: Sequence[str] | None = None, *, rng_key=None,
+                       models: Sequence[str] | None = None):
+        """Posterior of each model's rank on the leaderboard aggregate (its mean score over
+        ``tasks``, each task's scores as shares of its observed range; 1 = best); see
+        :func:`cppjax.ranks.aggregate_rank_posterior`."""
+        from cppjax.ranks import aggregate_rank_posterior
+
+        return aggregate_rank_posterior(self, tasks, rng_key=rng_key, models=models)

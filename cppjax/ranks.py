@@ -121,3 +121,58 @@ def rank_posterior(posterior, task: str, *, rng_key=None,
     better = bool(sm.task_info.loc[task, "higher_is_better"])
     ranks = ranks_from_scores(scores if better else -scores)
     return RankPosterior(task, tuple(names), observed, scores, ranks, better)
+
+
+def task_units(sm, values, task_idx) -> np.ndarray:
+    """Scores as shares of their task's observed range, oriented so that higher is better: 0 is
+    the task's worst observed score, 1 its best (lower-is-better tasks flipped). The leaderboard
+    aggregate and evaluation planning work in these units, whatever the table's normalisation,
+    so that tasks of any unit weigh alike. A task whose observed scores do not span a range
+    (one score) uses its declared bounds, else a range of 1."""
+    lo, hi = _observed_range(sm)
+    ti = np.asarray(task_idx)
+    x = (np.asarray(values, float) - lo[ti]) / (hi[ti] - lo[ti])
+    better = sm.task_info["higher_is_better"].to_numpy(bool)[ti]
+    return np.where(better, x, 1.0 - x)
+
+
+def _observed_range(sm) -> tuple[np.ndarray, np.ndarray]:
+    lo = np.min(np.where(sm.mask, sm.scores, np.inf), axis=0)
+    hi = np.max(np.where(sm.mask, sm.scores, -np.inf), axis=0)
+    flat = ~(hi > lo)
+    dlo, dhi = sm.task_info["lower"].to_numpy(float), sm.task_info["upper"].to_numpy(float)
+    declared = flat & np.isfinite(dlo) & np.isfinite(dhi) & (dhi > dlo)
+    lo, hi = np.where(declared, dlo, lo), np.where(declared, dhi, hi)
+    lo = np.where(np.isfinite(lo), lo, 0.0)
+    hi = np.where(hi > lo, hi, lo + 1.0)
+    return lo, hi
+
+
+def aggregate_rank_posterior(posterior, tasks: Sequence[str] | None = None, *, rng_key=None,
+                             models: Sequence[str] | None = None) -> RankPosterior:
+    """Rank posterior of ``models`` (default: all) on the leaderboard aggregate: each model's
+    mean over ``tasks`` (default: all) of its scores in :func:`task_units` (0 = the task's
+    worst observed score, 1 its best), observed scores fixed and the others drawn jointly from
+    the posterior predictive. ``score_draws`` are the aggregates; 1 = the best aggregate."""
+    sm = posterior.matrix
+    tnames = list(sm.tasks if tasks is None else tasks)
+    if not tnames:
+        raise ValueError("the aggregate needs at least one task")
+    names = list(sm.models if models is None else models)
+    if len(set(names)) != len(names) or len(set(tnames)) != len(tnames):
+        raise ValueError("models and tasks of the aggregate must be distinct")
+    mi = np.array([sm.model_index(m) for m in names], dtype=np.int32)
+    tj = np.array([sm.task_index(t) for t in tnames], dtype=np.int32)
+    cm, ct = (a.ravel() for a in np.meshgrid(mi, tj, indexing="ij"))
+    obs = sm.mask[cm, ct]
+    n_draws, pred = 1, None
+    if (~obs).any():
+        pred = posterior.predict((cm[~obs], ct[~obs]), rng_key=rng_key)
+        n_draws = pred.n_draws
+    cells = np.broadcast_to(sm.scores[cm, ct], (n_draws, cm.size)).copy()
+    if pred is not None:
+        cells[:, ~obs] = pred.draws
+    agg = task_units(sm, cells, ct).reshape(n_draws, mi.size, tj.size).mean(axis=-1)
+    label = f"aggregate of {tj.size} task{'s' if tj.size > 1 else ''}"
+    return RankPosterior(label, tuple(names), obs.reshape(mi.size, tj.size).all(axis=1), agg,
+                         ranks_from_scores(agg), True)
