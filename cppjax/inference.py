@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, field, fields
 from functools import partial
 from typing import ClassVar, Literal
@@ -340,29 +341,56 @@ def log_likelihood(model, samples: dict, args: tuple, y) -> np.ndarray:
     return np.asarray(fn(samples, jnp.asarray(y)))
 
 
+#: compiled predictive programs, by model function, static settings, sites (most recent last)
+_PREDICT_PROGRAMS: OrderedDict = OrderedDict()
+
+
+def _predict_program(model, sites: tuple, batch_ndims: int):
+    """The jitted predictive of ``model`` (a partial of static settings; arrays come as the
+    ``data`` argument), made once per static key so that a posterior predicting again, or a
+    refit's posterior with the same shapes, reuses the compiled program rather than tracing
+    and compiling afresh (about a second per call on CPU)."""
+
+    def run(s, k, args, data):
+        pred = Predictive(partial(model, **data) if data else model, posterior_samples=s,
+                          return_sites=list(sites), batch_ndims=batch_ndims)
+        return pred(k, *args, y=None)
+
+    key = _program_key(model, (), {})
+    if key is None:
+        return jax.jit(run)
+    key = (key[0], sites, batch_ndims)
+    if key not in _PREDICT_PROGRAMS:
+        _PREDICT_PROGRAMS[key] = jax.jit(run)
+        while len(_PREDICT_PROGRAMS) > 16:
+            _PREDICT_PROGRAMS.popitem(last=False)
+    _PREDICT_PROGRAMS.move_to_end(key)
+    return _PREDICT_PROGRAMS[key]
+
+
 def predict_sites(model, samples: dict, args: tuple, sites, rng_key, batch_ndims: int = 1,
-                  max_values: int = 2**25):
-    """``sites`` of ``model(*args, y=None)`` for every posterior draw in ``samples``, compiled
-    once (NumPy's ``Predictive`` run eagerly compiles each small operation on its own: seconds
-    per new shape of cells) and run on chunks of draws of at most ``max_values`` values of the
-    largest site (the last chunk padded), so that memory stays bounded on large tables. Returns
-    NumPy arrays ``(n_draws, ...)``."""
-    sites = list(sites)
+                  max_values: int = 2**25, data: dict | None = None):
+    """``sites`` of ``model(*args, y=None, **data)`` for every posterior draw in ``samples``,
+    compiled once per model and shapes (NumPyro's ``Predictive`` run eagerly compiles each
+    small operation on its own: seconds per new shape of cells) and run on chunks of draws of
+    at most ``max_values`` values of the largest site (the last chunk padded), so that memory
+    stays bounded on large tables. Returns NumPy arrays ``(n_draws, ...)``."""
+    sites = tuple(sites)
+    data = data or {}
     n = jax.tree.leaves(samples)[0].shape[0]
+    fn = _predict_program(model, sites, batch_ndims)
 
     def run(s, k):
-        pred = Predictive(model, posterior_samples=s, return_sites=sites, batch_ndims=batch_ndims)
-        return pred(k, *args, y=None)
+        return fn(s, k, args, data)
 
     one = jax.eval_shape(run, jax.tree.map(lambda v: v[:1], samples), rng_key)
     per_draw = max(int(np.prod(v.shape[1:], dtype=np.int64)) for v in one.values())
     chunk = int(min(n, max(1, max_values // max(per_draw, 1))))
-    fn = jax.jit(run)
     keys = jax.random.split(rng_key, -(-n // chunk))
     parts = []
     for i, lo in enumerate(range(0, n, chunk)):
         idx = np.minimum(np.arange(lo, lo + chunk), n - 1)  # the last chunk padded
-        out = fn(jax.tree.map(lambda v, idx=idx: v[idx], samples), keys[i])
+        out = run(jax.tree.map(lambda v, idx=idx: v[idx], samples), keys[i])
         parts.append({k: np.asarray(v)[: min(chunk, n - lo)] for k, v in out.items()})
     if len(parts) == 1:
         return parts[0]

@@ -3,13 +3,15 @@ predictive of any cells, ArviZ data labelled by the model's own dimensions."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax.numpy as jnp
 import numpy as np
 
 from cppjax.data import ScoreMatrix
 from cppjax.inference import InferenceResult, log_likelihood, predict_sites
 from cppjax.keys import as_key
-from cppjax.models.likelihood import predictive_noise
+from cppjax.models.likelihood import padded_size, predictive_noise
 from cppjax.predictive import Posterior
 
 
@@ -81,7 +83,10 @@ class BayesPosterior(SampledPosterior):
         self.result = result
         Xm, Xt = spec.design(matrix)
         self._X = (jnp.asarray(Xm), jnp.asarray(Xt))
-        self._model = spec.model_fn(matrix)
+        # the model's static settings apart from its arrays: predictions of any posterior of
+        # the same settings and shapes share one compiled program (inference.predict_sites)
+        self._static_model, self._data = spec.model_parts(matrix)
+        self._model = partial(self._static_model, **self._data)
 
     def __repr__(self):
         return (f"BayesPosterior({self.method}, {self.n_draws} draws, fit "
@@ -99,10 +104,16 @@ class BayesPosterior(SampledPosterior):
     def cell_means(self, model_idx, task_idx, max_values: int = 2**25) -> np.ndarray:
         """Posterior draws of the noise-free cell means ``(n_draws, n_cells)`` (normalised),
         computed on chunks of draws of at most ``max_values`` values."""
-        # deterministic given the draws: the key only satisfies Predictive's signature
-        out = predict_sites(self._model, self.samples, self._args(model_idx, task_idx),
-                            ("cell_mean",), as_key(0), max_values=max_values)
-        return out["cell_mean"]
+        # deterministic given the draws: the key only satisfies Predictive's signature. The
+        # cells padded to a shared size (likelihood.padded_size) so that another number of
+        # cells reuses the compiled program
+        n = len(model_idx)
+        pad = padded_size(n) - n
+        mi = np.concatenate([np.asarray(model_idx, np.int32), np.zeros(pad, np.int32)])
+        ti = np.concatenate([np.asarray(task_idx, np.int32), np.zeros(pad, np.int32)])
+        out = predict_sites(self._static_model, self.samples, self._args(mi, ti),
+                            ("cell_mean",), as_key(0), max_values=max_values, data=self._data)
+        return out["cell_mean"][:, :n]
 
     def _log_lik(self, model_idx, task_idx):
         def fn(y_norm):

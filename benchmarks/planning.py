@@ -1,0 +1,352 @@
+"""Simulated evaluation campaigns on held-out truth: which strategy for choosing the next
+evaluations of a new model settles its leaderboard rank and its profile with the fewest of them.
+
+    python benchmarks/planning.py                        # CPP and OSL, defaults below
+    python benchmarks/planning.py --datasets osl --thin 0.3 --merge   # OSL 30%-observed
+    python benchmarks/planning.py --quick --out /tmp/p   # smoke test
+
+A campaign starts from a new model with 0 revealed scores (``splits.new_model``, k = 0): each
+round reveals ``--per-round`` of its true scores chosen by a strategy, refits (PMF SVI, its
+compiled programs reused), and records the error of the targets and the coverage of their
+intervals. Strategies: ``random``; ``popular`` (the tasks most models have first);
+``variance`` (largest predictive variance, in task units, first); ``vpc_aggregate`` and
+``vpc_scores``: cppjax's value per cost (``cppjax.planning``) for the aggregate-rank target and
+the profile target (uniform costs). Targets: the new model's rank on the leaderboard aggregate
+(mean task units over the aggregate's tasks, among the models with every one of them) and its
+profile (its held-out scores). Groups of the JSON: ``<dataset>/round_<r>``, strategy ->
+``rank_error`` (|posterior mean rank - true rank|), ``rank_coverage_90``, ``rank_width_90``,
+``mse`` (normalised), ``coverage_90`` (profile cells pooled, n = cells), ``width_90``;
+``<dataset>/summary``: the budget each strategy needs to reach random's final error;
+``<dataset>/widths``: the plans' expected widths against the widths after observing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import jax
+import matplotlib
+import numpy as np
+from common import RESULTS, fmt, summarise, write_results
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from cppjax import planning  # noqa: E402
+from cppjax.datasets import load_cpp_crowdsource, load_obsscaling  # noqa: E402
+from cppjax.keys import as_key  # noqa: E402
+from cppjax.ranks import ranks_from_scores, task_units  # noqa: E402
+from cppjax.registry import make_spec  # noqa: E402
+from cppjax.splits import new_model  # noqa: E402
+
+STRATEGIES = ("random", "popular", "variance", "vpc_aggregate", "vpc_scores")
+
+
+def setup(name: str, thin: float, key):
+    """The full matrix (the truth), the matrix campaigns start from (``thin``: the share of the
+    observed cells kept), the aggregate's tasks, and the ranked models (every one of those
+    tasks observed in the full matrix), among whom the campaign models are drawn."""
+    full = load_cpp_crowdsource() if name == "cpp" else load_obsscaling()
+    if name == "cpp":  # the 5 tasks 40+ models have; 30 models have all 5
+        tasks = [full.tasks[j] for j in np.flatnonzero(full.mask.sum(axis=0) >= 40)]
+    else:
+        tasks = list(full.tasks)
+    tj = [full.task_index(t) for t in tasks]
+    ranked = [m for i, m in enumerate(full.models) if full.mask[i, tj].all()]
+    base = full
+    if thin < 1:
+        keep = np.asarray(jax.random.uniform(key, full.shape)) < thin
+        base = full.with_scores(np.where(keep, full.scores, np.nan))
+    return full, base, tasks, ranked
+
+
+def true_rank(post, full, model, tasks, ranked):
+    tj = np.array([full.task_index(t) for t in tasks])
+    mi = np.array([full.model_index(m) for m in ranked])
+    x = task_units(post.matrix, full.scores[np.ix_(mi, tj)], tj[None, :]).mean(axis=1)
+    return int(ranks_from_scores(x[None, :])[0, ranked.index(model)])
+
+
+def choose(strategy, post, model, remaining, per_round, tasks, ranked, key):
+    """The next cells (task indices of ``model``) of a strategy, and the plan's expected width
+    (value-per-cost strategies)."""
+    sm = post.matrix
+    i = sm.model_index(model)
+    rem = np.asarray(remaining)
+    if strategy == "random":
+        return list(np.asarray(jax.random.permutation(key, rem))[:per_round]), None
+    if strategy == "popular":
+        order = np.lexsort((rem, -sm.mask[:, rem].sum(axis=0)))
+        return list(rem[order][:per_round]), None
+    if strategy == "variance":
+        pred = post.predict((np.full(rem.size, i), rem), rng_key=key)
+        var = task_units(sm, pred.draws, rem).var(axis=0)
+        return list(rem[np.argsort(-var, kind="stable")][:per_round]), None
+    target = (planning.aggregate(model, tasks, ranked) if strategy == "vpc_aggregate"
+              else planning.scores(cells=[(model, sm.tasks[j]) for j in rem]))
+    cand = ([model] * rem.size, [sm.tasks[j] for j in rem])
+    p = planning.plan(post, target, rng_key=key, k=per_round, candidates=cand)
+    picks = [sm.task_index(t) for _, t in p.cells]
+    return picks, float(p.steps["expected_width"].iloc[-1])
+
+
+def evaluate(post, full, model, held, tasks, ranked, key, plan_cells=None):
+    """Aggregate-rank and profile figures of the current fit."""
+    sm = post.matrix
+    i = sm.model_index(model)
+    k1, k2 = jax.random.split(key)
+    rp = post.aggregate_rank(tasks, rng_key=k1, models=ranked)
+    pos = ranked.index(model)
+    lo, hi = rp.interval(0.9)
+    r_true = true_rank(post, full, model, tasks, ranked)
+    out = {"rank_error": abs(float(rp.draws[:, pos].mean()) - r_true),
+           "rank_covered": float(lo[pos] <= r_true <= hi[pos]),
+           "rank_width_90": float(hi[pos] - lo[pos])}
+    held = np.asarray(held)
+    if held.size:
+        pred = post.predict((np.full(held.size, i), held), rng_key=k2)
+        y = full.scores[i, held]
+        yn = sm.normalize(y, np.full(held.size, i), held)
+        plo, phi = pred.interval(0.9)
+        nlo, nhi = pred.interval(0.9, normalized=True)
+        out.update(sq=((pred.mean(normalized=True) - yn) ** 2).tolist(),
+                   covered=((y >= plo) & (y <= phi)).astype(float).tolist(),
+                   width=(nhi - nlo).tolist())
+        if plan_cells is not None:  # the scores plan's target: its cells' widths in task units
+            wid = dict(zip(held.tolist(), np.subtract(*np.quantile(
+                task_units(sm, pred.draws, held), [0.95, 0.05], axis=0)).tolist(), strict=True))
+            out["scores_width"] = float(np.mean([wid.get(j, 0.0) for j in plan_cells]))
+    return out
+
+
+def campaign(full, base, model, tasks, ranked, inference, spec, rounds, per_round, key, log):
+    i = full.model_index(model)
+    scores = np.array(base.scores)
+    scores[i] = np.nan  # a new model: none of its scores revealed
+    start = base.with_scores(scores)
+    truth_tasks = list(np.flatnonzero(full.mask[i]))
+    keys = jax.random.split(key, 2 + len(STRATEGIES) * rounds * 3)
+    post0 = spec.fit(start, rng_key=keys[0], inference=inference, progress=False)
+    first = evaluate(post0, full, model, truth_tasks, tasks, ranked, keys[1])
+    records = [{"strategy": s, "round": 0, "spent": 0, **first} for s in STRATEGIES]
+    k = 2
+    for s in STRATEGIES:
+        post, revealed = post0, []
+        for r in range(1, rounds + 1):
+            remaining = [j for j in truth_tasks if j not in revealed]
+            if not remaining:
+                break
+            t0 = time.perf_counter()
+            picks, expected = choose(s, post, model, remaining, per_round, tasks, ranked,
+                                     keys[k])
+            plan_s = time.perf_counter() - t0
+            revealed += [int(j) for j in picks]
+            train = start.add_scores({(model, full.tasks[j]): full.scores[i, j]
+                                      for j in revealed})
+            post = post.refit(train, rng_key=keys[k + 1], progress=False)
+            held = [j for j in truth_tasks if j not in revealed]
+            rec = evaluate(post, full, model, held, tasks, ranked, keys[k + 2],
+                           plan_cells=remaining if s == "vpc_scores" else None)
+            rec.update(strategy=s, round=r, spent=len(revealed), plan_seconds=plan_s,
+                       expected_width=expected)
+            records.append(rec)
+            k += 3
+        log(f"  {model}: {s} done")
+    return records
+
+
+def timing(full, tasks, ranked, inference, spec, key):
+    """Seconds to choose the next 10 evaluations of a new model after its fit (cold: the
+    first plan of a process, compilation included; warm: the next)."""
+    model = ranked[0]
+    post = spec.fit(new_model(0, full, model, 0).train, rng_key=key, inference=inference,
+                    progress=False)
+    out = {}
+    for when in ("cold", "warm"):
+        t0 = time.perf_counter()
+        planning.plan(post, planning.aggregate(model, tasks, ranked), rng_key=key, k=10)
+        out[when] = time.perf_counter() - t0
+    return out
+
+
+def budget_to_reach(curve_spent, curve_err, goal):
+    """The smallest budget whose mean error is at or below ``goal`` (None: never)."""
+    for b, e in zip(curve_spent, curve_err, strict=True):
+        if e <= goal + 1e-12:
+            return int(b)
+    return None
+
+
+def summarise_dataset(name, records, rounds):
+    groups, md = {}, [f"## {name}\n"]
+    by = {}
+    for rec in records:
+        by.setdefault((rec["strategy"], rec["round"]), []).append(rec)
+    curves = {}
+    for r in range(rounds + 1):
+        g = groups[f"{name}/round_{r}"] = {}
+        for s in STRATEGIES:
+            recs = by.get((s, r), [])
+            if not recs:
+                continue
+            sq = [v for x in recs for v in x.get("sq", [])]
+            cov = [v for x in recs for v in x.get("covered", [])]
+            wid = [v for x in recs for v in x.get("width", [])]
+            g[s] = {"rank_error": summarise([x["rank_error"] for x in recs]),
+                    "rank_coverage_90": summarise([x["rank_covered"] for x in recs]),
+                    "rank_width_90": summarise([x["rank_width_90"] for x in recs]),
+                    "spent": summarise([x["spent"] for x in recs])}
+            if sq:
+                g[s].update(mse=summarise(sq), coverage_90=summarise(cov),
+                            width_90=summarise(wid))
+            curves.setdefault(s, []).append((np.mean([x["spent"] for x in recs]), g[s]))
+    summary = groups[f"{name}/summary"] = {}
+    final = curves["random"][-1][1]
+    md.append("Budget (evaluations) each strategy needs to reach the error random reaches with "
+              f"its full budget ({int(curves['random'][-1][0])}); '>' = not within it:\n")
+    md.append("| strategy | rank error: budget | final rank error | profile MSE: budget | "
+              "final MSE |\n|---|---|---|---|---|")
+    for s, c in curves.items():
+        spent = [b for b, _ in c]
+        b_rank = budget_to_reach(spent, [x["rank_error"]["mean"] for _, x in c],
+                                 final["rank_error"]["mean"])
+        b_mse = budget_to_reach(spent, [x.get("mse", {"mean": np.inf})["mean"] for _, x in c],
+                                final.get("mse", {"mean": -np.inf})["mean"])
+        summary[s] = {"budget_rank_error": {"mean": float(b_rank if b_rank is not None
+                                                          else np.nan), "std": 0.0, "n": 1},
+                      "budget_mse": {"mean": float(b_mse if b_mse is not None else np.nan),
+                                     "std": 0.0, "n": 1}}
+        md.append(f"| {s} | {b_rank if b_rank is not None else '> ' + str(int(spent[-1]))} | "
+                  f"{fmt(c[-1][1]['rank_error'], 2)} | "
+                  f"{b_mse if b_mse is not None else '> ' + str(int(spent[-1]))} | "
+                  f"{fmt(c[-1][1].get('mse'), 4)} |")
+    for metric, digits in (("rank_error", 2), ("rank_coverage_90", 2), ("mse", 4),
+                           ("coverage_90", 3), ("width_90", 3)):
+        md.append(f"\n**{metric}** by round (budget spent = round x per-round):\n")
+        md.append("| strategy | " + " | ".join(f"r{r}" for r in range(rounds + 1)) + " |")
+        md.append("|---|" + "---|" * (rounds + 1))
+        for s, c in curves.items():
+            md.append(f"| {s} | " + " | ".join(fmt(x.get(metric), digits) for _, x in c) + " |")
+    pooled = {}
+    for r in range(1, rounds + 1):
+        for s in STRATEGIES:
+            pooled.setdefault(r, []).extend(by.get((s, r), []))
+    md.append("\nCoverage of the profile's 90% intervals pooled over every strategy and "
+              "campaign, by round: " + ", ".join(
+                  f"r{r} {np.mean([v for x in pooled[r] for v in x.get('covered', [])]):.3f}"
+                  for r in pooled if any(x.get("covered") for x in pooled[r])))
+    widths = groups[f"{name}/widths"] = {}
+    md.append("\nExpected width of the plan (at the start of the round) against the width "
+              "after observing its picks and refitting, means over campaigns and rounds:\n")
+    md.append("| strategy | expected | after observing | ratio |\n|---|---|---|---|")
+    for s, key in (("vpc_aggregate", "rank_width_90"), ("vpc_scores", "scores_width")):
+        recs = [x for x in records if x["strategy"] == s and x["round"] > 0
+                and x.get("expected_width") is not None and key in x]
+        if not recs:
+            continue
+        e = np.mean([x["expected_width"] for x in recs])
+        a = np.mean([x[key] for x in recs])
+        widths[s] = {"expected_width": summarise([x["expected_width"] for x in recs]),
+                     "actual_width": summarise([x[key] for x in recs]),
+                     "ratio": {"mean": float(e / a), "std": 0.0, "n": len(recs)}}
+        md.append(f"| {s} | {e:.3f} | {a:.3f} | {e / a:.2f} |")
+    plan_s = [x["plan_seconds"] for x in records if x["strategy"].startswith("vpc")
+              and "plan_seconds" in x]
+    if plan_s:
+        md.append(f"\nPlanning a round (value per cost) took {np.median(plan_s):.2f} s "
+                  f"(median; max {np.max(plan_s):.2f} s).")
+    return groups, md, curves
+
+
+def figure(all_curves, path):
+    fig, axes = plt.subplots(len(all_curves), 2, figsize=(10, 3.6 * len(all_curves)),
+                             squeeze=False)
+    for row, (name, curves) in enumerate(all_curves.items()):
+        for col, metric in enumerate(("rank_error", "mse")):
+            ax = axes[row, col]
+            for s, c in curves.items():
+                pts = [(b, x[metric]["mean"]) for b, x in c if metric in x]
+                ax.plot(*zip(*pts, strict=True), marker="o", label=s)
+            ax.set_xlabel("evaluations revealed")
+            ax.set_ylabel({"rank_error": "aggregate rank error", "mse": "profile MSE"}[metric])
+            ax.set_title(name, fontsize=9)
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--datasets", default="cpp,osl")
+    p.add_argument("--campaigns", type=int, default=6, help="new models per dataset")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--per-round", type=int, default=0,
+                   help="evaluations per round (default: 2 on CPP, 1 on OSL)")
+    p.add_argument("--thin", type=float, default=1.0,
+                   help="share of the other models' cells kept (0.3: a 30%%-observed matrix)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", default=None)
+    p.add_argument("--merge", action="store_true")
+    a = p.parse_args(argv)
+    out_dir = RESULTS if a.out is None else __import__("pathlib").Path(a.out)
+    settings = dict(num_steps=300, num_samples=100) if a.quick else {}
+    if a.quick:
+        a.campaigns, a.rounds = 1, 2
+    spec, inference = make_spec("pmf_svi", **settings)
+    key = as_key(a.seed)
+    groups, md, all_curves, commands = {}, [], {}, []
+    jp = out_dir / "planning.json"
+    if a.merge and jp.exists():
+        old = json.loads(jp.read_text())
+        groups, commands = old["groups"], [old["command"]]
+    for name in a.datasets.split(","):
+        label = name if a.thin >= 1 else f"{name}_thin{a.thin:g}"
+        k_set, k_run, k_time, key = jax.random.split(key, 4)
+        full, base, tasks, ranked = setup(name, a.thin, k_set)
+        per_round = a.per_round or (2 if name == "cpp" else 1)
+        order = np.asarray(jax.random.permutation(k_run, len(ranked)))[:a.campaigns]
+        print(f"{label}: {full}; aggregate over {len(tasks)} tasks, {len(ranked)} ranked "
+              f"models; {len(order)} campaigns x {a.rounds} rounds of {per_round}", flush=True)
+        records = []
+        for n, c in enumerate(order):
+            t0 = time.perf_counter()
+            records += campaign(full, base, ranked[c], tasks, ranked, inference, spec, a.rounds,
+                                per_round, jax.random.fold_in(k_run, n), print)
+            print(f" campaign {n + 1}/{len(order)} ({ranked[c]}) {time.perf_counter() - t0:.0f}s",
+                  flush=True)
+        g, m, curves = summarise_dataset(label, records, a.rounds)
+        if name == "cpp":
+            t = timing(base, tasks, ranked, inference, spec, k_time)
+            g[f"{label}/summary"]["plan_10_seconds"] = {
+                "cold": {"mean": t["cold"], "std": 0.0, "n": 1},
+                "warm": {"mean": t["warm"], "std": 0.0, "n": 1}}
+            m.append(f"\nChoosing the next 10 evaluations of a new model (aggregate rank over "
+                     f"{len(tasks)} tasks) after its fit: {t['cold']:.2f} s in a fresh process "
+                     f"(compilation included), {t['warm']:.2f} s after.")
+        groups.update(g)
+        md += m + [""]
+        all_curves[label] = curves
+    fig = out_dir / "figures" / f"planning{'' if a.thin >= 1 else '_thin'}.png"
+    fig.parent.mkdir(parents=True, exist_ok=True)
+    figure(all_curves, fig)
+    md.append(f"![campaign curves](figures/{fig.name})")
+    protocol = ("simulated campaigns: a new model from 0 revealed scores, true scores revealed "
+                "per round by each strategy, PMF SVI refitted; aggregate = mean task units "
+                "over the aggregate's tasks among the models with all of them")
+    head = ["# Evaluation planning: simulated campaigns\n",
+            "Strategies: " + ", ".join(STRATEGIES) + ". Uniform costs (one per evaluation). "
+            "Error and coverage are on held-out true scores (real data, not a generator).\n"]
+    if a.merge and (out_dir / "planning.md").exists():
+        prev = (out_dir / "planning.md").read_text().split("-->", 1)[-1]
+        prev = prev.split("\n", 3)[-1] if prev.startswith("\n\nDevice") else prev
+        head = [prev.strip(), ""]
+    write_results("planning", protocol, groups, "\n".join(head + md) + "\n", out_dir=out_dir,
+                  previous_commands=commands)
+
+
+if __name__ == "__main__":
+    main()
