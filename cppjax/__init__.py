@@ -9,7 +9,7 @@ from cppjax.models import BNCF, MF, NCF, PMF, FactorsOnly, ScalingLaw
 from cppjax.predictive import Posterior, Predictive
 from cppjax.ranks import RankPosterior
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "BNCF",

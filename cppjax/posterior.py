@@ -112,7 +112,8 @@ class BayesPosterior(SampledPosterior):
         mi = np.concatenate([np.asarray(model_idx, np.int32), np.zeros(pad, np.int32)])
         ti = np.concatenate([np.asarray(task_idx, np.int32), np.zeros(pad, np.int32)])
         out = predict_sites(self._static_model, self.samples, self._args(mi, ti),
-                            ("cell_mean",), as_key(0), max_values=max_values, data=self._data)
+                            ("cell_mean",), as_key(0), max_values=max_values, data=self._data,
+                            cache=getattr(self.inference, "programs", None))
         return out["cell_mean"][:, :n]
 
     def _log_lik(self, model_idx, task_idx):
