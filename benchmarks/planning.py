@@ -330,10 +330,11 @@ def main(argv=None):
         groups.update(g)
         md += m + [""]
         all_curves[label] = curves
-    fig = out_dir / "figures" / f"planning{'' if a.thin >= 1 else '_thin'}.png"
-    fig.parent.mkdir(parents=True, exist_ok=True)
-    figure(all_curves, fig)
-    md.append(f"![campaign curves](figures/{fig.name})")
+    for label, curves in all_curves.items():  # one figure per dataset (merged runs keep theirs)
+        fig = out_dir / "figures" / f"planning_{label}.png"
+        fig.parent.mkdir(parents=True, exist_ok=True)
+        figure({label: curves}, fig)
+        md.append(f"![{label} campaign curves](figures/{fig.name})\n")
     protocol = ("simulated campaigns: a new model from 0 revealed scores, true scores revealed "
                 "per round by each strategy, PMF SVI refitted; aggregate = mean task units "
                 "over the aggregate's tasks among the models with all of them")
@@ -341,8 +342,8 @@ def main(argv=None):
             "Strategies: " + ", ".join(STRATEGIES) + ". Uniform costs (one per evaluation). "
             "Error and coverage are on held-out true scores (real data, not a generator).\n"]
     if a.merge and (out_dir / "planning.md").exists():
-        prev = (out_dir / "planning.md").read_text().split("-->", 1)[-1]
-        prev = prev.split("\n", 3)[-1] if prev.startswith("\n\nDevice") else prev
+        prev = (out_dir / "planning.md").read_text().split("-->", 1)[-1].lstrip("\n")
+        prev = prev.split("\n", 1)[-1] if prev.startswith("Device") else prev
         head = [prev.strip(), ""]
     write_results("planning", protocol, groups, "\n".join(head + md) + "\n", out_dir=out_dir,
                   previous_commands=commands)

@@ -5,6 +5,7 @@
     cppjax rank --task "GSM8K(4-shot)"
     cppjax evaluate --protocol random --methods mf,pmf_svi
     cppjax plan --model "Llama 3 8B" --budget 10
+    cppjax cod --items items.csv --models models.csv --target-compute 1e23
 
 Errors on bad input are one message saying what to fix (``--debug`` shows the traceback).
 """
@@ -482,6 +483,18 @@ def build_parser() -> argparse.ArgumentParser:
     data_args(sp)
     fit_args(sp)
     sp.set_defaults(func=cmd_plan)
+
+    def cod_common(sp):
+        sp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        sp.add_argument("--level", type=float, default=0.9,
+                        help="credible interval level, in (0, 1) (default 0.9)")
+        sp.add_argument("--out", default="cppjax-output", help="output folder")
+        sp.add_argument("--overwrite", action="store_true",
+                        help="replace the files of an earlier run in --out")
+
+    from cppjax.cli_cod import add_parser as add_cod
+
+    add_cod(sub, cod_common)
 
     sp = sub.add_parser("methods", help="list the method names with one line each")
     sp.set_defaults(func=cmd_methods)

@@ -264,3 +264,62 @@ def plan_curve(plan, *, ax=None):
     ax.set_title(f"plan: {plan.target.describe()}", fontsize=9)
     ax.set_ylim(bottom=0)
     return ax
+
+
+def cod_clusters(post, task: str, *, level: float = 0.9, ax=None):
+    """COD on one task: each cluster's accuracy against compute (the training models' dots)
+    with its law's ``level`` band out to the largest placed model; clusters left out of the
+    predictable subset dashed."""
+    ax = _ax(ax, (7, 4.5))
+    comp = post._compute
+    train = np.isfinite(post.matrix.scores[:, post.matrix.task_index(task)])
+    grid = np.geomspace(comp.min(), comp.max() * 1.05, 60)
+    draws, kept, acc = post.group_draws(grid, task)
+    lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    colors = plt.cm.viridis(np.linspace(0, 0.9, draws.shape[2]))
+    for k in range(draws.shape[2]):
+        ls = "-" if kept[k] else "--"
+        ax.plot(grid, draws[:, :, k].mean(axis=0), ls, color=colors[k], lw=1.2)
+        ax.fill_between(grid, lo[:, k], hi[:, k], color=colors[k], alpha=0.15 if kept[k] else 0.05)
+        n = len(acc)
+        ax.scatter(comp[:n][train[:n]], acc[train[:n], k], s=10, color=colors[k])
+    ax.set_xscale("log")
+    ax.set_xlabel("training compute (FLOPs)")
+    ax.set_ylabel("cluster accuracy")
+    ax.set_title(f"{task}: clusters (solid: predictable subset; band {level:.0%})", fontsize=9)
+    return ax
+
+
+def cod_prediction(posts: dict, task: str, *, truth=None, level: float = 0.9, ax=None):
+    """The task's accuracy against compute: the training models (dots), each method's
+    predictive band and its prediction for the blank rows (``posts``: name -> posterior of
+    :func:`cppjax.cod.fit`; ``truth``: optional model -> true accuracy, crosses)."""
+    ax = _ax(ax, (7, 4.5))
+    for n, (name, post) in enumerate(posts.items()):
+        sm, comp = post.matrix, post._compute
+        j = sm.task_index(task)
+        obs = np.isfinite(sm.scores[:, j])
+        if n == 0:
+            ax.scatter(comp[obs], sm.scores[obs, j], s=12, color="k", label="training models")
+        grid = np.geomspace(comp.min(), comp.max() * 1.05, 60)
+        d = post.accuracy_draws(grid, task, rng_key=n)
+        lo, hi = np.quantile(d, [(1 - level) / 2, (1 + level) / 2], axis=0)
+        line, = ax.plot(grid, d.mean(axis=0), label=name)
+        ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.15)
+        for i in np.flatnonzero(~obs):
+            di = post.accuracy_draws(comp[i:i + 1], task, rng_key=n)[:, 0]
+            a, b = np.quantile(di, [(1 - level) / 2, (1 + level) / 2])
+            m = di.mean()
+            ax.errorbar(comp[i] * (1 + 0.04 * n), m, yerr=[[m - a], [b - m]], fmt="o",
+                        color=line.get_color(), capsize=3)
+    for model, value in (truth or {}).items():
+        post = next(iter(posts.values()))
+        i = post.matrix.model_index(model)
+        ax.scatter([post._compute[i]], [value], marker="x", s=60, color="red",
+                   label="truth" if model == next(iter(truth)) else None, zorder=5)
+    ax.set_xscale("log")
+    ax.set_xlabel("training compute (FLOPs)")
+    ax.set_ylabel("task accuracy")
+    ax.set_title(f"{task}: predictions with {level:.0%} intervals", fontsize=9)
+    ax.legend(fontsize=7)
+    return ax

@@ -133,6 +133,41 @@ def _write(sm: ScoreMatrix, name: str, out: Path) -> list[str]:
     return written
 
 
+PYTHIA_CITATION = (
+    "Biderman et al. Pythia: A Suite for Analyzing Large Language Models Across Training and "
+    "Scaling. ICML 2023, arXiv:2304.01373; term-frequency case study after Razeghi et al. 2022. "
+    "Data: github.com/EleutherAI/pythia, evals/csv/*/term_frquency_all_shots.csv, commit "
+    "a19eecb (Apache License 2.0)."
+)
+
+
+def write_pythia_arithmetic(shared: Path, out: Path) -> dict:
+    """The Pythia v0 arithmetic per-item results in the package's tidy form: one row per
+    (model, item) with the share of its 50 instances solved; an item is one first operand of
+    one task (operation x few-shot count), named ``<task>/<x1>``."""
+    d = shared / "cod" / "pythia_v0_termfreq_arith"
+    raw = pd.read_csv(d / "items_long.csv.gz")
+    if not (raw["n_correct"] / raw["n_instances"] - raw["score"]).abs().max() < 1e-9:
+        raise ValueError(f"{d}: score is not n_correct / n_instances")
+    items = pd.DataFrame({"model": raw["model"], "task": raw["task"],
+                          "item": raw["task"] + "/" + raw["x1"].astype(str),
+                          "correct": raw["score"], "n_trials": raw["n_instances"]})
+    items = items.sort_values(["model", "task", "item"], kind="stable")
+    items.to_csv(out / "pythia_arith_items.csv.gz", index=False,
+                 compression={"method": "gzip", "mtime": 0})
+    m = pd.read_csv(d / "models.csv")
+    models = pd.DataFrame({"model": m["model"], "family": m["family"], "size": m["size_name"],
+                           "step": m["step"], "parameters": m["params"].astype(float),
+                           "tokens": m["tokens"].astype(float),
+                           "flops": m["flops"].astype(float)})
+    models.to_csv(out / "pythia_arith_models.csv", index=False)
+    return {"files": ["pythia_arith_items.csv.gz", "pythia_arith_models.csv"],
+            "shape": [int(models.shape[0]), int(items["item"].nunique())],
+            "tasks": sorted(items["task"].unique()), "citation": PYTHIA_CITATION,
+            "units": {"correct": "share of the item's 50 instances solved (exact match)",
+                      "flops": "6 x parameters x tokens"}}
+
+
 def build(shared: Path, out: Path = FILES) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     cpp = read_cpp_reference(shared)
@@ -165,6 +200,7 @@ def build(shared: Path, out: Path = FILES) -> dict:
             },
         },
     }
+    manifest["pythia_arith"] = write_pythia_arithmetic(shared, out)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -182,8 +218,8 @@ def main(argv=None) -> None:
     manifest = build(args.shared, args.out)
     for name, info in manifest.items():
         print(
-            f"{name}: {info['shape'][0]} models x {info['shape'][1]} tasks, "
-            f"{info['observed']} observed -> {', '.join(info['files'])}"
+            f"{name}: {info['shape'][0]} models x {info['shape'][1]} tasks (items), "
+            f"{info.get('observed', 'all')} observed -> {', '.join(info['files'])}"
         )
     print(f"model names reconciled in cpp_crowdsource: {CPP_MODEL_ALIASES}")
 

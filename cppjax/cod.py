@@ -1,0 +1,462 @@
+"""Clustering on difficulty (COD; Xu et al., arXiv:2502.17262): predict a large model's
+benchmark accuracy from small models' per-item results, with a posterior predictive.
+
+For each task:
+
+1. each item is described by its pass rates across the training (small) models ordered by
+   compute (:func:`difficulty_features`);
+2. the items are clustered (:mod:`cppjax.clustering`: improved MeanShift, k-means, or 2PL
+   difficulty groups);
+3. each cluster's mean accuracy gets a performance-compute law with a floor ``g`` (chance) and
+   a ceiling below 1, ``acc(C) = g + (1 - g) exp(-a (C / C_max)^-b - c)`` (the paper's form as
+   we read it), fitted with NUTS, all clusters of all tasks in one model;
+4. a cluster is *predictable* when its law, fitted without the ``holdout`` largest training
+   models, predicts them within ``tolerance`` (and some of its items are ever solved); the
+   kept clusters form the subset;
+5. the subset's accuracy maps to the full task's by ``logit(full) = alpha + beta logit(subset)
+   + noise``, fitted with NUTS on the training models.
+
+The predictive of a task's accuracy at compute ``C`` is, per posterior draw, the item-weighted
+mean of the kept clusters' laws (each with its model-to-model scatter) mapped through the
+mapping. The task-level baselines (the same law, or a sigmoid in log compute, fitted to the
+task accuracy) answer through the same :class:`CODPosterior`.
+
+Example:
+    >>> from cppjax import cod
+    >>> from cppjax.datasets import load_pythia_arithmetic
+    >>> data = load_pythia_arithmetic()
+    >>> targets = ["pythia-12b-deduped-v0@step143000"]                     # doctest: +SKIP
+    >>> post = cod.fit(data, targets=targets, rng_key=0)                  # doctest: +SKIP
+    >>> post.predict("missing", rng_key=1).to_frame()                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pandas as pd
+from numpyro.infer import MCMC, NUTS
+
+from cppjax import clustering
+from cppjax.data import ScoreMatrix
+from cppjax.errors import DataError
+from cppjax.keys import as_key
+from cppjax.predictive import Posterior
+
+METHODS = ("cod", "task_law", "task_sigmoid")
+CLUSTERINGS = ("meanshift", "kmeans", "irt")
+_EPS = 1e-3
+
+
+@dataclass(frozen=True)
+class COD:
+    """Settings of a COD fit (see the module docstring)."""
+
+    clustering: str = "meanshift"
+    bandwidth: float = 0.08
+    max_distance: float = 0.2
+    min_cluster: int | None = None
+    k: int = 6  # clusters of k-means and of the 2PL groups
+    law: str = "sigmoid"  # "cod": the paper's form; "sigmoid": a sigmoid in log compute
+    mapping: str = "parts"  # "parts": subset + a law for the rest; "logit": the paper's map
+    holdout: int = 1
+    tolerance: float = 0.02
+    max_scatter: float = 0.04
+    num_warmup: int = 500
+    num_samples: int = 500
+    num_chains: int = 2
+
+    def __post_init__(self):
+        if self.clustering not in CLUSTERINGS:
+            raise ValueError(f"clustering must be one of {CLUSTERINGS}; got {self.clustering!r}")
+        if self.mapping not in ("parts", "logit"):
+            raise ValueError(f"mapping must be 'parts' or 'logit'; got {self.mapping!r}")
+        if self.law not in ("cod", "sigmoid"):
+            raise ValueError(f"law must be 'cod' or 'sigmoid'; got {self.law!r}")
+        if self.holdout < 1:
+            raise ValueError(f"holdout must be >= 1 (the largest training models that test "
+                             f"each cluster's law); got {self.holdout}")
+
+
+# -- laws ------------------------------------------------------------------------------------
+def law(x, g, a, b, c):
+    """``g + (1 - g) exp(-a x^-b - c)``, ``x = C / C_max`` (floor g, ceiling below 1)."""
+    return g + (1 - g) * jnp.exp(-a * jnp.power(x, -b) - c)
+
+
+def sigmoid_law(x, g, u, k, m):
+    """``g + (u - g) sigmoid(k (log10 x - m))``: the task-level sigmoid in log compute."""
+    return g + (u - g) * jax.nn.sigmoid(k * (jnp.log10(x) - m))
+
+
+def law_model(x, group, n_items, floor, y=None, *, n_groups: int, form: str = "law"):
+    """Each group's mean accuracy against compute ``x`` (relative to the largest training
+    model), with a per-group scatter on top of the binomial noise of ``n_items`` items."""
+    with numpyro.plate("groups", n_groups):
+        if form == "law":
+            a = numpyro.sample("a", dist.LogNormal(0.0, 1.5))
+            b = numpyro.sample("b", dist.LogNormal(np.log(0.5), 0.8))
+            c = numpyro.sample("c", dist.HalfNormal(1.0))
+            params = (a, b, c)
+        else:
+            # a cluster of items tends to be solvable in the end: a ceiling near 1 a priori
+            u = numpyro.sample("u", dist.Beta(5.0, 1.0))
+            k = numpyro.sample("k", dist.LogNormal(np.log(2.0), 1.0))
+            m = numpyro.sample("m", dist.Normal(0.0, 2.0))
+            params = (floor + (1 - floor) * u, k, m)
+        s = numpyro.sample("scatter", dist.HalfNormal(0.05))
+    fn = law if form == "law" else sigmoid_law
+    mu = fn(x, floor[group], *(p[group] for p in params))
+    sd = jnp.sqrt(s[group] ** 2 + jnp.clip(mu * (1 - mu), 1e-4) / n_items)
+    numpyro.sample("y", dist.Normal(mu, sd), obs=y)
+
+
+def mapping_model(sub, task, y=None, *, n_tasks: int):
+    """``logit(full) = alpha + beta logit(subset) + noise`` per task."""
+    with numpyro.plate("tasks", n_tasks):
+        alpha = numpyro.sample("alpha", dist.Normal(0.0, 2.0))
+        beta = numpyro.sample("beta", dist.LogNormal(0.0, 0.5))
+        tau = numpyro.sample("tau", dist.HalfNormal(0.5))
+    mu = alpha[task] + beta[task] * sub
+    numpyro.sample("y", dist.Normal(mu, tau[task]), obs=y)
+
+
+def _nuts(model, key, settings: COD, **kw) -> dict:
+    chains = settings.num_chains
+    method = "parallel" if jax.local_device_count() >= chains else "sequential"
+    mcmc = MCMC(NUTS(model, target_accept_prob=0.9), num_warmup=settings.num_warmup,
+                num_samples=settings.num_samples, num_chains=chains, chain_method=method,
+                progress_bar=False)
+    mcmc.run(key, **kw)
+    return {k: np.asarray(v) for k, v in mcmc.get_samples().items()}
+
+
+def _logit(p):
+    p = np.clip(p, _EPS, 1 - _EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def _fit_groups(acc, x, counts, floors, key, settings, form="law"):
+    """NUTS on group accuracies ``acc`` (models x groups)."""
+    n_models, n_groups = acc.shape
+    mi, gi = np.indices(acc.shape)
+    keep = np.isfinite(acc)
+    return _nuts(partial_model(law_model, n_groups=n_groups, form=form), key, settings,
+                 x=jnp.asarray(x[mi[keep]], jnp.float32), group=jnp.asarray(gi[keep]),
+                 n_items=jnp.asarray(counts[gi[keep]], jnp.float32),
+                 floor=jnp.asarray(floors, jnp.float32), y=jnp.asarray(acc[keep], jnp.float32))
+
+
+def partial_model(fn, **static):
+    def model(*args, **kw):
+        return fn(*args, **kw, **static)
+
+    return model
+
+
+def _law_draws(samples, x, floors, form="law", scatter_key=None):
+    """Draws ``(S, n_x, n_groups)`` of each group's accuracy at compute ``x`` (relative)."""
+    xx = jnp.asarray(x, jnp.float32)[None, :, None]
+    f = jnp.asarray(floors, jnp.float32)[None, None, :]
+    if form == "law":
+        p = [jnp.asarray(samples[k])[:, None, :] for k in ("a", "b", "c")]
+        mu = law(xx, f, *p)
+    else:
+        u = f + (1 - f) * jnp.asarray(samples["u"])[:, None, :]
+        mu = sigmoid_law(xx, f, u, *(jnp.asarray(samples[k])[:, None, :] for k in ("k", "m")))
+    mu = np.asarray(mu, float)
+    if scatter_key is not None:
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(scatter_key)).ravel())
+        mu = mu + samples["scatter"][:, None, :] * rng.standard_normal(mu.shape)
+    return np.clip(mu, 0.0, 1.0)
+
+
+# -- features and the fit --------------------------------------------------------------------
+def difficulty_features(data, task: str, train: list[str]) -> np.ndarray:
+    """Items of ``task`` x training models (ordered by compute): pass rates (NaN as 0.5 is
+    refused: every training model must have run every item of the task)."""
+    comp = data.compute().loc[train].sort_values(kind="stable")
+    rows = [data.models.index(m) for m in comp.index]
+    X = data.results[np.ix_(rows, data.task_items(task))].T
+    if not np.isfinite(X).all():
+        j, i = np.argwhere(~np.isfinite(X))[0]
+        raise DataError(f"{data.source}: model {comp.index[i]!r} has no result on item "
+                        f"{data.items[data.task_items(task)[j]]!r} of task {task!r}; COD "
+                        f"needs every training model on every item")
+    return X
+
+
+@dataclass
+class _TaskFit:
+    labels: np.ndarray  # per item of the task: cluster, -1 = left out
+    kept: np.ndarray  # per cluster: predictable
+    counts: np.ndarray  # items per cluster
+    holdout_error: np.ndarray  # per cluster: |error| on the held-out largest models
+    group_offset: int  # first column of this task's clusters in the joint fit
+    scatter: np.ndarray = None  # per cluster: the law's misfit (posterior mean) in the fit
+    kept_share: float = 0.0  # share of the task's items in kept clusters ("parts")
+    rest_col: int = -1  # the group of the other items ("parts"; -1: none)
+    extrap_sd: float = 0.0  # the kept subset's error on the held-out models (validation)
+    val_gap: float = 1.0  # log compute from the validation fit's largest model to the held out
+
+
+class CODPosterior(Posterior):
+    """Draws of task accuracies at any compute, answering through :meth:`predict` on the
+    task-accuracy matrix (training models observed, ``targets`` blank).
+
+    Attributes:
+        clusters: one row per item: ``task, item, cluster, kept`` (COD only).
+        summary: one row per task: clusters, kept clusters, items kept, mapping.
+    """
+
+    def __init__(self, matrix, method, settings, compute, c_max, pieces, fit_seconds):
+        self.matrix, self.method, self.spec, self.inference = matrix, method, settings, None
+        self.fit_seconds = fit_seconds
+        self._compute, self._c_max, self._pieces = compute, c_max, pieces
+        self.n_draws = pieces["n_draws"]
+        self.clusters = pieces.get("clusters")
+        self.summary = pieces.get("summary")
+
+    def __repr__(self):
+        return f"CODPosterior({self.method}, {self.matrix.n_tasks} tasks, {self.n_draws} draws)"
+
+    def accuracy_draws(self, compute, task: str, rng_key) -> np.ndarray:
+        """Draws ``(n_draws, len(compute))`` of ``task``'s accuracy at ``compute`` (FLOPs)."""
+        x = np.atleast_1d(np.asarray(compute, float)) / self._c_max
+        p, t = self._pieces, self.matrix.task_index(task)
+        rng_key = as_key(rng_key)
+        if self.method != "cod":
+            g = _law_draws(p["samples"], x, p["floors"], p["form"], rng_key)
+            return g[:, :, t]
+        tf = p["tasks"][t]
+        cols = tf.group_offset + np.flatnonzero(tf.kept)
+        k1, k2 = jax.random.split(as_key(rng_key))
+        g = _law_draws(p["samples"], x, p["floors"], p["form"], k1)
+        sub = 0.0
+        if cols.size:
+            w = tf.counts[tf.kept] / tf.counts[tf.kept].sum()
+            sub = g[:, :, cols] @ w
+        if cols.size:  # the extrapolation error the held-out check measured, per log compute
+            gap = np.clip(np.log(np.maximum(x, 1e-300)) / tf.val_gap, 0.0, None)
+            rng = np.random.default_rng(np.asarray(jax.random.key_data(k2)).ravel())
+            sub = np.clip(sub + tf.extrap_sd * gap * rng.standard_normal(sub.shape), 0, 1)
+        if p["mapping"] is None:  # "parts": the kept subset and a law for the other items
+            rest = g[:, :, tf.rest_col] if tf.rest_col >= 0 else 0.0
+            return tf.kept_share * sub + (1 - tf.kept_share) * rest
+        if cols.size == 0:
+            raise DataError(f"no predictable cluster on task {task!r}: COD with the logit "
+                            f"mapping cannot predict it (see posterior.summary)")
+        m = p["mapping"]
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(k2)).ravel() + 1)
+        z = (m["alpha"][:, None, t] + m["beta"][:, None, t] * _logit(sub)
+             + m["tau"][:, None, t] * rng.standard_normal(sub.shape))
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def group_draws(self, compute, task: str, rng_key=None):
+        """Each group's accuracy draws at ``compute`` ``(n_draws, n, groups)`` (COD: the
+        task's clusters; a baseline: the task), ``kept`` per group, and the groups' accuracy
+        on the data's models ``(n_models, groups)``."""
+        p, t = self._pieces, self.matrix.task_index(task)
+        x = np.atleast_1d(np.asarray(compute, float)) / self._c_max
+        key = None if rng_key is None else as_key(rng_key)
+        g = _law_draws(p["samples"], x, p["floors"], p.get("form", "law"), key)
+        if self.method != "cod":
+            return g[:, :, [t]], np.ones(1, bool), self.matrix.scores[:, [t]]
+        tf = p["tasks"][t]
+        cols = tf.group_offset + np.arange(len(tf.counts))
+        return g[:, :, cols], tf.kept, p["group_accuracy"][:, cols]
+
+    def _draws(self, mi, ti, key):
+        if key is None:
+            raise ValueError("predictive draws of COD need an rng_key (or int seed)")
+        out = np.zeros((self.n_draws, len(mi)))
+        keys = jax.random.split(as_key(key), self.matrix.n_tasks)
+        for t in np.unique(ti):
+            sel = np.flatnonzero(ti == t)
+            c = self._compute[np.asarray(mi)[sel]]
+            d = self.accuracy_draws(c, self.matrix.tasks[t], keys[t])
+            out[:, sel] = d
+        return self.matrix.normalize(out, np.asarray(mi), np.asarray(ti))
+
+    def save(self, path):
+        raise TypeError("a COD posterior is not saved: refit it from the item data (a minute)")
+
+
+def fit(data, *, rng_key, targets=None, target_compute: dict | None = None,
+        method: str = "cod", settings: COD | None = None, progress: bool = False
+        ) -> CODPosterior:
+    """Fit COD (or a task-level baseline: ``method="task_law"``, ``"task_sigmoid"``) on the
+    results of every model of ``data`` except ``targets`` (model names, hidden from the fit),
+    and place ``target_compute`` (name -> FLOPs; new rows) too. The posterior's matrix holds the
+    task accuracies: training rows observed, target rows blank (``predict("missing")``)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    settings = settings or COD()
+    t0 = time.perf_counter()
+    targets = list(targets or [])
+    for m in targets:
+        if m not in data.models:
+            from cppjax.errors import did_you_mean
+
+            raise KeyError(f"unknown target model {m!r}{did_you_mean(m, data.models)}")
+    compute = data.compute()
+    train = [m for m in data.models if m not in targets]
+    if len(train) < settings.holdout + 3:
+        raise DataError(f"COD needs at least {settings.holdout + 3} training models; got "
+                        f"{len(train)}")
+    c_max = float(compute.loc[train].max())
+    extra = dict(target_compute or {})
+    for name, c in extra.items():
+        if not (np.isfinite(c) and c > 0):
+            raise ValueError(f"target compute of {name!r} must be positive FLOPs; got {c}")
+    acc = data.task_accuracy()
+    scores = acc.to_numpy().copy()
+    scores[[data.models.index(m) for m in targets]] = np.nan
+    names = list(data.models) + list(extra)
+    scores = np.vstack([scores, np.full((len(extra), scores.shape[1]), np.nan)])
+    mf = data.model_factors.copy()
+    for name, c in extra.items():
+        mf.loc[name, "flops"] = c
+    all_compute = np.concatenate([compute.to_numpy(), np.array(list(extra.values()), float)])
+    sm = ScoreMatrix(scores, names, acc.columns, scale="fraction", model_factors=mf.loc[names],
+                     normalization="none", source=data.source)
+    floors_task = np.array([data.chance.get(t, 0.0) for t in data.tasks])
+    x_train = compute.loc[train].to_numpy() / c_max
+    keys = jax.random.split(as_key(rng_key), 4)
+    if method != "cod":
+        form = "law" if method == "task_law" else "sigmoid"
+        y = acc.loc[train].to_numpy()
+        counts = np.array([len(data.task_items(t)) for t in data.tasks], float)
+        samples = _fit_groups(y, x_train, counts, floors_task, keys[0], settings, form)
+        pieces = {"samples": samples, "floors": floors_task, "form": form,
+                  "n_draws": len(samples["scatter"])}
+        return CODPosterior(sm, method, settings, all_compute, c_max, pieces,
+                            time.perf_counter() - t0)
+    return _fit_cod(data, sm, train, compute, c_max, x_train, floors_task, keys, settings,
+                    all_compute, t0, progress)
+
+
+def _fit_logit_mapping(data, task_fits, G, rows, key, settings):
+    """The paper's step 5: ``logit(full) = alpha + beta logit(subset)`` on the training
+    models, per task."""
+    subs, fulls, tix = [], [], []
+    acc = data.task_accuracy().to_numpy()
+    for t, tf in enumerate(task_fits):
+        if tf.kept.any():
+            kc = tf.group_offset + np.flatnonzero(tf.kept)
+            w = tf.counts[tf.kept] / tf.counts[tf.kept].sum()
+            subs.append(_logit(G[rows][:, kc] @ w))
+            fulls.append(_logit(acc[rows, t]))
+            tix.append(np.full(len(rows), t))
+    if not subs:
+        raise DataError("no predictable cluster on any task: every cluster's law missed the "
+                        "held-out largest training models (or fits them poorly)")
+    return _nuts(partial_model(mapping_model, n_tasks=len(data.tasks)), key, settings,
+                 sub=jnp.asarray(np.concatenate(subs), jnp.float32),
+                 task=jnp.asarray(np.concatenate(tix)),
+                 y=jnp.asarray(np.concatenate(fulls), jnp.float32))
+
+
+def _cluster(data, task, train, settings, key):
+    X = difficulty_features(data, task, train)
+    if settings.clustering == "meanshift":
+        return clustering.meanshift(X, bandwidth=settings.bandwidth,
+                                    max_distance=settings.max_distance,
+                                    min_size=settings.min_cluster)
+    k = min(settings.k, len(X))
+    if settings.clustering == "kmeans":
+        return clustering.kmeans(X, k, rng_key=key)
+    return clustering.irt_groups(X, k)
+
+
+def _fit_cod(data, sm, train, compute, c_max, x_train, floors_task, keys, settings,
+             all_compute, t0, progress):
+    res = data.results
+    rows = [data.models.index(m) for m in train]
+    order = np.argsort(compute.loc[train].to_numpy(), kind="stable")
+    fit_rows = [rows[i] for i in order[:-settings.holdout]]
+    cols, floors, counts, task_fits, rows_cl = [], [], [], [], []
+    ck = jax.random.split(keys[0], len(data.tasks))
+    for t, task in enumerate(data.tasks):
+        items = data.task_items(task)
+        labels = _cluster(data, task, train, settings, ck[t])
+        n_cl = labels.max() + 1
+        tf = _TaskFit(labels, np.zeros(n_cl, bool), np.array(
+            [(labels == c).sum() for c in range(n_cl)], float), np.full(n_cl, np.nan),
+            len(cols))
+        for c in range(n_cl):
+            cols.append(np.nanmean(res[:, items[labels == c]], axis=1))
+            floors.append(floors_task[t])
+            counts.append(tf.counts[c])
+        task_fits.append(tf)
+        rows_cl += [(task, data.items[i], int(lab)) for i, lab in zip(items, labels,
+                                                                     strict=True)]
+    if not cols:
+        raise DataError("no cluster of items was formed (every cluster smaller than "
+                        "min_cluster); lower min_cluster or raise the bandwidth")
+    G = np.stack(cols, axis=1)  # models x clusters
+    floors, counts = np.array(floors), np.array(counts)
+    x_all = compute.to_numpy() / c_max
+    # 4. predictability: the law without the largest training models, tested on them
+    form = "law" if settings.law == "cod" else "sigmoid"
+    val = _fit_groups(G[fit_rows], x_all[fit_rows], counts, floors, keys[1], settings, form)
+    held = [rows[i] for i in order[-settings.holdout:]]
+    draws = _law_draws(val, x_all[held], floors, form, keys[1])  # (S, holdout, clusters)
+    err = np.abs(draws.mean(axis=0) - G[held]).mean(axis=0)
+    lo, hi = np.quantile(draws, [0.005, 0.995], axis=0)
+    inside = ((G[held] >= lo - settings.tolerance) & (G[held] <= hi + settings.tolerance)).all(
+        axis=0)
+    scatter = val["scatter"].mean(axis=0)  # the law's misfit on the models it was fitted to
+    # how far the held-out check extrapolated (log compute), to scale its error to a target's
+    val_gap = float(np.log(x_all[held].max() / x_all[fit_rows].max()))
+    signed = (draws.mean(axis=0) - G[held]).mean(axis=0)
+    ever = G[rows].max(axis=0) > 0.02
+    for tf in task_fits:
+        sl = slice(tf.group_offset, tf.group_offset + len(tf.counts))
+        tf.holdout_error = err[sl]
+        tf.scatter = scatter[sl]
+        tf.val_gap = max(val_gap, 1e-6)
+        tf.kept = inside[sl] & (scatter[sl] <= settings.max_scatter) & ever[sl]
+        if tf.kept.any():  # the kept clusters' extrapolation error on the held-out models
+            w = tf.counts[tf.kept] / tf.counts[tf.kept].sum()
+            tf.extrap_sd = float(np.sqrt(w @ signed[sl][tf.kept] ** 2))
+    # 3. the laws on every training model; 5. the mapping
+    # 3. the laws on every training model (with "parts", one more group per task: the items
+    # outside the kept clusters); 5. the mapping
+    if settings.mapping == "parts":
+        rest_cols = []
+        for t, (task, tf) in enumerate(zip(data.tasks, task_fits, strict=True)):
+            items = data.task_items(task)
+            rest = items[~np.isin(tf.labels, np.flatnonzero(tf.kept))]
+            tf.kept_share = 1.0 - len(rest) / len(items)
+            tf.rest_col = G.shape[1] + len(rest_cols) if len(rest) else -1
+            if len(rest):
+                rest_cols.append((np.nanmean(res[:, rest], axis=1), len(rest), floors_task[t]))
+        if rest_cols:
+            G = np.column_stack([G] + [c[0] for c in rest_cols])
+            counts = np.concatenate([counts, [c[1] for c in rest_cols]])
+            floors = np.concatenate([floors, [c[2] for c in rest_cols]])
+    samples = _fit_groups(G[rows], x_all[rows], counts, floors, keys[2], settings, form)
+    mapping = None
+    if settings.mapping == "logit":
+        mapping = _fit_logit_mapping(data, task_fits, G, rows, keys[3], settings)
+    clusters = pd.DataFrame(rows_cl, columns=["task", "item", "cluster"])
+    clusters["kept"] = [c >= 0 and task_fits[data.tasks.index(t)].kept[c]
+                        for t, c in zip(clusters["task"], clusters["cluster"], strict=True)]
+    summary = pd.DataFrame([{
+        "task": task, "clusters": len(tf.counts), "kept_clusters": int(tf.kept.sum()),
+        "items_kept": int(tf.counts[tf.kept].sum()), "items_left_out": int((tf.labels < 0).sum()),
+        "holdout_error_kept": float(np.mean(tf.holdout_error[tf.kept])) if tf.kept.any()
+        else np.nan} for task, tf in zip(data.tasks, task_fits, strict=True)]).set_index("task")
+    pieces = {"samples": samples, "floors": floors, "form": form, "tasks": task_fits,
+              "mapping": mapping,
+              "n_draws": len(samples["scatter"]), "clusters": clusters, "summary": summary,
+              "group_accuracy": G, "validation": val}
+    return CODPosterior(sm, "cod", settings, all_compute, c_max, pieces,
+                        time.perf_counter() - t0)
