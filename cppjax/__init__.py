@@ -5,6 +5,7 @@ from cppjax.data import Normalization, Observations, ScoreMatrix, read_factors
 from cppjax.errors import CppjaxWarning, DataError, FactorMismatchError
 from cppjax.inference import MAP, NUTS, SVI, Adam
 from cppjax.io import load
+from cppjax.items import ItemResponses
 from cppjax.models import BNCF, MF, NCF, PMF, FactorsOnly, ScalingLaw
 from cppjax.predictive import Posterior, Predictive
 from cppjax.ranks import RankPosterior
@@ -30,6 +31,7 @@ __all__ = [
     "CppjaxWarning",
     "DataError",
     "FactorMismatchError",
+    "ItemResponses",
     "Normalization",
     "Observations",
     "ScoreMatrix",
