@@ -16,6 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from cppjax.cli_common import check_common, refuse_overwrite
+
 DEFAULT_METHOD = "pmf_svi"
 
 
@@ -117,42 +119,12 @@ def _spec(args):
     return make_spec(args.method, **usable)
 
 
-def _check_common(args):
-    for k in ("samples", "warmup", "chains", "steps"):
-        v = getattr(args, k, None)
-        if v is not None and v < 1:
-            raise ValueError(f"--{k} must be a positive integer; got {v}")
-    level = getattr(args, "level", None)
-    if level is not None and not 0.0 < level < 1.0:
-        raise ValueError(f"--level must be in (0, 1), e.g. 0.9 for 90% intervals; got {level}")
-    out = getattr(args, "out", None)
-    if out is not None:  # a folder we cannot write fails now, not after the fit
-        import os
-
-        out = Path(out)
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ValueError(f"--out {out}: cannot create the output folder "
-                             f"({e.strerror})") from None
-        if not out.is_dir() or not os.access(out, os.W_OK):
-            raise ValueError(f"--out {out}: not a writable folder")
-
-
 PREDICT_FILES = ("predictions.csv", "heatmap_mean.png", "heatmap_width.png", "rank_forest.png")
 
 
 def _rank_files(task: str) -> tuple[str, str]:
     safe = "".join(c if c.isalnum() else "_" for c in task)
     return f"rank_{safe}.csv", f"rank_{safe}.png"
-
-
-def _refuse_overwrite(args, names) -> None:
-    """Outputs never silently replace an earlier run's: refuse unless ``--overwrite``."""
-    there = [n for n in names if (Path(args.out) / n).exists()]
-    if there and not args.overwrite:
-        raise ValueError(f"--out {args.out} already holds {', '.join(there)} from an earlier "
-                         f"run: pass --overwrite to replace them, or choose another --out")
 
 
 def _fit(args, sm, spec, inference, key):
@@ -169,8 +141,8 @@ def cmd_predict(args) -> int:
     from cppjax import plots
     from cppjax.keys import as_key
 
-    _check_common(args)
-    _refuse_overwrite(args, PREDICT_FILES)
+    check_common(args)
+    refuse_overwrite(args, PREDICT_FILES)
     spec, inference = _spec(args)
     sm = _load(args)
     _describe_tasks(sm)
@@ -214,8 +186,8 @@ def cmd_rank(args) -> int:
     from cppjax import plots
     from cppjax.keys import as_key
 
-    _check_common(args)
-    _refuse_overwrite(args, _rank_files(args.task))
+    check_common(args)
+    refuse_overwrite(args, _rank_files(args.task))
     spec, inference = _spec(args)
     sm = _load(args)
     sm.task_index(args.task)  # an unknown task fails here, before the fit
@@ -246,9 +218,9 @@ def cmd_evaluate(args) -> int:
     from cppjax.evaluation import check_settings, evaluate_methods
     from cppjax.keys import as_key
 
-    _check_common(args)
+    check_common(args)
     if args.out is not None:
-        _refuse_overwrite(args, ["evaluation.csv"])
+        refuse_overwrite(args, ["evaluation.csv"])
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     settings = _settings_for_eval(args)
     check_settings(methods, settings)
@@ -315,8 +287,8 @@ def cmd_plan(args) -> int:
     from cppjax import planning
     from cppjax.keys import as_key
 
-    _check_common(args)
-    _refuse_overwrite(args, PLAN_FILES)
+    check_common(args)
+    refuse_overwrite(args, PLAN_FILES)
     spec, inference = _spec(args)
     sm = _load(args)
     target = _plan_target(args, sm)

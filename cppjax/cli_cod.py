@@ -59,11 +59,11 @@ def cmd_cod(args) -> int:
     import pandas as pd
 
     from cppjax import cod, plots
-    from cppjax.cli import _check_common, _refuse_overwrite
+    from cppjax.cli_common import check_common, refuse_overwrite
 
-    _check_common(args)
+    check_common(args)
     methods = _check(args)
-    _refuse_overwrite(args, COD_FILES)
+    refuse_overwrite(args, COD_FILES)
     if args.items is None:
         from cppjax.datasets import load_pythia_arithmetic
 
