@@ -92,7 +92,9 @@ def page(results: Path = RESULTS) -> str:
     for name in PAGES:
         path = results / f"{name}.md"
         if path.exists():
-            lines = path.read_text().strip().split("\n")  # its headings one level down
+            # its headings one level down; its figures' links from benchmarks/, not results/
+            text = path.read_text().strip().replace("](figures/", "](results/figures/")
+            lines = text.split("\n")
             out += ["", *("#" + x if x.startswith("#") else x for x in lines), ""]
     return "\n".join(out).rstrip() + "\n"
 
