@@ -20,6 +20,7 @@ Groups of the JSON (metrics on the target cells: ``mae`` in accuracy points, ``c
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -67,41 +68,49 @@ def table(title, group: dict) -> list[str]:
     return md
 
 
+TITLES = {
+    "synthetic": "synthetic (the largest of 10 sizes from the 9 others; n = seeds x 1 cell)",
+    "pythia/sizes": "Pythia arithmetic: 6.9B and 12B final checkpoints from sizes up to 2.8B "
+                    "(20 cells)",
+    "pythia/series": "Pythia arithmetic: each size's final checkpoint (1B to 12B) from every "
+                     "model of less compute",
+}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--parts", default="synthetic,sizes,series,gap",
+                   help="which protocols (each can run in its own process with --merge: NUTS "
+                   "programs of many fits in one process use up the memory maps)")
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--skip-pythia", action="store_true")
+    p.add_argument("--merge", action="store_true")
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
     out_dir = RESULTS if a.out is None else __import__("pathlib").Path(a.out)
     settings = {"num_warmup": 300, "num_samples": 300}
     methods = a.methods.split(",")
+    parts = a.parts.split(",")
     if a.quick:
         settings, a.seeds = {"num_warmup": 50, "num_samples": 50}, 1
-    groups, md = {}, ["# Clustering on difficulty (COD) against task-level laws\n",
-                      "Errors and interval widths in accuracy points (0-100); coverage of the "
-                      "90% intervals over the target cells; `bias` = mean signed error "
-                      "(negative: too low). Synthetic rows are from a generator with known "
-                      "truth, not real data."]
-    recs = {m: [] for m in methods}
-    for seed in range(a.seeds):
-        s = synthetic_items(seed, n_items=300, sizes=10, n_families=1)
-        target = [m for m in s.data.models if m.endswith("-9")]
-        for m in methods:
-            recs[m].append(run(s.data, target, lambda mm, t, s=s: s.task_truth.loc[mm, t], m,
-                               settings, seed))
-        print(f"synthetic seed {seed}: " + ", ".join(
-            f"{m} {recs[m][-1]['err'][0]:+.1f}" for m in methods), flush=True)
-    groups["synthetic"] = {m: pool(r) for m, r in recs.items()}
-    ratio = (groups["synthetic"]["cod"]["mae"]["mean"]
-             / groups["synthetic"]["task_law"]["mae"]["mean"]) if {"cod", "task_law"} <= set(
-        methods) else float("nan")
-    md += table(f"synthetic ({a.seeds} seeds; the largest of 10 sizes from the 9 others)",
-                groups["synthetic"])
-    md.append(f"\nCOD's MAE / the task-level law's: {ratio:.2f}.")
-    if not a.skip_pythia:
+    groups, commands = {}, []
+    jp = out_dir / "cod.json"
+    if a.merge and jp.exists():
+        old = json.loads(jp.read_text())
+        groups, commands = old["groups"], [old["command"]]
+    if "synthetic" in parts:
+        recs = {m: [] for m in methods}
+        for seed in range(a.seeds):
+            s = synthetic_items(seed, n_items=300, sizes=10, n_families=1)
+            target = [m for m in s.data.models if m.endswith("-9")]
+            for m in methods:
+                recs[m].append(run(s.data, target, lambda mm, t, s=s: s.task_truth.loc[mm, t],
+                                   m, settings, seed))
+            print(f"synthetic seed {seed}: " + ", ".join(
+                f"{m} {recs[m][-1]['err'][0]:+.1f}" for m in methods), flush=True)
+        groups["synthetic"] = {m: pool(r) for m, r in recs.items()}
+    if {"sizes", "series", "gap"} & set(parts):
         data = load_pythia_arithmetic()
         acc = data.task_accuracy()
         comp = data.compute()
@@ -110,12 +119,12 @@ def main(argv=None):
             return float(acc.loc[m, t])
 
         base = [m for m in methods if m in ("cod", "task_law", "task_sigmoid")]
+    if "sizes" in parts:
         big = ["pythia-6.9b-deduped-v0@step143000", "pythia-12b-deduped-v0@step143000"]
         small = [m for m in data.models if not m.startswith(("pythia-6.9b", "pythia-12b"))]
         sub = data.subset(small + big)
         groups["pythia/sizes"] = {m: pool([run(sub, big, truth, m, settings, 0)]) for m in base}
-        md += table("Pythia arithmetic: 6.9B and 12B final checkpoints from sizes up to 2.8B "
-                    "(20 cells)", groups["pythia/sizes"])
+    if "series" in parts:
         series = {m: [] for m in base}
         finals = [m for m in data.models if m.endswith("@step143000")
                   and not m.startswith(("pythia-160m", "pythia-410m"))]
@@ -126,18 +135,28 @@ def main(argv=None):
             print(f"series {target}: " + ", ".join(
                 f"{m} {np.mean(np.abs(series[m][-1]['err'])):.1f}" for m in base), flush=True)
         groups["pythia/series"] = {m: pool(r) for m, r in series.items()}
-        md += table(f"Pythia arithmetic: each size's final checkpoint ({len(finals)} sizes from "
-                    "1B) from every model of less compute", groups["pythia/series"])
+    if "gap" in parts:
         target = "pythia-12b-deduped-v0@step143000"
         for gap in (1.5, 4.0, 10.0):
             keep = [m for m in data.models if comp[m] <= comp[target] / gap] + [target]
-            g = groups[f"pythia/gap_{gap:g}"] = {
+            TITLES[f"pythia/gap_{gap:g}"] = (f"Pythia arithmetic: 12B final from models with "
+                                             f"at most 1/{gap:g} of its compute "
+                                             f"({len(keep) - 1} models)")
+            groups[f"pythia/gap_{gap:g}"] = {
                 m: pool([run(data.subset(keep), [target], truth, m, settings, 0)]) for m in base}
-            md += table(f"Pythia arithmetic: 12B final from models with at most 1/{gap:g} of its "
-                        f"compute ({len(keep) - 1} models)", g)
+            print(f"gap {gap}: done", flush=True)
+    md = ["# Clustering on difficulty (COD) against task-level laws\n",
+          "Errors and interval widths in accuracy points (0-100); coverage of the 90% intervals "
+          "over the target cells; `bias` = mean signed error (negative: too low). Synthetic "
+          "rows are from a generator with known truth, not real data."]
+    for name, g in groups.items():
+        md += table(TITLES.get(name, name), g)
+        if {"cod", "task_law"} <= set(g):
+            md.append(f"\nCOD's MAE / the task-level law's: "
+                      f"{g['cod']['mae']['mean'] / g['task_law']['mae']['mean']:.2f}.")
     write_results("cod", "a large model's task accuracy from smaller models' per-item results "
                   "(synthetic with known truth; Pythia v0 arithmetic)", groups,
-                  "\n".join(md) + "\n", out_dir=out_dir)
+                  "\n".join(md) + "\n", out_dir=out_dir, previous_commands=commands)
 
 
 if __name__ == "__main__":
