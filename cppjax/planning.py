@@ -17,14 +17,15 @@ the best model) see where the scores may land. A plan is greedy: each pick maxim
 cost given the picks before it (conditioned on in every scenario), until the budget is spent.
 Everything after the posterior's draws runs in one compiled program per target shape.
 
-Example:
-    >>> import cppjax
-    >>> from cppjax import planning
-    >>> post = cppjax.fit("pmf_svi", train, rng_key=0)                     # doctest: +SKIP
-    >>> p = planning.plan(post, planning.aggregate("LLaMA-2-7B"), budget=5, rng_key=1)  # +SKIP
-    >>> p.to_frame()          # the picks, cost spent, expected uncertainty after each  # +SKIP
-    >>> train2 = train.add_scores(p.template().assign(score=[...]))         # doctest: +SKIP
-    >>> post2 = post.refit(train2, rng_key=2)     # the compiled programs are reused   # +SKIP
+Example (a fit takes seconds, so the lines are not run as a doctest)::
+
+    import cppjax
+    from cppjax import planning
+    post = cppjax.fit("pmf_svi", train, rng_key=0)
+    p = planning.plan(post, planning.aggregate("LLaMA-2-7B"), budget=5, rng_key=1)
+    p.to_frame()                  # the picks, cost spent, expected uncertainty after each
+    train2 = train.add_scores(p.template().assign(score=[...]))   # the measured scores
+    post2 = post.refit(train2, rng_key=2)     # the compiled programs are reused
 """
 
 from __future__ import annotations
