@@ -2,7 +2,7 @@
 smaller (or earlier) models' per-item results.
 
     python benchmarks/cod.py                 # synthetic seeds and Pythia arithmetic
-    python benchmarks/cod.py --quick --out /tmp/c
+    python benchmarks/cod.py --quick --out cod-smoke
 
 Groups of the JSON (metrics on the target cells: ``mae`` in accuracy points, ``coverage_90``,
 ``width_90`` in points, ``fit_seconds``):

@@ -3,7 +3,7 @@ evaluations of a new model settles its leaderboard rank and its profile with the
 
     python benchmarks/planning.py                        # CPP and OSL, defaults below
     python benchmarks/planning.py --datasets osl --thin 0.3 --merge   # OSL 30%-observed
-    python benchmarks/planning.py --quick --out /tmp/p   # smoke test
+    python benchmarks/planning.py --quick --out planning-smoke  # smoke test
 
 A campaign starts from a new model with 0 revealed scores (``splits.new_model``, k = 0): each
 round reveals ``--per-round`` of its true scores chosen by a strategy, refits (PMF SVI, its

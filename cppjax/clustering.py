@@ -103,9 +103,9 @@ def kmeans(X, k: int, *, rng_key, iters: int = 100) -> np.ndarray:
                          rng.integers(len(X))])
     C = np.array(centres)
     labels = np.zeros(len(X), int)
-    for _ in range(iters):
+    for it in range(iters):
         new = _rms(X, C).argmin(axis=1)
-        if (new == labels).all() and _ > 0:
+        if it > 0 and (new == labels).all():
             break
         labels = new
         C = np.array([X[labels == c].mean(axis=0) if (labels == c).any() else C[c]

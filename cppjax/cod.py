@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -147,17 +148,10 @@ def _fit_groups(acc, x, counts, floors, key, settings, form="law"):
     n_models, n_groups = acc.shape
     mi, gi = np.indices(acc.shape)
     keep = np.isfinite(acc)
-    return _nuts(partial_model(law_model, n_groups=n_groups, form=form), key, settings,
+    return _nuts(partial(law_model, n_groups=n_groups, form=form), key, settings,
                  x=jnp.asarray(x[mi[keep]], jnp.float32), group=jnp.asarray(gi[keep]),
                  n_items=jnp.asarray(counts[gi[keep]], jnp.float32),
                  floor=jnp.asarray(floors, jnp.float32), y=jnp.asarray(acc[keep], jnp.float32))
-
-
-def partial_model(fn, **static):
-    def model(*args, **kw):
-        return fn(*args, **kw, **static)
-
-    return model
 
 
 def _law_draws(samples, x, floors, form="law", scatter_key=None):
@@ -289,7 +283,7 @@ class CODPosterior(Posterior):
 
 
 def fit(data, *, rng_key, targets=None, target_compute: dict | None = None,
-        method: str = "cod", settings: COD | None = None, progress: bool = False
+        method: str = "cod", settings: COD | None = None
         ) -> CODPosterior:
     """Fit COD (or a task-level baseline: ``method="task_law"``, ``"task_sigmoid"``) on the
     results of every model of ``data`` except ``targets`` (model names, hidden from the fit),
@@ -338,8 +332,8 @@ def fit(data, *, rng_key, targets=None, target_compute: dict | None = None,
                   "n_draws": len(samples["scatter"])}
         return CODPosterior(sm, method, settings, all_compute, c_max, pieces,
                             time.perf_counter() - t0)
-    return _fit_cod(data, sm, train, compute, c_max, x_train, floors_task, keys, settings,
-                    all_compute, t0, progress)
+    return _fit_cod(data, sm, train, compute, c_max, floors_task, keys, settings, all_compute,
+                    t0)
 
 
 def _fit_logit_mapping(data, task_fits, G, rows, key, settings):
@@ -357,7 +351,7 @@ def _fit_logit_mapping(data, task_fits, G, rows, key, settings):
     if not subs:
         raise DataError("no predictable cluster on any task: every cluster's law missed the "
                         "held-out largest training models (or fits them poorly)")
-    return _nuts(partial_model(mapping_model, n_tasks=len(data.tasks)), key, settings,
+    return _nuts(partial(mapping_model, n_tasks=len(data.tasks)), key, settings,
                  sub=jnp.asarray(np.concatenate(subs), jnp.float32),
                  task=jnp.asarray(np.concatenate(tix)),
                  y=jnp.asarray(np.concatenate(fulls), jnp.float32))
@@ -375,8 +369,7 @@ def _cluster(data, task, train, settings, key):
     return clustering.irt_groups(X, k)
 
 
-def _fit_cod(data, sm, train, compute, c_max, x_train, floors_task, keys, settings,
-             all_compute, t0, progress):
+def _fit_cod(data, sm, train, compute, c_max, floors_task, keys, settings, all_compute, t0):
     res = data.results
     rows = [data.models.index(m) for m in train]
     order = np.argsort(compute.loc[train].to_numpy(), kind="stable")
