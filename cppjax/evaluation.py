@@ -43,6 +43,8 @@ def score_predictive(pred: Predictive, split: Split) -> dict[str, float]:
     if pred.n_draws > 1:
         ll = pred.log_lik(y) if pred.log_lik is not None else None
         out.update(M.draw_metrics(pred.draws_normalized, y, ll))
+        out.update(M.rank_calibration(truth, pred.model_idx, pred.task_idx, pred.draws,
+                                      split.full.task_info["higher_is_better"].to_numpy()))
     return out
 
 

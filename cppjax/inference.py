@@ -152,12 +152,17 @@ class SVI(_Settings):
 @dataclass(frozen=True)
 class MAP(_Settings):
     """The posterior mode (a point estimate: one draw), found by ``num_steps`` Adam steps
-    (``subsample_size``, ``devices``: minibatches and devices, as :class:`SVI`)."""
+    (``subsample_size``, ``devices``: minibatches and devices, as :class:`SVI`), stopped
+    early: a random ``val_frac`` of the training cells is left out of a first run, whose
+    state with the lowest squared error on them after each chunk of steps gives the number of
+    steps of the fit on every cell (``val_frac=0``: all ``num_steps``). Without it the mode
+    runs away on sparse tables (``docs/decisions/0012-beyond-the-table.md``)."""
 
     num_steps: int = 5000
     lr: float = 0.01
     subsample_size: int | None = None
     devices: int = 1
+    val_frac: float = 0.1
 
     name: ClassVar[str] = "map"
 
@@ -166,6 +171,8 @@ class MAP(_Settings):
         _positive(self, "lr")
         if self.subsample_size is not None:
             _positive_int(self, "subsample_size")
+        if not 0.0 <= self.val_frac < 1.0:
+            raise ValueError(f"MAP.val_frac must be in [0, 1); got {self.val_frac}")
 
 
 @dataclass(frozen=True)
@@ -253,6 +260,9 @@ def run_inference(
     progress: bool | None = None,
     identified=None,
     data: dict | None = None,
+    monitor=None,
+    max_chunks: int | None = None,
+    chains_are_modes: bool = False,
 ) -> InferenceResult:
     """Fit ``model(*args, y=y, **data)`` with ``inference``.
 
@@ -268,6 +278,14 @@ def run_inference(
             function of its inputs (a ``functools.partial`` of a function with hashable
             keywords to be cached): arrays it reads from anywhere else are frozen into the
             first compilation, as with ``jax.jit``.
+        monitor, max_chunks: SVI/MAP only: a score of the guide's draws after each chunk of
+            updates (the best state is kept; the scores are ``diagnostics["monitor"]``), and
+            a number of chunks to stop after (:meth:`cppjax.programs.Programs.run_svi`).
+        chains_are_modes: NUTS only: the model's posterior has symmetric modes that chains
+            cannot cross (a network's weight permutations), so its chains are an ensemble of
+            modes: r-hat is judged within each chain (``max_rhat``: the largest split r-hat of
+            a chain on its own), the r-hat across chains is reported as
+            ``between_chain_rhat`` and not warned about (decision 0012).
     """
     if not isinstance(inference, NUTS | SVI | MAP):
         raise TypeError(f"inference must be NUTS, SVI or MAP; got {inference!r}")
@@ -284,16 +302,28 @@ def run_inference(
         if identified is not None:
             q = np.asarray(identified(samples)).reshape(inference.num_chains,
                                                         inference.num_samples, -1)
-            if inference.num_chains > 1:
-                diag["max_rhat"] = float(np.nanmax(split_gelman_rubin(q)))
-            diag["min_ess"] = float(np.nanmin(effective_sample_size(q)))
+            if chains_are_modes:
+                diag["max_rhat"] = float(max(np.nanmax(split_gelman_rubin(c[None]))
+                                             for c in q))
+                diag["min_ess"] = float(min(np.nanmin(effective_sample_size(c[None]))
+                                            for c in q))
+                if inference.num_chains > 1:
+                    diag["between_chain_rhat"] = float(np.nanmax(split_gelman_rubin(q)))
+            else:
+                if inference.num_chains > 1:
+                    diag["max_rhat"] = float(np.nanmax(split_gelman_rubin(q)))
+                diag["min_ess"] = float(np.nanmin(effective_sample_size(q)))
         res = InferenceResult(samples, "nuts", inference.num_chains, diag,
                               sample_stats={"diverging": div})
-        _warn_nuts(diag)
+        _warn_nuts(diag, chains_are_modes)
     else:
-        samples, losses, per_step = progs.run_svi(rng_key, args, kw, show)
-        tail = losses[-max(1, inference.num_steps // 10):]
+        samples, losses, per_step, scores = progs.run_svi(rng_key, args, kw, show, monitor,
+                                                          max_chunks)
+        tail = losses[-max(1, len(losses) // 10):]
         diag = {"final_loss": float(np.mean(tail))}
+        if scores:
+            diag["monitor"] = scores
+            diag["chunk_steps"] = progs.chunk
         if per_step is not None:  # measured on the compiled steps (cppjax.programs)
             diag["seconds_per_step"] = per_step
         if not np.isfinite(tail).all():
@@ -321,10 +351,12 @@ def _program_key(model, args, kw):
     return static, tree, shapes, (jax.local_device_count(), jax.default_backend())
 
 
-def _warn_nuts(diag: dict) -> None:
+def _warn_nuts(diag: dict, chains_are_modes: bool = False) -> None:
     problems = []
     if diag.get("max_rhat", 1.0) > 1.05:
-        problems.append(f"r-hat {diag['max_rhat']:.3f} > 1.05 on the fitted cell means")
+        within = " within a chain (each chain an ensemble member)" if chains_are_modes else ""
+        problems.append(f"r-hat {diag['max_rhat']:.3f} > 1.05 on the fitted cell means"
+                        f"{within}")
     if diag.get("divergences", 0) > 0:
         problems.append(f"{diag['divergences']} divergent transitions")
     if problems:

@@ -258,3 +258,74 @@ def draw_metrics(
         else log_predictive_density_kde(draws, y_true)
     )
     return out
+
+
+def rank_calibration(truth, model_idx, task_idx, draws, higher_is_better=None,
+                     levels: Sequence[float] = (0.5, 0.8, 0.9), threshold: float = 0.9
+                     ) -> dict[str, float]:
+    """Calibration of the rank intervals of held-out cells, with the rank rule of
+    :func:`heldout_ranks` (``"all_models"``: a cell's rank among every model with a score on
+    the task, the other held-out cells drawn jointly with it).
+
+    Returns ``rank_coverage_<level>``: the share of held-out cells whose true rank lies in the
+    central ``level`` interval of its rank draws (integer quantiles, as
+    :meth:`cppjax.ranks.RankPosterior.interval`); ``beats_right``: among the pairs of a
+    held-out cell and another model's cell on its task whose ``prob_beats`` exceeds
+    ``threshold`` (either way round), the share where the favoured model truly scores better
+    (ties count as wrong), and ``beats_pairs``, their number.
+
+    ``truth``: ``(n_models, n_tasks)`` true scores of train and held-out cells (NaN elsewhere);
+    ``draws``: ``(n_draws, n_cells)`` in the same units; ``higher_is_better``: one bool per
+    task (default: all True).
+
+    Example (one task: a fixed model at 0.5, two held-out cells):
+        >>> truth = np.array([[0.9], [0.1], [0.5]])
+        >>> d = np.array([[0.8, 0.2], [0.7, 0.3], [0.6, 0.0], [0.95, 0.4]])
+        >>> r = rank_calibration(truth, [0, 1], [0, 0], d)
+        >>> r["rank_coverage_90"], r["beats_right"], r["beats_pairs"]
+        (1.0, 1.0, 3)
+    """
+    truth = np.asarray(truth, float)
+    mi, ti = np.asarray(model_idx, int), np.asarray(task_idx, int)
+    d = np.asarray(draws, float)
+    hib = (np.ones(truth.shape[1], bool) if higher_is_better is None
+           else np.asarray(higher_is_better, bool))
+    covered = {lev: np.zeros(mi.size, bool) for lev in levels}
+    right = n_pairs = 0
+    for j in np.unique(ti):
+        sel = np.flatnonzero(ti == j)
+        sign = 1.0 if hib[j] else -1.0
+        col = sign * truth[:, j]
+        held = np.zeros(truth.shape[0], bool)
+        held[mi[sel]] = True
+        fixed = np.sort(col[~np.isnan(col) & ~held])
+        x = sign * d[:, sel]  # (n_draws, n_sel)
+        above_fixed = fixed.size - np.searchsorted(fixed, x, side="right")
+        above_held = (x[:, None, :] > x[:, :, None]).sum(axis=2)
+        ranks = 1 + above_fixed + above_held
+        true = 1 + (col[~np.isnan(col)][None, :] > col[mi[sel]][:, None]).sum(axis=1)
+        for lev in levels:
+            lo, hi = np.quantile(ranks, [(1 - lev) / 2, (1 + lev) / 2], axis=0,
+                                 method="inverted_cdf")
+            covered[lev][sel] = (true >= lo) & (true <= hi)
+        # pairs: each held-out cell against every fixed model, and against each other
+        p_fixed = (x[:, :, None] > fixed[None, None, :]).mean(axis=0)
+        t_fixed = col[mi[sel]][:, None] > fixed[None, :]
+        t_lose = col[mi[sel]][:, None] < fixed[None, :]
+        right += int(((p_fixed > threshold) & t_fixed).sum()
+                     + ((1 - p_fixed - (x[:, :, None] == fixed).mean(axis=0) > threshold)
+                        & t_lose).sum())
+        n_pairs += int((p_fixed > threshold).sum()
+                       + (1 - p_fixed - (x[:, :, None] == fixed).mean(axis=0) > threshold).sum())
+        p_held = (x[:, :, None] > x[:, None, :]).mean(axis=0)
+        upper = np.triu(np.ones_like(p_held, bool), 1)
+        t_held = col[mi[sel]][:, None] > col[mi[sel]][None, :]
+        fav = upper & ((p_held > threshold) | (p_held.T > threshold))
+        a_fav = p_held > threshold
+        right += int((fav & np.where(a_fav, t_held, t_held.T)).sum())
+        n_pairs += int(fav.sum())
+    out = {f"rank_coverage_{int(round(100 * lev))}": float(covered[lev].mean())
+           for lev in levels}
+    out["beats_right"] = float(right / n_pairs) if n_pairs else float("nan")
+    out["beats_pairs"] = n_pairs
+    return out

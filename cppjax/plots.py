@@ -323,3 +323,26 @@ def cod_prediction(posts: dict, task: str, *, truth=None, level: float = 0.9, ax
     ax.set_title(f"{task}: predictions with {level:.0%} intervals", fontsize=9)
     ax.legend(fontsize=7)
     return ax
+
+
+def factor_importance(result, ax=None, title: str | None = None):
+    """Shapley values of factor groups (:func:`cppjax.importance.shapley`): a bar per group,
+    its spread over seeds as an error bar, model and task groups in two colours."""
+    import matplotlib.pyplot as plt
+
+    t = result.table.iloc[::-1]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 0.35 * len(t) + 1.2))
+    colours = ["tab:blue" if s == "model" else "tab:orange" for s in t["side"]]
+    ax.barh(t["group"], t["shapley"], xerr=t["shapley_sd"], color=colours, alpha=0.85)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_xlabel("reduction of held-out squared error (normalised units)")
+    ax.set_title(title or f"factor importance (error {result.v_empty:.4f} without factors, "
+                 f"{result.v_full:.4f} with all)", fontsize=9)
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color="tab:blue", label="model factors"),
+                       Patch(color="tab:orange", label="task factors")], fontsize=8,
+              loc="lower right")
+    ax.figure.tight_layout()
+    return ax

@@ -95,7 +95,13 @@ class BayesPosterior(SampledPosterior):
     def _args(self, mi, ti):
         return (*self._X, jnp.asarray(mi), jnp.asarray(ti))
 
-    def _draws(self, model_idx, task_idx, rng_key):
+    takes_noise = True
+
+    def _draws(self, model_idx, task_idx, rng_key, noise: bool | None = None):
+        if noise is None:  # a MAP fit predicts its mode (one noisy draw is not an estimate)
+            noise = self.result.method != "map"
+        if not noise:
+            return self.cell_means(model_idx, task_idx)
         if rng_key is None:
             raise ValueError("predictive draws of a Bayesian model need an rng_key (or int seed)")
         return predictive_noise(self.cell_means(model_idx, task_idx), self.samples,

@@ -208,6 +208,7 @@ class Posterior:
         cells: str | tuple | ScoreMatrix = "missing",
         *,
         rng_key=None,
+        noise: bool | None = None,
     ) -> Predictive:
         """Predictive draws for a set of cells.
 
@@ -217,13 +218,21 @@ class Posterior:
                 e.g. a split's ``test``), or index arrays ``(model_idx, task_idx)``.
             rng_key: a ``jax.random`` key (or int seed) for models whose predictive needs one
                 (observation noise); point predictors ignore it.
+            noise: whether the draws include the observation noise of a Bayesian model (the
+                scores a new evaluation would give) or are its noise-free cell means. Default:
+                with noise, except for a MAP fit, whose one draw is then the fitted mode.
         """
+        if noise is not None and not getattr(self, "takes_noise", False):
+            raise TypeError(f"{self.method} has no observation noise to add or leave out "
+                            f"(noise= applies to the Bayesian models)")
         mi, ti = self._cells(cells)
         key = None if rng_key is None else as_key(rng_key)
         if mi.size == 0:  # nothing to predict (e.g. a complete table): no draws to make
             draws = np.zeros((getattr(self, "n_draws", 1), 0))
         else:
-            draws = _clip_to_scale(self.matrix, np.asarray(self._draws(mi, ti, key)), mi, ti)
+            raw = (self._draws(mi, ti, key) if noise is None
+                   else self._draws(mi, ti, key, noise=noise))
+            draws = _clip_to_scale(self.matrix, np.asarray(raw), mi, ti)
         return Predictive(self.matrix, mi, ti, draws, self._log_lik(mi, ti), self.method)
 
     def _cells(self, cells):

@@ -193,7 +193,9 @@ class Programs:
                 bar.update(self.chunk)
         z = jax.tree.map(lambda *c: jnp.concatenate(c, axis=1), *zs)
         grouped = self._post(z, args, kw)
-        samples = {k: np.asarray(v).reshape((-1,) + v.shape[2:]) for k, v in grouped.items()}
+        # (the draws' count spelled out: a site of size 0, e.g. no task factors, has no -1)
+        samples = {k: np.asarray(v).reshape((v.shape[0] * v.shape[1],) + v.shape[2:])
+                   for k, v in grouped.items()}
         return samples, np.concatenate(divs, 1), np.concatenate(steps, 1)
 
     # -- SVI / MAP -----------------------------------------------------------------------------
@@ -208,7 +210,8 @@ class Programs:
             g = AutoNormal(self.model, init_loc_fn=self.slot.strategy, init_scale=0.01)
         optim = numpyro.optim.optax_to_numpyro(_adam_schedule(s.lr, s.num_steps))
         svi = _NumPyroSVI(self.model, g, optim, Trace_ELBO())
-        self.chunk = _chunk(s.num_steps, most=500)
+        # MAP watches its validation error after each chunk: finer chunks (decision 0012)
+        self.chunk = _chunk(s.num_steps, most=100 if s.name == "map" else 500)
         n = 1 if s.name == "map" else s.num_samples
 
         def init(key, args, kw):
@@ -239,12 +242,19 @@ class Programs:
         self._advance = jax.jit(advance)
         self._draw = jax.jit(draw, compiler_options=_RUN_ONCE)
 
-    def run_svi(self, rng_key, args, kw, show):
+    def run_svi(self, rng_key, args, kw, show, monitor=None, max_chunks=None):
+        """``monitor``: a function of the guide's draws scored after every chunk of updates
+        (lower is better; MAP's validation error), whose best state is kept; its scores come
+        back as the fourth value. ``max_chunks``: stop after that many chunks."""
         k_fit, k_draw = jax.random.split(rng_key)
         state = self._init(k_fit, args, kw)
-        losses, times = [], []
-        with tqdm(total=self.inf.num_steps, disable=not show, desc=self.inf.name) as bar:
-            for _ in range(self.inf.num_steps // self.chunk):
+        losses, times, scores = [], [], []
+        best = (np.inf, state)
+        n_chunks = self.inf.num_steps // self.chunk
+        if max_chunks is not None:
+            n_chunks = max(1, min(n_chunks, max_chunks))
+        with tqdm(total=n_chunks * self.chunk, disable=not show, desc=self.inf.name) as bar:
+            for _ in range(n_chunks):
                 t0 = time.perf_counter()
                 state, loss = self._advance(state, args, kw)
                 loss.block_until_ready()
@@ -253,12 +263,18 @@ class Programs:
                 bar.update(self.chunk)
                 if show:
                     bar.set_postfix(loss=f"{float(loss[-1]):.4g}")
+                if monitor is not None:
+                    scores.append(float(monitor(self._draw(k_draw, state, args, kw))))
+                    if scores[-1] < best[0]:
+                        best = (scores[-1], state)
+        if monitor is not None:
+            state = best[1]
         out = self._draw(k_draw, state, args, kw)
         samples = {k: np.asarray(v) for k, v in out.items()}
         # seconds per step: the median chunk after the first (which may include compiling);
         # None with a single chunk
         per_step = float(np.median(times[1:])) / self.chunk if len(times) > 1 else None
-        return samples, np.asarray(jnp.concatenate(losses)), per_step
+        return samples, np.asarray(jnp.concatenate(losses)), per_step, scores
 
 
 def _adam_schedule(lr: float, steps: int):

@@ -21,6 +21,7 @@ from cppjax.models.bncf import BNCF
 from cppjax.models.pmf import PMF
 from cppjax.models.point import MF, NCF, FactorsOnly
 from cppjax.models.scaling import ScalingLaw
+from cppjax.models.scaling_mf import ScalingMF
 
 #: (specification class, method name, model settings, one line for the CLI's help). In a name,
 #: ``{inference}`` is each inference the model takes; ``{_inference}`` is empty for the model's
@@ -32,7 +33,11 @@ ENTRIES = [
     (NCF, "ncf_factors", {"use_factors": True}, "NCF with model and task design factors (point)"),
     (FactorsOnly, "factors_only", {}, "design factors only, no IDs (point; new models/tasks)"),
     (PMF, "pmf_{inference}", {}, "probabilistic MF with factor regressions and families"),
-    (BNCF, "bncf_{inference}", {}, "Bayesian NCF with design factors"),
+    (BNCF, "bncf_{inference}", {}, "Bayesian NCF with design factors (NUTS: each chain one "
+     "weight-permutation mode, the draws an ensemble of modes)"),
+    (ScalingMF, "scaling_mf_{inference}", {},
+     "scaling-aware MF: capabilities moving with log compute per family, sigmoid link from "
+     "chance (models beyond the table)"),
     (ScalingLaw, "scaling_law_unpooled{_inference}", {"pooling": "unpooled"},
      "per-family power law, each family and task on its own (the CPP paper's baseline)"),
     (ScalingLaw, "scaling_law_hierarchical{_inference}", {"pooling": "hierarchical"},

@@ -18,7 +18,20 @@ def cpp():
 def _no_leak(split, sm):
     assert not (split.train.mask & split.test.mask).any()
     np.testing.assert_array_equal(split.train.mask | split.test.mask, sm.mask)
-    assert split.train.normalization is sm.normalization
+    assert split.test.normalization is split.train.normalization
+    if split.info["normalise"] == "parent":
+        assert split.train.normalization is sm.normalization
+    else:  # fitted on the training cells alone: a held-out score changes nothing
+        ref = sm.with_scores(split.train.scores)
+        fitted = type(sm)(split.train.scores, sm.models, sm.tasks, sm.model_factors,
+                          sm.task_factors, sm.scale, sm.normalization.kind,
+                          task_info=sm.task_info).normalization
+        empty = ~split.train.mask.any(axis=0)  # tasks without training cells: the parent's
+        np.testing.assert_allclose(split.train.normalization.loc[:, ~empty],
+                                   fitted.loc[:, ~empty])
+        np.testing.assert_allclose(split.train.normalization.scale[:, ~empty],
+                                   fitted.scale[:, ~empty])
+        assert ref.normalization is sm.normalization
     assert split.test.models == sm.models and split.test.tasks == sm.tasks
 
 

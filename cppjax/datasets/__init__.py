@@ -65,6 +65,26 @@ def manifest() -> dict:
     return json.loads((FILES / "manifest.json").read_text())
 
 
+#: random guessing over each task's answer options (the floor a bounded link starts from; NaN
+#: where a task mixes formats): multiple choice among 2 (BoolQ, WinoGrande, PIQA, WSC), 3 (SIQA)
+#: or 4 options (HellaSwag, ARC, OBQA, MMLU, RACE, LogiQA); 0 for generated answers.
+CHANCE = {
+    "obsscaling": {"MMLU": 0.25, "ARC-C": 0.25, "HellaSwag": 0.25, "Winograd": 0.5,
+                   "XWinograd": 0.5, "GSM8K": 0.0, "HumanEval": 0.0},
+    "cpp_crowdsource": {
+        "BoolQ(0-shot)": 50.0, "WinoGrande(zero-shot)": 50.0, "WinoGrande(1-shot)": 50.0,
+        "Winogrande(5-shot)": 50.0, "PIQA(0-shot)": 50.0, "SIQA(0-shot)": 100 / 3,
+        "HellaSwag(zero-shot)": 25.0, "HellaSwag(10-shot)": 25.0, "ARC-e": 25.0, "ARC-c": 25.0,
+        "ARC-c(25-shot)": 25.0, "OBQA(zero-shot)": 25.0, "MMLU(5-shot)": 25.0,
+        "HumanEval(pass@1)": 0.0, "MBPP(3-shot)": 0.0, "GSM8K(4-shot)": 0.0,
+        "MATH(4-shot)": 0.0, "TriviaQA(5-shot)": 0.0, "NaturalQuestions(0-shot)": 0.0,
+        "NaturalQuestions(1-shot)": 0.0, "NaturalQuestions(5-shot)": 0.0,
+        "NaturalQuestions(64-shot)": 0.0, "LAMBADA(0-shot)": 0.0, "RACE-m": 25.0,
+        "RACE-h": 25.0, "LogiQA": 25.0, "WSC": 50.0,
+    },
+}
+
+
 def _load(name: str, normalization: NormKind) -> ScoreMatrix:
     info = manifest()[name]
     scores = pd.read_csv(FILES / f"{name}_scores.csv", keep_default_na=False)
@@ -87,6 +107,8 @@ def _load(name: str, normalization: NormKind) -> ScoreMatrix:
         scale=info["scale"],
         normalization=normalization,
         source=f"cppjax bundled dataset {name!r}",
+        task_info=({t: {"chance": c} for t, c in CHANCE[name].items()} if name in CHANCE
+                   else None),
     )
 
 
