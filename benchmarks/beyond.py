@@ -47,6 +47,18 @@ PROTOCOL_PEERS = {"a": ("pca3_sigmoid",), "b_k0": ("scaling_law_unpooled",
 LEVELS = (0.5, 0.8, 0.9, 0.95)
 
 
+def parse_value(v: str):
+    """A ``--set`` value: a bool, an int, a float or a string."""
+    if v in ("True", "False"):
+        return v == "True"
+    for kind in (int, float):
+        try:
+            return kind(v)
+        except ValueError:
+            pass
+    return v
+
+
 def protocol_splits(sm, protocol, n_tasks):
     if protocol == "a":
         counts = sm.mask.sum(axis=0)
@@ -130,6 +142,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--merge", action="store_true", help="add to the existing results")
     ap.add_argument("--quick", action="store_true", help="small inference settings")
+    ap.add_argument("--no-peers", action="store_true", help="the Bayesian methods only")
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a setting of the Bayesian methods (repeatable), e.g. --set link=sigmoid")
@@ -137,10 +150,10 @@ def main(argv=None):
     settings = {"svi_steps": 300, "num_samples": 100} if args.quick else {}
     for kv in args.set:
         k, v = kv.split("=", 1)
-        settings[k] = {"True": True, "False": False}[v] if v in ("True", "False") else int(v) if v.lstrip("-").isdigit() else (
-            float(v) if v.replace(".", "", 1).replace("e-", "", 1).isdigit() else v)
+        settings[k] = parse_value(v)
     groups, previous = {}, []
-    path = RESULTS / "beyond.json"
+    out_dir = __import__("pathlib").Path(args.out)
+    path = out_dir / "beyond.json"
     if args.merge and path.exists():
         doc = json.loads(path.read_text())
         groups, previous = doc["groups"], [doc["command"]]
@@ -148,8 +161,9 @@ def main(argv=None):
         sm = DATASETS[name]()
         for protocol in args.protocols.split(","):
             splits = protocol_splits(sm, protocol, args.tasks_a)
-            g = {}
-            for method in (*args.methods.split(","), *PROTOCOL_PEERS[protocol]):
+            g = groups.get(f"{name}/{protocol}", {})  # --merge: other methods' figures kept
+            peers = [] if args.no_peers else PROTOCOL_PEERS[protocol]
+            for method in (*args.methods.split(","), *peers):
                 t0 = time.perf_counter()
                 rows, fit_s = collect(method, splits, settings, args.seed)
                 out, per_task = score(rows, sm)
@@ -166,7 +180,7 @@ def main(argv=None):
     md = markdown(groups)
     write_results("beyond", "test models beyond the training ones: compute cutoff, largest of "
                   "family, leave-family-out; normalisation fitted on training cells",
-                  groups, md, out_dir=__import__("pathlib").Path(args.out),
+                  groups, md, out_dir=out_dir,
                   previous_commands=previous)
     print(md)
 

@@ -6,11 +6,11 @@ from cppjax.errors import CppjaxWarning, DataError, FactorMismatchError
 from cppjax.inference import MAP, NUTS, SVI, Adam
 from cppjax.io import load
 from cppjax.items import ItemResponses
-from cppjax.models import BNCF, MF, NCF, PMF, FactorsOnly, ScalingLaw
+from cppjax.models import BNCF, MF, NCF, PMF, FactorsOnly, ScalingLaw, ScalingMF
 from cppjax.predictive import Posterior, Predictive
 from cppjax.ranks import RankPosterior
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 __all__ = [
     "BNCF",
@@ -23,6 +23,7 @@ __all__ = [
     "Adam",
     "FactorsOnly",
     "ScalingLaw",
+    "ScalingMF",
     "Posterior",
     "Predictive",
     "RankPosterior",

@@ -235,6 +235,10 @@ def cmd_evaluate(args) -> int:
         tasks = [t for t in sm.tasks if sm.mask[:, sm.task_index(t)].sum() > args.k]
         keys = jax.random.split(as_key(args.seed), len(tasks))
         splits = [S.new_task(k, sm, t, k=args.k) for k, t in zip(keys, tasks, strict=True)]
+    elif args.protocol == "compute_cutoff":
+        splits = [S.compute_cutoff(sm, t) for t in sm.tasks]
+    elif args.protocol == "leave_family_out":
+        splits = [S.leave_family_out(sm)]
     else:
         splits = [S.largest_of_family(sm, min_members=3, k=args.k, rng_key=args.seed)]
     print(f"{args.protocol}: {len(splits)} split(s) of {sm}")
@@ -413,11 +417,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("evaluate", help="run a protocol for a set of methods")
     data_args(sp)
     sp.add_argument("--protocol", default="random",
-                    choices=["random", "kfold", "new_model", "new_task", "largest_of_family"],
+                    choices=["random", "kfold", "new_model", "new_task", "largest_of_family",
+                             "compute_cutoff", "leave_family_out"],
                     help="random: --frac of the observed cells held out, --seeds times; kfold: "
                     "--folds folds of the cells; new_model / new_task: each model (task) "
                     "held out with --k of its scores revealed; largest_of_family: each "
-                    "family's largest model held out (default %(default)s)")
+                    "family's largest model held out; compute_cutoff: the top 20%% of models "
+                    "by compute, one task hidden at a time; leave_family_out: each family "
+                    "but its smallest model held out (default %(default)s)")
     sp.add_argument("--methods", default="mf,ncf_factors,pmf_svi",
                     help="comma-separated method names, see 'cppjax methods' "
                     "(default %(default)s)")

@@ -44,8 +44,9 @@ class SampledPosterior(Posterior):
         import arviz as az
 
         n_chains = self.result.num_chains
-        post = {k: v.reshape((n_chains, -1) + v.shape[1:]) for k, v in self.samples.items()
-                if "$" not in k}
+        # (a site of size 0, e.g. regression weights of no task factors, has nothing to show)
+        post = {k: v.reshape((n_chains, v.shape[0] // n_chains) + v.shape[1:])
+                for k, v in self.samples.items() if "$" not in k and v.size}
         coords = self.coords()
         dims = {k: d for k, d in self.spec.dims.items()
                 if k in post and all(x in coords or x == "latent" for x in d)}

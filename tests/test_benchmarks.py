@@ -112,3 +112,32 @@ def test_benchmarks_readme_is_generated_from_the_results(calibration):
     committed = (Path(readme_table.__file__).parent / "README.md").read_text()
     assert committed == readme_table.page(), "run: python benchmarks/readme_table.py --write"
     assert "| random | pmf_nuts |" in committed
+
+
+def test_beyond_and_importance_write_their_results(calibration, tmp_path, monkeypatch):
+    """``benchmarks/beyond.py`` (peers beside the Bayesian methods, rank calibration, one group
+    per benchmark, ``--merge``) and ``benchmarks/importance.py``, with quick settings."""
+    import beyond
+    import importance
+
+    monkeypatch.setattr(sys, "argv", ["benchmarks/beyond.py"])
+    out = ["--quick", "--out", str(tmp_path), "--datasets", "obsscaling",
+           "--methods", "scaling_mf_svi"]
+    beyond.main([*out, "--protocols", "c"])
+    beyond.main([*out, "--protocols", "a", "--tasks-a", "1", "--merge"])
+    doc = json.loads((tmp_path / "beyond.json").read_text())
+    g = doc["groups"]
+    assert {"obsscaling/a", "obsscaling/c"} <= set(g)
+    assert set(g["obsscaling/c"]) == {"scaling_mf_svi", "compute_sigmoid_family",
+                                      "pca3_sigmoid"}
+    bayes, peer = g["obsscaling/c"]["scaling_mf_svi"], g["obsscaling/c"]["pca3_sigmoid"]
+    assert {"coverage_50", "coverage_95", "crps", "rank_coverage_90", "beats_right"} <= set(bayes)
+    assert "coverage_90" not in peer and peer["mae"]["mean"] > 0
+    assert any(k.startswith("obsscaling/c/") for k in g)  # per benchmark
+    assert " && " in doc["command"]
+    monkeypatch.setattr(sys, "argv", ["benchmarks/importance.py"])
+    importance.main(["--datasets", "obsscaling", "--seeds", "2", "--steps", "20",
+                     "--out", str(tmp_path)])
+    imp = json.loads((tmp_path / "importance.json").read_text())["groups"]["obsscaling"]
+    assert {"family", "size", "tokens", "compute"} <= set(imp)
+    assert (tmp_path / "figures" / "importance_obsscaling.png").exists()

@@ -75,7 +75,7 @@ def test_compute_cutoff_hides_one_task_of_the_strongest_models(osl):
 
 def test_leave_family_out_keeps_each_familys_smallest(osl):
     s = S.leave_family_out(osl)
-    for fam, h in s.info["held_out"].items():
+    for h in s.info["held_out"].values():
         k = osl.model_index(h["kept"])
         assert s.train.mask[k].sum() == osl.mask[k].sum()
         for m in h["models"]:
@@ -145,7 +145,7 @@ def test_rank_calibration_matches_rank_posteriors():
     r = M.rank_calibration(truth, mi, ti, draws, levels=(0.8,))
     # brute force: complete each task's column per draw, rank, take intervals
     hits = []
-    for c, (i, j) in enumerate(zip(mi, ti, strict=True)):
+    for i, j in zip(mi, ti, strict=True):
         col = np.tile(truth[:, j], (400, 1))
         for c2 in np.flatnonzero(ti == j):
             col[:, mi[c2]] = draws[:, c2]

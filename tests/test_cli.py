@@ -54,6 +54,14 @@ def test_evaluate_prints_table(capsys):
     assert "rank_acc" in out and "mf" in out
 
 
+def test_evaluate_leave_family_out(capsys):
+    rc = main(["evaluate", "--protocol", "leave_family_out", "--methods", "mf",
+               "--dataset", "obsscaling"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "leave_family_out: 1 split(s)" in out and "mf" in out
+
+
 @pytest.mark.parametrize("argv", [["--help"], ["predict", "--help"]])
 def test_help(argv):
     with pytest.raises(SystemExit) as e:

@@ -303,8 +303,12 @@ class ScalingLawPosterior(SampledPosterior):
         eps = np.asarray(jax.random.normal(rng_key, shape))
         return mean + sigma[:, task] * eps
 
-    def _draws(self, model_idx, task_idx, rng_key):
-        if rng_key is None:
+    takes_noise = True
+
+    def _draws(self, model_idx, task_idx, rng_key, noise: bool | None = None):
+        if noise is None:  # a MAP fit predicts its mode, as every Bayesian model's MAP
+            noise = self.result.method != "map"
+        if rng_key is None and noise:
             raise ValueError("predictive draws of a scaling law need an rng_key (or int seed)")
         fam = self.layout["model_family"][model_idx]
         if (fam < 0).any():
@@ -313,7 +317,7 @@ class ScalingLawPosterior(SampledPosterior):
                 f"the scaling law cannot place {len(bad)} model(s) on a size axis (no FLOPs, "
                 f"parameters or tokens, or no family): {', '.join(map(repr, bad))}; predict "
                 f"cells of placed models only, e.g. post.predict(post.placed_cells('missing'))")
-        t = self._transformed_draws(fam, task_idx, self.layout["x"][model_idx], rng_key)
+        t = self._transformed_draws(fam, task_idx, self.layout["x"][model_idx], rng_key, noise)
         scores = np.clip(self.inverse(t), *SCALE_RANGE[self.matrix.scale])
         return self.matrix.normalize(scores, model_idx, task_idx)
 

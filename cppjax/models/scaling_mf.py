@@ -67,7 +67,7 @@ def scaling_mf_model(Xm, Xt, model_idx, task_idx, y=None, mask=None, *, rank: in
     s_w = numpyro.sample("s_family_slope", dist.HalfNormal(1.0))
     s_h = numpyro.sample("s_family_offset", dist.HalfNormal(1.0))
     tau = numpyro.sample("s_residual", dist.HalfNormal(1.0).expand([k]).to_event(1))
-    W = numpyro.sample("W_z", dist.Normal(0.0, 1.0).expand([Xm.shape[1], k]).to_event(2))
+    W = _weights("W_z", Xm.shape[1], k)
     with numpyro.plate("families", families.shape[1]):
         h_z = numpyro.sample("family_offset_z", dist.Normal(0.0, 1.0).expand([k]).to_event(1))
         w_z = numpyro.sample("family_slope_z", dist.Normal(0.0, 1.0).expand([k]).to_event(1))
@@ -81,8 +81,8 @@ def scaling_mf_model(Xm, Xt, model_idx, task_idx, y=None, mask=None, *, rank: in
 
     b0 = numpyro.sample("mu", dist.Normal(0.0, 2.0))
     s_b = numpyro.sample("s_task", dist.HalfNormal(1.0))
-    B = numpyro.sample("B_z", dist.Normal(0.0, 1.0).expand([Xt.shape[1]]).to_event(1))
-    G = numpyro.sample("G_z", dist.Normal(0.0, 1.0).expand([Xt.shape[1], k]).to_event(2))
+    B = _weights("B_z", Xt.shape[1], 1)[:, 0]
+    G = _weights("G_z", Xt.shape[1], k)
     lam = numpyro.sample("lam", dist.HalfNormal(1.0).expand([k]).to_event(1))
     with numpyro.plate("tasks", n_tasks):
         b_z = numpyro.sample("b_z", dist.Normal(0.0, 1.0))
@@ -107,14 +107,22 @@ def scaling_mf_model(Xm, Xt, model_idx, task_idx, y=None, mask=None, *, rank: in
         span = ceiling[c] - floor[c]
         if link == "sigmoid":
             share = jax.nn.sigmoid(eta)
-        elif link == "loglog":
-            share = jnp.exp(-jnp.exp(-eta))
+        elif link == "loglog":  # (clipped: exp(-exp(20)) is 0 already; no inf in gradients)
+            share = jnp.exp(-jnp.exp(-jnp.maximum(eta, -20.0)))
         else:  # Richards: sigmoid(eta) ** nu, from the sigmoid (nu = 1) to log-log (large nu)
             share = jnp.exp(-nu * jax.nn.softplus(-eta))
         return jnp.where(bounded[c], floor[c] + span * share, eta)
 
     sigma = task_noise(n_tasks, noise_tau, floor=noise_floor)
     observe(cell_means, sigma, task_idx, y, likelihood, mask, subsample_size)
+
+
+def _weights(name: str, n_columns: int, k: int):
+    """Regression weights ``(n_columns, k)`` ~ Normal(0, 1); no site for a design without
+    columns (a site of size 0 breaks the guides: NumPyro reshapes it by -1)."""
+    if n_columns == 0:
+        return jnp.zeros((0, k))
+    return numpyro.sample(name, dist.Normal(0.0, 1.0).expand([n_columns, k]).to_event(2))
 
 
 def compute_axis(sm: ScoreMatrix, family: str | None = "family"
@@ -198,14 +206,15 @@ class ScalingMF(BayesSpec):
 
     kind: ClassVar[str] = "scaling_mf"
     inference_defaults: ClassVar[dict[str, dict]] = {
-        "svi": {"num_steps": 6000}, "nuts": {}, "map": {"num_steps": 4000}}
+        "nuts": {}, "svi": {"num_steps": 6000}, "map": {"num_steps": 4000}}
     dims: ClassVar[dict] = {
         "family_offset_z": ["families", "latent"], "family_slope_z": ["families", "latent"],
         "e_z": ["models", "latent"], "capability": ["models", "latent"],
         "b_z": ["tasks"], "V_z": ["tasks", "latent"], "sigma": ["tasks"], "sigma_z": ["tasks"],
         "lam": ["latent"], "slope": ["latent"], "unknown_compute": ["latent"],
         "family_task_offset_z": ["families", "tasks"],
-        "family_task_slope_z": ["families", "tasks"], "s_residual": ["latent"], "imputed_shift": ["latent"],
+        "family_task_slope_z": ["families", "tasks"], "s_residual": ["latent"],
+        "imputed_shift": ["latent"],
     }
 
     def __post_init__(self):
