@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -152,7 +153,7 @@ def main(argv=None):
         k, v = kv.split("=", 1)
         settings[k] = parse_value(v)
     groups, previous = {}, []
-    out_dir = __import__("pathlib").Path(args.out)
+    out_dir = Path(args.out)
     path = out_dir / "beyond.json"
     if args.merge and path.exists():
         doc = json.loads(path.read_text())

@@ -310,13 +310,12 @@ def rank_calibration(truth, model_idx, task_idx, draws, higher_is_better=None,
             covered[lev][sel] = (true >= lo) & (true <= hi)
         # pairs: each held-out cell against every fixed model, and against each other
         p_fixed = (x[:, :, None] > fixed[None, None, :]).mean(axis=0)
+        p_lose = (x[:, :, None] < fixed[None, None, :]).mean(axis=0)  # ties: neither way
         t_fixed = col[mi[sel]][:, None] > fixed[None, :]
         t_lose = col[mi[sel]][:, None] < fixed[None, :]
         right += int(((p_fixed > threshold) & t_fixed).sum()
-                     + ((1 - p_fixed - (x[:, :, None] == fixed).mean(axis=0) > threshold)
-                        & t_lose).sum())
-        n_pairs += int((p_fixed > threshold).sum()
-                       + (1 - p_fixed - (x[:, :, None] == fixed).mean(axis=0) > threshold).sum())
+                     + ((p_lose > threshold) & t_lose).sum())
+        n_pairs += int((p_fixed > threshold).sum() + (p_lose > threshold).sum())
         p_held = (x[:, :, None] > x[:, None, :]).mean(axis=0)
         upper = np.triu(np.ones_like(p_held, bool), 1)
         t_held = col[mi[sel]][:, None] > col[mi[sel]][None, :]
