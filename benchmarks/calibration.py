@@ -35,7 +35,7 @@ from cppjax import metrics as M
 from cppjax import splits as S
 from cppjax.datasets import load_cpp_crowdsource
 from cppjax.evaluation import fit_splits, score_predictive
-from cppjax.keys import as_key
+from cppjax.inference.keys import as_key
 
 COLD_TASKS = ("BoolQ(0-shot)", "BIG-bench hard(3-shot)", "HellaSwag(10-shot)", "HumanEval(pass@1)")
 LEVELS = (0.5, 0.8, 0.9, 0.95)

@@ -36,9 +36,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from cppjax import planning  # noqa: E402
 from cppjax.datasets import load_cpp_crowdsource, load_obsscaling  # noqa: E402
-from cppjax.keys import as_key  # noqa: E402
-from cppjax.ranks import ranks_from_scores, task_units  # noqa: E402
-from cppjax.registry import make_spec  # noqa: E402
+from cppjax.inference.keys import as_key  # noqa: E402
+from cppjax.models.registry import make_spec  # noqa: E402
+from cppjax.posterior.ranks import ranks_from_scores, task_units  # noqa: E402
 from cppjax.splits import new_model  # noqa: E402
 
 STRATEGIES = ("random", "popular", "variance", "vpc_aggregate", "vpc_scores")

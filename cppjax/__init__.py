@@ -1,16 +1,31 @@
 """cppjax: collaborative performance prediction for LLM benchmarks, with honest uncertainty."""
 
+from cppjax import compat
 from cppjax.api import fit
 from cppjax.data import Normalization, Observations, ScoreMatrix, read_factors
+from cppjax.data.items import ItemResponses
 from cppjax.errors import CppjaxWarning, DataError, FactorMismatchError
 from cppjax.inference import MAP, NUTS, SVI, Adam
-from cppjax.io import load
-from cppjax.items import ItemResponses
 from cppjax.models import BNCF, MF, NCF, PMF, FactorsOnly, ScalingLaw, ScalingMF
-from cppjax.predictive import Posterior, Predictive
-from cppjax.ranks import RankPosterior
+from cppjax.posterior import Posterior, Predictive
+from cppjax.posterior.files import load
+from cppjax.posterior.ranks import RankPosterior
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
+
+compat.install()  # the module paths of 0.5, for one release (cppjax.compat)
+
+#: the applications and helpers, imported on first use (``cppjax.planning.plan(...)``)
+_SUBMODULES = ("planning", "cod", "importance", "clustering", "datasets", "metrics", "plots",
+               "splits", "evaluation")
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"cppjax.{name}")
+    raise AttributeError(f"module 'cppjax' has no attribute {name!r}")
 
 __all__ = [
     "BNCF",

@@ -6,15 +6,15 @@ name, a shorthand for a (model, inference) pair: ``mf``, ``ncf``, ``ncf_factors`
 ``factors_only`` (point predictors), ``pmf_nuts``, ``pmf_svi``, ``pmf_map``, ``bncf_nuts``,
 ``bncf_svi``, ``bncf_map`` (Bayesian collaborative models), ``scaling_law_unpooled`` and
 ``scaling_law_hierarchical`` (per-family power laws, NUTS; ``_svi`` or ``_map`` appended for the
-other inferences). :data:`cppjax.registry.METHODS` lists them all.
+other inferences). :data:`cppjax.models.registry.METHODS` lists them all.
 """
 
 from __future__ import annotations
 
 from cppjax.data import ScoreMatrix
 from cppjax.models.base import ModelSpec
-from cppjax.predictive import Posterior
-from cppjax.registry import METHODS, make_spec
+from cppjax.models.registry import METHODS, make_spec
+from cppjax.posterior import Posterior
 
 __all__ = ["METHODS", "fit", "make_spec"]
 

@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from cppjax.keys import as_key
+from cppjax.inference.keys import numpy_rng
+from cppjax.inference.train import run_sgd
 
 
 def _rms(a, b):
@@ -95,7 +96,7 @@ def kmeans(X, k: int, *, rng_key, iters: int = 100) -> np.ndarray:
     X = np.asarray(X, float)
     if not 1 <= k <= len(X):
         raise ValueError(f"k must be in [1, {len(X)}]; got {k}")
-    rng = np.random.default_rng(np.asarray(jax.random.key_data(as_key(rng_key))).ravel())
+    rng = numpy_rng(rng_key)
     centres = [X[rng.integers(len(X))]]
     for _ in range(1, k):
         d = _rms(X, np.array(centres)).min(axis=1) ** 2
@@ -138,19 +139,7 @@ def irt_difficulty(X, *, steps: int = 2000, lr: float = 0.05) -> np.ndarray:
                  + jnp.sum(p["log_a"] ** 2) / 0.25) / X.size
         return nll + prior
 
-    opt = optax.adam(lr)
-
-    @jax.jit
-    def run(p):
-        def step(carry, _):
-            p, s = carry
-            g = jax.grad(loss)(p)
-            u, s = opt.update(g, s)
-            return (optax.apply_updates(p, u), s), None
-
-        (p, _), _ = jax.lax.scan(step, (p, opt.init(p)), None, length=steps)
-        return p
-
+    run = jax.jit(lambda p: run_sgd(loss, p, optax.adam(lr), steps).params)
     return np.asarray(run(params)["b"], float)
 
 

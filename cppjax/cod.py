@@ -33,7 +33,7 @@ Example:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import jax
@@ -42,13 +42,13 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pandas as pd
-from numpyro.infer import MCMC, NUTS
 
 from cppjax import clustering
 from cppjax.data import ScoreMatrix
-from cppjax.errors import DataError
-from cppjax.keys import as_key
-from cppjax.predictive import Posterior
+from cppjax.data.items import ItemResponses
+from cppjax.errors import DataError, did_you_mean
+from cppjax.inference import NUTS, as_key, numpy_rng, run_inference
+from cppjax.posterior.base import NotSaveable, Posterior
 
 METHODS = ("cod", "task_law", "task_sigmoid")
 CLUSTERINGS = ("meanshift", "kmeans", "irt")
@@ -72,8 +72,18 @@ class COD:
     num_warmup: int = 500
     num_samples: int = 500
     num_chains: int = 2
+    #: the NUTS object that fits every law and mapping of this COD; made from the three
+    #: settings above when not given. It keeps the compiled programs, so fits of one settings
+    #: object on data of the same shapes compile once (``docs/architecture.md``).
+    inference: NUTS | None = field(default=None, compare=False)
+
+    kind = "cod"
 
     def __post_init__(self):
+        if self.inference is None:
+            object.__setattr__(self, "inference", NUTS(
+                num_warmup=self.num_warmup, num_samples=self.num_samples,
+                num_chains=self.num_chains, target_accept=0.9, max_tree_depth=10))
         if self.clustering not in CLUSTERINGS:
             raise ValueError(f"clustering must be one of {CLUSTERINGS}; got {self.clustering!r}")
         if self.mapping not in ("parts", "logit"):
@@ -128,14 +138,13 @@ def mapping_model(sub, task, y=None, *, n_tasks: int):
     numpyro.sample("y", dist.Normal(mu, tau[task]), obs=y)
 
 
-def _nuts(model, key, settings: COD, **kw) -> dict:
-    chains = settings.num_chains
-    method = "parallel" if jax.local_device_count() >= chains else "sequential"
-    mcmc = MCMC(NUTS(model, target_accept_prob=0.9), num_warmup=settings.num_warmup,
-                num_samples=settings.num_samples, num_chains=chains, chain_method=method,
-                progress_bar=False)
-    mcmc.run(key, **kw)
-    return {k: np.asarray(v) for k, v in mcmc.get_samples().items()}
+def _nuts(model, args: tuple, y, key, settings: COD, diagnostics: dict, name: str) -> dict:
+    """The package's NUTS driver (:func:`cppjax.inference.run_inference`) on one of COD's
+    models; its diagnostics recorded under ``name`` (the posterior's :attr:`diagnostics`)."""
+    res = run_inference(model, args, y, inference=settings.inference, rng_key=key,
+                        progress=False, warn=False)
+    diagnostics[name] = res.diagnostics
+    return res.samples
 
 
 def _logit(p):
@@ -143,15 +152,15 @@ def _logit(p):
     return np.log(p) - np.log1p(-p)
 
 
-def _fit_groups(acc, x, counts, floors, key, settings, form="law"):
+def _fit_groups(acc, x, counts, floors, key, settings, form, diagnostics, name):
     """NUTS on group accuracies ``acc`` (models x groups)."""
     n_models, n_groups = acc.shape
     mi, gi = np.indices(acc.shape)
     keep = np.isfinite(acc)
-    return _nuts(partial(law_model, n_groups=n_groups, form=form), key, settings,
-                 x=jnp.asarray(x[mi[keep]], jnp.float32), group=jnp.asarray(gi[keep]),
-                 n_items=jnp.asarray(counts[gi[keep]], jnp.float32),
-                 floor=jnp.asarray(floors, jnp.float32), y=jnp.asarray(acc[keep], jnp.float32))
+    args = (jnp.asarray(x[mi[keep]], jnp.float32), jnp.asarray(gi[keep], jnp.int32),
+            jnp.asarray(counts[gi[keep]], jnp.float32), jnp.asarray(floors, jnp.float32))
+    return _nuts(partial(law_model, n_groups=n_groups, form=form), args,
+                 jnp.asarray(acc[keep], jnp.float32), key, settings, diagnostics, name)
 
 
 def _law_draws(samples, x, floors, form="law", scatter_key=None):
@@ -166,7 +175,7 @@ def _law_draws(samples, x, floors, form="law", scatter_key=None):
         mu = sigmoid_law(xx, f, u, *(jnp.asarray(samples[k])[:, None, :] for k in ("k", "m")))
     mu = np.asarray(mu, float)
     if scatter_key is not None:
-        rng = np.random.default_rng(np.asarray(jax.random.key_data(scatter_key)).ravel())
+        rng = numpy_rng(scatter_key)
         mu = mu + samples["scatter"][:, None, :] * rng.standard_normal(mu.shape)
     return np.clip(mu, 0.0, 1.0)
 
@@ -202,23 +211,71 @@ class _TaskFit:
 
 class CODPosterior(Posterior):
     """Draws of task accuracies at any compute, answering through :meth:`predict` on the
-    task-accuracy matrix (training models observed, ``targets`` blank).
+    task-accuracy matrix (training models observed, ``targets`` blank). It implements the
+    :class:`~cppjax.posterior.Posterior` protocol: :meth:`refit` fits the same method and
+    settings on new item data; :meth:`save` raises :class:`~cppjax.posterior.NotSaveable`
+    (refit from the item data: seconds).
 
     Attributes:
         clusters: one row per item: ``task, item, cluster, kept`` (COD only).
         summary: one row per task: clusters, kept clusters, items kept, mapping.
+        targets: the models hidden from the fit; ``target_compute``: the placed new rows.
     """
 
-    def __init__(self, matrix, method, settings, compute, c_max, pieces, fit_seconds):
-        self.matrix, self.method, self.spec, self.inference = matrix, method, settings, None
-        self.fit_seconds = fit_seconds
+    def __init__(self, matrix, method, settings, compute, c_max, pieces, fit_seconds,
+                 targets=(), target_compute=None, diagnostics=None):
+        super().__init__(matrix, settings, settings.inference, fit_seconds, method=method)
         self._compute, self._c_max, self._pieces = compute, c_max, pieces
-        self.n_draws = pieces["n_draws"]
+        self._n_draws = pieces["n_draws"]
+        self._diagnostics = dict(diagnostics or {})
         self.clusters = pieces.get("clusters")
         self.summary = pieces.get("summary")
+        self.targets = tuple(targets)
+        self.target_compute = dict(target_compute or {})
 
     def __repr__(self):
         return f"CODPosterior({self.method}, {self.matrix.n_tasks} tasks, {self.n_draws} draws)"
+
+    @property
+    def n_draws(self) -> int:
+        return self._n_draws
+
+    @property
+    def diagnostics(self) -> dict:
+        """The NUTS diagnostics of each fit behind the posterior (``law``; COD also
+        ``validation``, the laws without the largest training models, and ``mapping``)."""
+        return self._diagnostics
+
+    def refit(self, train, *, rng_key, progress: bool | None = None) -> CODPosterior:
+        """The same method and settings on ``train`` (an :class:`ItemResponses`, e.g. with
+        more models), the same targets hidden; the compiled programs are reused where the
+        shapes allow."""
+        if not isinstance(train, ItemResponses):
+            raise TypeError(f"a COD posterior is refitted on per-item results (ItemResponses); "
+                            f"got {type(train).__name__}")
+        return fit(train, rng_key=rng_key, targets=list(self.targets),
+                   target_compute=self.target_compute, method=self.method, settings=self.spec)
+
+    def to_arviz(self):
+        """ArviZ InferenceData of the laws' posterior (dims chain, draw, group)."""
+        import arviz as az
+
+        n_chains = self.spec.inference.num_chains
+        s = self._pieces["samples"]
+        post = {k: v.reshape((n_chains, v.shape[0] // n_chains) + v.shape[1:])
+                for k, v in s.items() if k != "y"}
+        return az.from_dict(posterior=post, dims={k: ["group"] for k in post})
+
+    def _arrays(self):
+        raise NotSaveable("a COD posterior is not saved: refit it from the item data "
+                          "(post.refit(items, rng_key=...); seconds)")
+
+    def _meta(self):
+        raise NotSaveable("a COD posterior is not saved")
+
+    @classmethod
+    def _restore(cls, matrix, spec, inference, meta, arrays, fit_seconds):
+        raise NotSaveable("a COD posterior is not saved")
 
     def accuracy_draws(self, compute, task: str, rng_key) -> np.ndarray:
         """Draws ``(n_draws, len(compute))`` of ``task``'s accuracy at ``compute`` (FLOPs)."""
@@ -230,7 +287,7 @@ class CODPosterior(Posterior):
             return g[:, :, t]
         tf = p["tasks"][t]
         cols = tf.group_offset + np.flatnonzero(tf.kept)
-        k1, k2 = jax.random.split(as_key(rng_key))
+        k1, k2, k3 = jax.random.split(rng_key, 3)
         g = _law_draws(p["samples"], x, p["floors"], p["form"], k1)
         sub = 0.0
         if cols.size:
@@ -238,8 +295,8 @@ class CODPosterior(Posterior):
             sub = g[:, :, cols] @ w
         if cols.size:  # the extrapolation error the held-out check measured, per log compute
             gap = np.clip(np.log(np.maximum(x, 1e-300)) / tf.val_gap, 0.0, None)
-            rng = np.random.default_rng(np.asarray(jax.random.key_data(k2)).ravel())
-            sub = np.clip(sub + tf.extrap_sd * gap * rng.standard_normal(sub.shape), 0, 1)
+            sub = np.clip(sub + tf.extrap_sd * gap * numpy_rng(k2).standard_normal(sub.shape),
+                          0, 1)
         if p["mapping"] is None:  # "parts": the kept subset and a law for the other items
             rest = g[:, :, tf.rest_col] if tf.rest_col >= 0 else 0.0
             return tf.kept_share * sub + (1 - tf.kept_share) * rest
@@ -247,9 +304,8 @@ class CODPosterior(Posterior):
             raise DataError(f"no predictable cluster on task {task!r}: COD with the logit "
                             f"mapping cannot predict it (see posterior.summary)")
         m = p["mapping"]
-        rng = np.random.default_rng(np.asarray(jax.random.key_data(k2)).ravel() + 1)
         z = (m["alpha"][:, None, t] + m["beta"][:, None, t] * _logit(sub)
-             + m["tau"][:, None, t] * rng.standard_normal(sub.shape))
+             + m["tau"][:, None, t] * numpy_rng(k3).standard_normal(sub.shape))
         return 1.0 / (1.0 + np.exp(-z))
 
     def group_draws(self, compute, task: str, rng_key=None):
@@ -266,7 +322,8 @@ class CODPosterior(Posterior):
         cols = tf.group_offset + np.arange(len(tf.counts))
         return g[:, :, cols], tf.kept, p["group_accuracy"][:, cols]
 
-    def _draws(self, mi, ti, key):
+    def _draws(self, mi, ti, key, noise):
+        self._no_noise(noise)
         if key is None:
             raise ValueError("predictive draws of COD need an rng_key (or int seed)")
         out = np.zeros((self.n_draws, len(mi)))
@@ -277,9 +334,6 @@ class CODPosterior(Posterior):
             d = self.accuracy_draws(c, self.matrix.tasks[t], keys[t])
             out[:, sel] = d
         return self.matrix.normalize(out, np.asarray(mi), np.asarray(ti))
-
-    def save(self, path):
-        raise TypeError("a COD posterior is not saved: refit it from the item data (a minute)")
 
 
 def fit(data, *, rng_key, targets=None, target_compute: dict | None = None,
@@ -296,8 +350,6 @@ def fit(data, *, rng_key, targets=None, target_compute: dict | None = None,
     targets = list(targets or [])
     for m in targets:
         if m not in data.models:
-            from cppjax.errors import did_you_mean
-
             raise KeyError(f"unknown target model {m!r}{did_you_mean(m, data.models)}")
     compute = data.compute()
     train = [m for m in data.models if m not in targets]
@@ -322,21 +374,26 @@ def fit(data, *, rng_key, targets=None, target_compute: dict | None = None,
                      normalization="none", source=data.source)
     floors_task = np.array([data.chance.get(t, 0.0) for t in data.tasks])
     x_train = compute.loc[train].to_numpy() / c_max
-    keys = jax.random.split(as_key(rng_key), 4)
+    # one key per random step: clustering, the validation laws, their draws, the laws, the map
+    keys = dict(zip(("cluster", "validation", "check", "law", "mapping"),
+                    jax.random.split(as_key(rng_key), 5), strict=True))
+    diagnostics: dict = {}
+    placed = {"targets": targets, "target_compute": extra, "diagnostics": diagnostics}
     if method != "cod":
         form = "law" if method == "task_law" else "sigmoid"
         y = acc.loc[train].to_numpy()
         counts = np.array([len(data.task_items(t)) for t in data.tasks], float)
-        samples = _fit_groups(y, x_train, counts, floors_task, keys[0], settings, form)
+        samples = _fit_groups(y, x_train, counts, floors_task, keys["law"], settings, form,
+                              diagnostics, "law")
         pieces = {"samples": samples, "floors": floors_task, "form": form,
                   "n_draws": len(samples["scatter"])}
         return CODPosterior(sm, method, settings, all_compute, c_max, pieces,
-                            time.perf_counter() - t0)
+                            time.perf_counter() - t0, **placed)
     return _fit_cod(data, sm, train, compute, c_max, floors_task, keys, settings, all_compute,
-                    t0)
+                    t0, placed)
 
 
-def _fit_logit_mapping(data, task_fits, G, rows, key, settings):
+def _fit_logit_mapping(data, task_fits, G, rows, key, settings, diagnostics):
     """The paper's step 5: ``logit(full) = alpha + beta logit(subset)`` on the training
     models, per task."""
     subs, fulls, tix = [], [], []
@@ -351,10 +408,11 @@ def _fit_logit_mapping(data, task_fits, G, rows, key, settings):
     if not subs:
         raise DataError("no predictable cluster on any task: every cluster's law missed the "
                         "held-out largest training models (or fits them poorly)")
-    return _nuts(partial(mapping_model, n_tasks=len(data.tasks)), key, settings,
-                 sub=jnp.asarray(np.concatenate(subs), jnp.float32),
-                 task=jnp.asarray(np.concatenate(tix)),
-                 y=jnp.asarray(np.concatenate(fulls), jnp.float32))
+    args = (jnp.asarray(np.concatenate(subs), jnp.float32),
+            jnp.asarray(np.concatenate(tix), jnp.int32))
+    return _nuts(partial(mapping_model, n_tasks=len(data.tasks)), args,
+                 jnp.asarray(np.concatenate(fulls), jnp.float32), key, settings, diagnostics,
+                 "mapping")
 
 
 def _cluster(data, task, train, settings, key):
@@ -369,13 +427,14 @@ def _cluster(data, task, train, settings, key):
     return clustering.irt_groups(X, k)
 
 
-def _fit_cod(data, sm, train, compute, c_max, floors_task, keys, settings, all_compute, t0):
+def _fit_cod(data, sm, train, compute, c_max, floors_task, keys, settings, all_compute, t0,
+             placed):
     res = data.results
     rows = [data.models.index(m) for m in train]
     order = np.argsort(compute.loc[train].to_numpy(), kind="stable")
     fit_rows = [rows[i] for i in order[:-settings.holdout]]
     cols, floors, counts, task_fits, rows_cl = [], [], [], [], []
-    ck = jax.random.split(keys[0], len(data.tasks))
+    ck = jax.random.split(keys["cluster"], len(data.tasks))
     for t, task in enumerate(data.tasks):
         items = data.task_items(task)
         labels = _cluster(data, task, train, settings, ck[t])
@@ -398,9 +457,11 @@ def _fit_cod(data, sm, train, compute, c_max, floors_task, keys, settings, all_c
     x_all = compute.to_numpy() / c_max
     # 4. predictability: the law without the largest training models, tested on them
     form = "law" if settings.law == "cod" else "sigmoid"
-    val = _fit_groups(G[fit_rows], x_all[fit_rows], counts, floors, keys[1], settings, form)
+    diagnostics = placed["diagnostics"]
+    val = _fit_groups(G[fit_rows], x_all[fit_rows], counts, floors, keys["validation"], settings,
+                      form, diagnostics, "validation")
     held = [rows[i] for i in order[-settings.holdout:]]
-    draws = _law_draws(val, x_all[held], floors, form, keys[1])  # (S, holdout, clusters)
+    draws = _law_draws(val, x_all[held], floors, form, keys["check"])  # (S, holdout, clusters)
     err = np.abs(draws.mean(axis=0) - G[held]).mean(axis=0)
     lo, hi = np.quantile(draws, [0.005, 0.995], axis=0)
     inside = ((G[held] >= lo - settings.tolerance) & (G[held] <= hi + settings.tolerance)).all(
@@ -419,7 +480,6 @@ def _fit_cod(data, sm, train, compute, c_max, floors_task, keys, settings, all_c
         if tf.kept.any():  # the kept clusters' extrapolation error on the held-out models
             w = tf.counts[tf.kept] / tf.counts[tf.kept].sum()
             tf.extrap_sd = float(np.sqrt(w @ signed[sl][tf.kept] ** 2))
-    # 3. the laws on every training model; 5. the mapping
     # 3. the laws on every training model (with "parts", one more group per task: the items
     # outside the kept clusters); 5. the mapping
     if settings.mapping == "parts":
@@ -435,10 +495,12 @@ def _fit_cod(data, sm, train, compute, c_max, floors_task, keys, settings, all_c
             G = np.column_stack([G] + [c[0] for c in rest_cols])
             counts = np.concatenate([counts, [c[1] for c in rest_cols]])
             floors = np.concatenate([floors, [c[2] for c in rest_cols]])
-    samples = _fit_groups(G[rows], x_all[rows], counts, floors, keys[2], settings, form)
+    samples = _fit_groups(G[rows], x_all[rows], counts, floors, keys["law"], settings, form,
+                          diagnostics, "law")
     mapping = None
     if settings.mapping == "logit":
-        mapping = _fit_logit_mapping(data, task_fits, G, rows, keys[3], settings)
+        mapping = _fit_logit_mapping(data, task_fits, G, rows, keys["mapping"], settings,
+                                     diagnostics)
     clusters = pd.DataFrame(rows_cl, columns=["task", "item", "cluster"])
     clusters["kept"] = [c >= 0 and task_fits[data.tasks.index(t)].kept[c]
                         for t, c in zip(clusters["task"], clusters["cluster"], strict=True)]
@@ -452,4 +514,4 @@ def _fit_cod(data, sm, train, compute, c_max, floors_task, keys, settings, all_c
               "n_draws": len(samples["scatter"]), "clusters": clusters, "summary": summary,
               "group_accuracy": G, "validation": val}
     return CODPosterior(sm, "cod", settings, all_compute, c_max, pieces,
-                        time.perf_counter() - t0)
+                        time.perf_counter() - t0, **placed)

@@ -18,9 +18,9 @@ import pandas as pd
 
 from cppjax import metrics as M
 from cppjax.inference import INFERENCES, LEGACY_NAMES
-from cppjax.keys import as_key
-from cppjax.predictive import Posterior, Predictive
-from cppjax.registry import METHODS, make_spec
+from cppjax.inference.keys import as_key
+from cppjax.models.registry import METHODS, make_spec
+from cppjax.posterior import Posterior, Predictive
 from cppjax.splits import Split
 
 
@@ -83,11 +83,8 @@ def fit_splits(method: str, splits: Sequence[Split], *, rng_key=0,
     passed to it (:func:`check_settings` rejects one that no method takes)."""
     spec, inference = make_spec(method, **settings_for(method, settings))
     key = as_key(rng_key)
-    if hasattr(spec, "fit_many"):
-        return spec.fit_many([s.train for s in splits], rng_key=key, inference=inference)
-    keys = jax.random.split(key, len(splits))
-    return [spec.fit(s.train, rng_key=k, inference=inference, progress=progress)
-            for s, k in zip(splits, keys, strict=True)]
+    return spec.fit_many([s.train for s in splits], rng_key=key, inference=inference,
+                         progress=progress)
 
 
 def evaluate_methods(methods: Sequence[str], splits: Sequence[Split], *, rng_key=0,

@@ -35,8 +35,9 @@ import optax
 import pandas as pd
 
 from cppjax.data import ScoreMatrix
-from cppjax.features import design_matrix, encode_factors
-from cppjax.keys import as_key
+from cppjax.data.features import design_matrix, encode_factors
+from cppjax.inference.keys import as_key, numpy_rng
+from cppjax.inference.train import run_sgd
 
 #: factor columns grouped as the CPP paper's factors (a column of no group: a group of its own)
 GROUPS = {
@@ -175,7 +176,7 @@ def shapley(sm: ScoreMatrix, *, rng_key, groups: dict | None = None, protocol: s
     key = as_key(rng_key)
     k_fold, k_init, k_order = jax.random.split(key, 3)
     tests, kinds = _folds(sm, n_folds, protocol, k_fold)
-    rng = np.random.default_rng(np.asarray(jax.random.bits(k_order, (2,), np.uint32)))
+    rng = numpy_rng(k_order)
     subsets, orders = _subsets(len(found), exact_max, n_orders, rng)
     y = np.nan_to_num(np.asarray(sm.normalized, np.float32))
     obs = sm.mask
@@ -212,13 +213,7 @@ def shapley(sm: ScoreMatrix, *, rng_key, groups: dict | None = None, protocol: s
             penalty = sum(jnp.sum(p[k] ** 2) for k in ("beta", "gamma", "A", "C"))
             return jnp.sum(train * (pred(p) - y) ** 2) / jnp.sum(train) + ridge * penalty
 
-        def step(carry, _):
-            p, s = carry
-            g = jax.grad(loss)(p)
-            upd, s = opt.update(g, s, p)
-            return (optax.apply_updates(p, upd), s), None
-
-        (p, _), _ = jax.lax.scan(step, (p0, opt.init(p0)), None, length=steps)
+        p = run_sgd(loss, p0, opt, steps).params
         return jnp.sum(test * (pred(p) - y) ** 2) / jnp.sum(test)
 
     # all fits of one seed: subsets x folds, in batches of subsets

@@ -269,7 +269,7 @@ def rank_calibration(truth, model_idx, task_idx, draws, higher_is_better=None,
 
     Returns ``rank_coverage_<level>``: the share of held-out cells whose true rank lies in the
     central ``level`` interval of its rank draws (integer quantiles, as
-    :meth:`cppjax.ranks.RankPosterior.interval`); ``beats_right``: among the pairs of a
+    :meth:`cppjax.posterior.ranks.RankPosterior.interval`); ``beats_right``: among the pairs of a
     held-out cell and another model's cell on its task whose ``prob_beats`` exceeds
     ``threshold`` (either way round), the share where the favoured model truly scores better
     (ties count as wrong), and ``beats_pairs``, their number.

@@ -3,7 +3,8 @@
 A *target* says what we want to know: the scores of some cells (:func:`scores`), a model's rank
 on tasks (:func:`rank`) or on the leaderboard aggregate (:func:`aggregate`), the best model on a
 task (:func:`best`), or whether one model beats another (:func:`beats`). Its *uncertainty* is
-the variance of the scores (in :func:`cppjax.ranks.task_units`: shares of each task's observed
+the variance of the scores (in :func:`cppjax.posterior.ranks.task_units`: shares of each task's
+observed
 range) or of the ranks, or the entropy (bits) of the best model's identity or of the
 comparison. The *value* of evaluating a cell is the expected drop of that uncertainty once the
 cell's score is known.
@@ -40,8 +41,8 @@ import numpy as np
 import pandas as pd
 
 from cppjax.errors import DataError
-from cppjax.keys import as_key
-from cppjax.ranks import task_units
+from cppjax.inference.keys import as_key
+from cppjax.posterior.ranks import task_units
 
 #: posterior draws below which planning refuses (a point model's few fits are no distribution)
 MIN_DRAWS = 50
@@ -223,7 +224,7 @@ def read_costs(path, *, sep=None) -> pd.DataFrame:
     """A cost table from a CSV or Excel file, for :func:`cost_matrix`: columns ``task, cost``,
     ``model, cost`` or ``model, task, cost`` (any case), else a wide models x tasks table
     (first column the model names). A cost that is not a number is an error naming its row."""
-    from cppjax.tables import read_table
+    from cppjax.data.tables import read_table
 
     t = read_table(path, label_column=None, sep=sep, long=True)
     df = t.frame
@@ -404,7 +405,7 @@ class Planner:
             raise ValueError(f"level must be in (0, 1); got {level}")
         if n_scenarios < 1:
             raise ValueError(f"n_scenarios must be >= 1; got {n_scenarios}")
-        n_draws = getattr(posterior, "n_draws", 1)
+        n_draws = posterior.n_draws
         if n_draws < MIN_DRAWS:
             raise TypeError(f"planning needs a posterior with at least {MIN_DRAWS} draws (a "
                             f"Bayesian model: pmf_svi, pmf_nuts, bncf_svi, a scaling law); "

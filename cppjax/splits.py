@@ -30,9 +30,9 @@ from typing import Literal
 import jax
 import numpy as np
 
-from cppjax.compute import family_scale
 from cppjax.data import ScoreMatrix
-from cppjax.keys import as_key
+from cppjax.data.compute import family_scale
+from cppjax.inference.keys import as_key
 
 
 @dataclass(frozen=True, eq=False)
@@ -217,7 +217,8 @@ def largest_of_family(
     and at least two left in training).
 
     Size is training compute (FLOPs, else 6 x parameters x tokens) when every member of the family
-    has it, otherwise parameters (see :func:`cppjax.compute.family_scale`); models with neither are
+    has it, otherwise parameters (see :func:`cppjax.data.compute.family_scale`); models with
+    neither are
     not counted. ``k`` scores of each held-out model may be revealed (drawn with ``rng_key``).
     The normalisation is fitted on the training cells (``normalise="parent"``: the parent's).
 
@@ -286,9 +287,9 @@ def compute_cutoff(
     least ``cutoff`` FLOPs (default: the top ``share`` of the models with a known compute) are
     the test models; their scores on ``tasks`` are held out, their other scores stay in
     training (they place the test models among the others). Compute is reported FLOPs, else
-    6 x parameters x tokens (:func:`cppjax.compute.model_compute`); models with neither stay in
+    6 x parameters x tokens (:func:`cppjax.data.compute.model_compute`); models with neither stay in
     training, listed in ``info["unplaced_models"]``."""
-    from cppjax.compute import model_compute
+    from cppjax.data.compute import model_compute
 
     tasks = [tasks] if isinstance(tasks, str) else list(tasks)
     cols = [sm.task_index(t) for t in tasks]

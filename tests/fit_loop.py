@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 import cppjax
-from cppjax.registry import METHODS, make_spec
+from cppjax.models.registry import METHODS, make_spec
 
 TINY = {"nuts": {"num_warmup": 4, "num_samples": 4, "num_chains": 1},
         "svi": {"num_steps": 4, "num_samples": 4}, "map": {"num_steps": 4},

@@ -8,7 +8,7 @@ import cppjax
 from cppjax import splits as S
 from cppjax.inference import NUTS, SVI
 from cppjax.models import BNCF, PMF, BayesPosterior
-from cppjax.ranks import ranks_from_scores
+from cppjax.posterior.ranks import ranks_from_scores
 
 
 @pytest.fixture(scope="module")
@@ -389,8 +389,8 @@ def test_prior_median_init_matches_numpyro_init_to_median():
     from numpyro import handlers
     from numpyro.infer import init_to_median
 
-    from cppjax.initialization import init_to_prior_median, prior_medians, site_offsets
-    from cppjax.programs import abstract_sites as _abstract_sites
+    from cppjax.inference.initialization import init_to_prior_median, prior_medians, site_offsets
+    from cppjax.inference.programs import abstract_sites as _abstract_sites
 
     n = 20_000
 

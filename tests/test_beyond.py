@@ -9,12 +9,12 @@ import pytest
 from cppjax import ScoreMatrix
 from cppjax import metrics as M
 from cppjax import splits as S
-from cppjax.compute import model_compute
+from cppjax.data.compute import model_compute
 from cppjax.datasets import load_cpp_crowdsource, load_obsscaling
 from cppjax.inference import MAP, SVI
+from cppjax.models.registry import make_spec
 from cppjax.models.scaling_mf import ScalingMF, compute_axis, task_bounds
-from cppjax.ranks import ranks_from_scores
-from cppjax.registry import make_spec
+from cppjax.posterior.ranks import ranks_from_scores
 
 
 @pytest.fixture(scope="module")

@@ -102,7 +102,7 @@ def test_arguments_are_checked_before_any_fit(argv, message, capsys):
 
 
 def test_methods_lists_every_name(capsys):
-    from cppjax.registry import METHODS
+    from cppjax.models.registry import METHODS
 
     assert main(["methods"]) == 0
     out = capsys.readouterr().out

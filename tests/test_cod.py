@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from cppjax import clustering, cod
+from cppjax.data.items import ItemResponses
 from cppjax.datasets import load_pythia_arithmetic, synthetic_items
 from cppjax.errors import DataError, FactorMismatchError
-from cppjax.items import ItemResponses
 
 TINY = cod.COD(num_warmup=60, num_samples=60, num_chains=1)
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import cppjax
-from cppjax.registry import METHODS, make_spec
+from cppjax.models.registry import METHODS, make_spec
 
 # tiny settings per inference: the contract, not the accuracy
 TINY = {

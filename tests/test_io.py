@@ -101,7 +101,7 @@ def test_a_fit_needs_a_score_matrix():
 
 
 def test_settings_that_do_not_apply_are_errors():
-    from cppjax.registry import make_spec
+    from cppjax.models.registry import make_spec
 
     with pytest.raises(TypeError, match="'num_samples' do\\(es\\) not apply to 'mf'"):
         make_spec("mf", num_samples=10)
@@ -118,7 +118,7 @@ def test_settings_that_do_not_apply_are_errors():
 
 
 def test_keys_are_explicit():
-    from cppjax.keys import as_key
+    from cppjax.inference.keys import as_key
 
     with pytest.raises(ValueError, match="rng_key is required"):
         as_key(None)

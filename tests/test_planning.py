@@ -10,7 +10,7 @@ import cppjax
 from cppjax import planning
 from cppjax.data import ScoreMatrix
 from cppjax.errors import DataError
-from cppjax.predictive import Posterior
+from cppjax.posterior import Posterior
 
 N_MODELS, N_TASKS, NOISE = 5, 3, 0.1
 
@@ -184,7 +184,7 @@ def test_add_scores_checks_what_it_adds(gauss):
 
 def test_the_loop_plan_observe_refit_reuses_compiled_programs():
     from cppjax.datasets.synthetic import synthetic
-    from cppjax.registry import make_spec
+    from cppjax.models.registry import make_spec
 
     data = synthetic(0, n_models=30, n_tasks=8, observed=0.5)
     observed, truth = data.matrix, data.full

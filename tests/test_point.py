@@ -101,7 +101,7 @@ def test_ncf_net_is_the_per_cell_architecture(planted, use_ids, use_factors, hid
     import flax.linen as nn
     import jax.numpy as jnp
 
-    from cppjax.features import encode_factors
+    from cppjax.data.features import encode_factors
     from cppjax.models.nets import NCFNet, factor_arrays
 
     mf, tf = encode_factors(planted.model_factors), encode_factors(planted.task_factors)

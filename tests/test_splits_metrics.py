@@ -6,7 +6,7 @@ import pytest
 from cppjax import ScoreMatrix
 from cppjax import metrics as M
 from cppjax import splits as S
-from cppjax.compute import family_scale, model_compute
+from cppjax.data.compute import family_scale, model_compute
 from cppjax.datasets import load_cpp_crowdsource, load_obsscaling
 
 
@@ -192,7 +192,7 @@ def test_coverage_se_follows_the_number_of_groups():
 def test_sorted_ranks_equal_the_pairwise_rule():
     """Ranks by sorting equal 1 + the number of strictly higher scores (ties share the better
     rank), the rule the pairwise comparison defines, with ties and a single model."""
-    from cppjax.ranks import ranks_from_scores
+    from cppjax.posterior.ranks import ranks_from_scores
 
     rng = np.random.default_rng(0)
     s = rng.integers(0, 6, size=(30, 25)).astype(float)  # many ties

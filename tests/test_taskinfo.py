@@ -8,8 +8,8 @@ import pytest
 
 from cppjax import ScoreMatrix
 from cppjax.cli import main
+from cppjax.data.normalization import Normalization
 from cppjax.errors import DataError
-from cppjax.normalization import Normalization
 
 
 def helm_like(seed: int = 0, n_models: int = 24) -> pd.DataFrame:

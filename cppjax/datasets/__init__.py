@@ -30,9 +30,9 @@ from pathlib import Path
 import pandas as pd
 
 from cppjax.data import NormKind, ScoreMatrix
+from cppjax.data.factors import type_factor_columns
 from cppjax.datasets.synthetic import Synthetic, synthetic
 from cppjax.datasets.synthetic_items import SyntheticItems, synthetic_items
-from cppjax.factors import type_factor_columns
 
 FILES = Path(__file__).parent / "files"
 
@@ -175,7 +175,7 @@ def load_pythia_arithmetic():
         >>> data.n_models, data.n_items, len(data.tasks)
         (42, 1000, 10)
     """
-    from cppjax.items import ItemResponses
+    from cppjax.data.items import ItemResponses
 
     items = pd.read_csv(FILES / "pythia_arith_items.csv.gz")
     models = pd.read_csv(FILES / "pythia_arith_models.csv").set_index("model")

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from cppjax.data import ScoreMatrix
-from cppjax.keys import as_key
+from cppjax.inference.keys import as_key
 
 
 class Synthetic(NamedTuple):

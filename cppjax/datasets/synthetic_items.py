@@ -13,15 +13,14 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax
 import numpy as np
 import pandas as pd
 
-from cppjax.keys import as_key
+from cppjax.inference.keys import numpy_rng
 
 
 class SyntheticItems(NamedTuple):
-    """``data`` (an :class:`~cppjax.items.ItemResponses` of every model, the largest too),
+    """``data`` (an :class:`~cppjax.data.items.ItemResponses` of every model, the largest too),
     ``p`` the true pass probabilities ``(n_models, n_items)``, ``regular`` (True for the
     items that follow the 2PL law), ``difficulty``, and ``task_truth`` (models x tasks: the
     expected task accuracy, the mean of ``p`` over the task's items)."""
@@ -44,7 +43,7 @@ def synthetic_items(rng_key, *, n_items: int = 300, n_tasks: int = 1, n_families
         >>> s.data.n_models, s.data.n_items, round(float(s.regular.mean()), 2)
         (10, 60, 0.9)
     """
-    from cppjax.items import ItemResponses
+    from cppjax.data.items import ItemResponses
 
     if not 0.0 <= irregular < 1.0:
         raise ValueError(f"irregular must be in [0, 1); got {irregular}")
@@ -52,7 +51,7 @@ def synthetic_items(rng_key, *, n_items: int = 300, n_tasks: int = 1, n_families
         raise ValueError("n_items, n_tasks, n_families, sizes, n_trials, clumps must be >= 1")
     if not 0.0 <= chance < 1.0:
         raise ValueError(f"chance must be in [0, 1); got {chance}")
-    rng = np.random.default_rng(np.asarray(jax.random.key_data(as_key(rng_key))).ravel())
+    rng = numpy_rng(rng_key)
     lo, hi = np.log10(compute_range[0]), np.log10(compute_range[1])
     log_c = np.tile(np.linspace(lo, hi, sizes), n_families)
     fam = np.repeat(np.arange(n_families), sizes)

@@ -1,12 +1,12 @@
 """Predictors: point (MF, NCF, factors-only), Bayesian (PMF, BNCF, ScalingMF) and the scaling-law
 baseline."""
 
+from cppjax.models.bayes import BayesPosterior
 from cppjax.models.bncf import BNCF
 from cppjax.models.pmf import PMF
 from cppjax.models.point import MF, NCF, FactorsOnly, PointPosterior
 from cppjax.models.scaling import ScalingLaw, ScalingLawPosterior
 from cppjax.models.scaling_mf import ScalingMF
-from cppjax.posterior import BayesPosterior
 
 __all__ = ["BNCF", "MF", "NCF", "PMF", "BayesPosterior", "FactorsOnly", "PointPosterior",
            "ScalingLaw", "ScalingLawPosterior", "ScalingMF"]

@@ -5,7 +5,7 @@ A specification is a frozen dataclass of *model* settings only (rank, priors, li
 how it is fitted is an inference object of :mod:`cppjax.inference`. Each specification class
 declares
 
-* ``kind``: its name in :mod:`cppjax.registry` (saved files record it);
+* ``kind``: its name in :mod:`cppjax.models.registry` (saved files record it);
 * ``inference_defaults``: for each inference it accepts, the settings that differ from the
   inference object's own defaults (e.g. Bayesian NCF's SVI takes 3,000 steps);
 * ``dims`` and :meth:`coords`: the posterior's named dimensions, read by ``to_arviz``;
@@ -28,14 +28,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from cppjax.data import ScoreMatrix
+from cppjax.data.features import design_matrix, encode_factors
 from cppjax.errors import DataError
-from cppjax.features import design_matrix, encode_factors
 from cppjax.inference import INFERENCES, LEGACY_NAMES, make_inference, run_inference
-from cppjax.io import SPEC_CLASSES
-from cppjax.keys import as_key
+from cppjax.inference.keys import as_key
+from cppjax.inference.sharding import cell_mesh, pad_to_multiple, shard_cells
+from cppjax.models.bayes import BayesPosterior
 from cppjax.models.likelihood import pad_cells
-from cppjax.posterior import BayesPosterior
-from cppjax.sharding import cell_mesh, pad_to_multiple, shard_cells
+from cppjax.posterior.files import SPEC_CLASSES
 
 
 def accepts_legacy_settings(cls):
@@ -76,7 +76,8 @@ class ModelSpec:
 
     @classmethod
     def posterior_class(cls) -> type:  # pragma: no cover - every family of models defines it
-        """The class of this model's fitted posterior (what :func:`cppjax.io.load` builds)."""
+        """The class of this model's fitted posterior (what :func:`cppjax.posterior.files.load`
+        builds)."""
         raise NotImplementedError
 
     def __getattr__(self, name: str):
@@ -126,6 +127,21 @@ class ModelSpec:
             raise TypeError(f"{type(self).__name__} is fitted by {takes}, not "
                             f"{type(inference).__name__}")
         return inference
+
+    def fit(self, train: ScoreMatrix, *, rng_key, inference=None,
+            progress: bool | None = None):  # pragma: no cover - every model defines it
+        """Fit on the observed cells of ``train`` -> a :class:`~cppjax.posterior.Posterior`."""
+        raise NotImplementedError
+
+    def fit_many(self, trains: list[ScoreMatrix], *, rng_key, inference=None,
+                 progress: bool | None = None) -> list:
+        """One fit per training matrix with one inference object (its compiled programs shared),
+        each with its own key split from ``rng_key``; the point models override it with one
+        vectorised call."""
+        inference = self.resolve_inference(inference)
+        keys = jax.random.split(as_key(rng_key), len(trains))
+        return [self.fit(t, rng_key=k, inference=inference, progress=progress)
+                for t, k in zip(trains, keys, strict=True)]
 
     def method_name(self, inference) -> str:
         """The short name of this model fitted by ``inference`` (e.g. ``pmf_nuts``)."""
@@ -199,7 +215,8 @@ class BayesSpec(ModelSpec):
         model, data = self.model_parts(train, data_cells=True)
         if getattr(inference, "subsample_size", None) is not None:
             model = partial(model, subsample_size=inference.subsample_size)
-        # the cells split over devices where the inference asks for several (cppjax.sharding)
+        # the cells split over devices where the inference asks for several
+        # (cppjax.inference.sharding)
         mesh = cell_mesh(getattr(inference, "devices", 1))
         if mesh is not None:
             (mi, ti, y), mask = pad_to_multiple((mi, ti, y), mask, mesh.size)

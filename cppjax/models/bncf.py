@@ -9,7 +9,7 @@ from typing import ClassVar
 import numpyro.distributions as dist
 from numpyro.contrib.module import random_flax_module
 
-from cppjax.features import encode_factors
+from cppjax.data.features import encode_factors
 from cppjax.models.base import BayesSpec, accepts_legacy_settings
 from cppjax.models.likelihood import observe, task_noise
 from cppjax.models.nets import NCFNet, factor_arrays

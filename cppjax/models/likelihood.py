@@ -72,10 +72,9 @@ def predictive_noise(mean, samples: dict, task_idx, likelihood: str, rng_key) ->
     (behind Student-t draws) is a rejection loop that took 82 s for 8e7 values on 2 CPU cores,
     NumPy's 3 s (docs/decisions/0008-pmf-cost-grows-with-the-cells.md). ``mean`` is
     overwritten where NumPy may write to it."""
-    import jax
+    from cppjax.inference.keys import numpy_rng
 
-    seed = np.asarray(jax.random.bits(rng_key, (4,), np.uint32)).tolist()
-    rng = np.random.default_rng(seed)
+    rng = numpy_rng(rng_key)
     out = np.asarray(mean, np.float32)
     if not out.flags.writeable:  # an array JAX handed over
         out = out.copy()

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cppjax.features import EncodedFactors
+from cppjax.data.features import EncodedFactors
 
 
 class MFNet(nn.Module):

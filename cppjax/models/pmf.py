@@ -23,7 +23,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from cppjax.data import ScoreMatrix
-from cppjax.features import category_levels, design_matrix, encode_factors
+from cppjax.data.features import category_levels, design_matrix, encode_factors
 from cppjax.models.base import BayesSpec, accepts_legacy_settings
 from cppjax.models.likelihood import observe, task_noise
 from cppjax.models.regression import (

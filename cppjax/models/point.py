@@ -29,13 +29,14 @@ import numpy as np
 import optax
 
 from cppjax.data import ScoreMatrix
-from cppjax.features import encode_factors
+from cppjax.data.features import encode_factors
 from cppjax.inference import Adam
-from cppjax.keys import as_key
+from cppjax.inference.keys import as_key
+from cppjax.inference.train import run_sgd
 from cppjax.models.base import ModelSpec, accepts_legacy_settings, require_cells
 from cppjax.models.likelihood import padded_size
 from cppjax.models.nets import MFNet, NCFNet, factor_arrays
-from cppjax.predictive import Posterior
+from cppjax.posterior.base import Posterior
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,8 @@ class PointModel(ModelSpec):
         return PointPosterior(train, self, inference, np.asarray(pred),
                               time.perf_counter() - t0, info)
 
-    def fit_many(self, trains: list[ScoreMatrix], *, rng_key, inference=None
-                 ) -> list[PointPosterior]:
+    def fit_many(self, trains: list[ScoreMatrix], *, rng_key, inference=None,
+                 progress: bool | None = None) -> list[PointPosterior]:
         """Fit several training matrices of one shape (seeds, folds) in one compiled call."""
         inference = self.resolve_inference(inference)
         key = as_key(rng_key)
@@ -156,34 +157,17 @@ def _train_batch(net, steps, lr, wd, l2, val_frac, refit, shape, keys, y, mask, 
             u = jax.random.uniform(k_val, mi.shape)
         val = m * (u < val_frac)
         fit_w = m - val if val_frac > 0 else m
-
-        def step(carry, t):
-            params, state, best_v, best_t, best_p = carry
-            g = jax.grad(loss)(params, yy, fit_w, mi, ti)
-            upd, state = opt.update(g, state, params)
-            params = optax.apply_updates(params, upd)
-            v = sq_err(params, yy, val, mi, ti) if val_frac > 0 else -t.astype(jnp.float32)
-            better = v < best_v
-            best_p = jax.tree.map(lambda a, b: jnp.where(better, a, b), params, best_p)
-            return (params, state, jnp.where(better, v, best_v), jnp.where(better, t, best_t),
-                    best_p), None
-
-        init = (params0, opt.init(params0), jnp.inf, 0, params0)
-        (_, _, _, best_t, best_p), _ = jax.lax.scan(step, init, jnp.arange(steps))
+        # early stopping: the state of lowest validation error (none held out: the last)
+        first = run_sgd(lambda p: loss(p, yy, fit_w, mi, ti), params0, opt, steps,
+                        track=(lambda p, t: sq_err(p, yy, val, mi, ti)) if val_frac > 0
+                        else None)
+        best_t = first.best_step
         if not (refit and val_frac > 0):
-            return net.apply(best_p, *grid, *inputs).reshape(shape), best_t
-
-        def step2(carry, t):
-            params, state, snap = carry
-            g = jax.grad(loss)(params, yy, m, mi, ti)
-            upd, state = opt.update(g, state, params)
-            params = optax.apply_updates(params, upd)
-            snap = jax.tree.map(lambda a, b: jnp.where(t == best_t, a, b), params, snap)
-            return (params, state, snap), None
-
-        (_, _, snap), _ = jax.lax.scan(step2, (params0, opt.init(params0), params0),
-                                       jnp.arange(steps))
-        return net.apply(snap, *grid, *inputs).reshape(shape), best_t
+            return net.apply(first.best_params, *grid, *inputs).reshape(shape), best_t
+        # the refit on every cell, its state taken after the best number of steps
+        second = run_sgd(lambda p: loss(p, yy, m, mi, ti), params0, opt, steps,
+                         track=lambda p, t: jnp.where(t == best_t, -1.0, 0.0))
+        return net.apply(second.best_params, *grid, *inputs).reshape(shape), best_t
 
     return jax.vmap(one)(keys, y, mask, mi, ti)
 
@@ -283,8 +267,17 @@ class PointPosterior(Posterior):
     def n_draws(self) -> int:
         return self.pred.shape[0]
 
-    def _draws(self, model_idx, task_idx, rng_key):
+    @property
+    def diagnostics(self) -> dict:
+        """``best_step``: each initialisation's early-stopping step."""
+        return {k: np.asarray(v).tolist() for k, v in self.info.items()}
+
+    def _draws(self, model_idx, task_idx, rng_key, noise):
+        self._no_noise(noise)
         return self.pred[:, model_idx, task_idx]
+
+    def refit(self, train, *, rng_key, progress: bool | None = None):
+        return self._refit_spec(train, rng_key, progress)
 
     def __repr__(self):
         return (f"PointPosterior({self.method}, {self.pred.shape[0]} draw(s), "

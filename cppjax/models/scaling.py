@@ -5,7 +5,7 @@ task ``j`` separately, a power law of a task's error in the family's training co
 
     log(err_mj) = w_fj * log10(C_m) + b_fj + noise,      err_mj = 1 - score_mj / max_score
 
-``C_m`` is placed by :func:`cppjax.compute.family_scale`: reported training FLOPs, else
+``C_m`` is placed by :func:`cppjax.data.compute.family_scale`: reported training FLOPs, else
 6 x parameters x tokens, else (for a family where some member lacks both) the parameter count;
 models with none of these cannot be placed on a curve and are reported in
 :attr:`ScalingLawPosterior.unplaced_models`, never guessed. Errors are clipped below at
@@ -47,14 +47,14 @@ import numpyro.distributions as dist
 import pandas as pd
 from numpyro.infer import Predictive as NPredictive
 
-from cppjax.compute import family_scale
 from cppjax.data import SCALE_RANGE, ScoreMatrix
+from cppjax.data.compute import family_scale
 from cppjax.errors import did_you_mean
 from cppjax.inference import InferenceResult, run_inference
-from cppjax.keys import as_key
+from cppjax.inference.keys import as_key
 from cppjax.models.base import ModelSpec, accepts_legacy_settings, require_cells
 from cppjax.models.likelihood import task_noise
-from cppjax.posterior import SampledPosterior
+from cppjax.posterior.sampled import SampledPosterior
 
 AXES = ("compute", "parameters")
 
@@ -303,9 +303,7 @@ class ScalingLawPosterior(SampledPosterior):
         eps = np.asarray(jax.random.normal(rng_key, shape))
         return mean + sigma[:, task] * eps
 
-    takes_noise = True
-
-    def _draws(self, model_idx, task_idx, rng_key, noise: bool | None = None):
+    def _draws(self, model_idx, task_idx, rng_key, noise: bool | None):
         if noise is None:  # a MAP fit predicts its mode, as every Bayesian model's MAP
             noise = self.result.method != "map"
         if rng_key is None and noise:

@@ -38,9 +38,9 @@ import numpyro
 import numpyro.distributions as dist
 import pandas as pd
 
-from cppjax.compute import model_compute
 from cppjax.data import ScoreMatrix
-from cppjax.features import category_levels, design_matrix, encode_factors
+from cppjax.data.compute import model_compute
+from cppjax.data.features import category_levels, design_matrix, encode_factors
 from cppjax.models.base import BayesSpec, accepts_legacy_settings
 from cppjax.models.likelihood import observe, task_noise
 
@@ -128,7 +128,7 @@ def _weights(name: str, n_columns: int, k: int):
 def compute_axis(sm: ScoreMatrix, family: str | None = "family"
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Standardised log10 training compute of each model, whether it is known (reported FLOPs,
-    else 6ND: :func:`cppjax.compute.model_compute`) and whether it is imputed: a model with a
+    else 6ND: :func:`cppjax.data.compute.model_compute`) and whether it is imputed: a model with a
     parameter count but no token count is placed at 6 x parameters x the median token count of
     its family's models that have one (else of the table's), flagged so that the model learns
     how far such placements sit off (``imputed_shift``). Unknown otherwise (0)."""

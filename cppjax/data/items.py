@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from cppjax.compute import model_compute
 from cppjax.data import ScoreMatrix
+from cppjax.data.compute import model_compute
 from cppjax.errors import DataError, FactorMismatchError, did_you_mean
 
 
@@ -30,7 +30,7 @@ class ItemResponses:
         models, items: names (unique).
         item_task: the task of each item ``(n_items,)``.
         model_factors: a table indexed by model (``family``, ``parameters``, ``tokens``,
-            ``flops``...); compute follows :func:`cppjax.compute.model_compute`.
+            ``flops``...); compute follows :func:`cppjax.data.compute.model_compute`.
         chance: each task's accuracy floor (random guessing; default 0).
         source: where the results came from, for messages.
     """

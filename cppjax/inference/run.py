@@ -1,35 +1,16 @@
-"""Inference apart from the model: small frozen settings objects, and one call that runs them.
+"""Running an inference object on a model: :func:`run_inference` (posterior samples and
+diagnostics), :func:`predict_sites` (the one predictive path: sites of a model for every draw,
+compiled once per model settings and shapes), :func:`log_likelihood`.
 
-A cppjax Bayesian model is a NumPyro model function ``model(*args, y=None, **data)``; how it is
-fitted is an inference object, the way NumPyro separates ``NUTS(model)`` from ``MCMC(...)``::
-
-    cppjax.fit(PMF(rank=5), train, rng_key=key, inference=NUTS(num_warmup=500, num_samples=1000))
-
-* :class:`NUTS`, :class:`SVI` and :class:`MAP` fit the Bayesian models (PMF, BNCF, scaling laws);
-* :class:`Adam` trains the point models (MF, NCF, factors-only).
-
-Each validates its fields when made. An inference object owns the programs it compiled
-(:class:`ProgramCache`, as NumPyro's ``MCMC`` keeps its own): fitting again with the same object,
-model settings and shapes of inputs reuses them (compilation is most of a small fit on a CPU);
-dropping the object frees them. Nothing is kept at module level.
-
-:func:`run_inference` returns posterior samples of a model's latent and deterministic sites,
-flattened to ``(n_draws, ...)``, and the diagnostics a user needs to trust them (r-hat,
-effective sample size, divergences, the ELBO trace). Every array a model reads comes in as an
-argument of the compiled programs (never a constant folded into them). NUTS runs as our own loop
-over NumPyro's kernel (``MCMC`` builds and compiles its multi-chain program anew on every run):
-initialise the chains, advance them a chunk of iterations at a time (progress between chunks),
-map the draws to the model's sites. See ``docs/decisions/0001-model-apart-from-inference.md``.
+See ``docs/decisions/0001-model-apart-from-inference.md``.
 """
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import partial
-from typing import ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
@@ -38,191 +19,9 @@ import numpyro
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 from numpyro.infer import Predictive
 
-from cppjax.errors import CppjaxWarning, did_you_mean
-from cppjax.programs import ProgramCache, Programs
-
-# XLA options for programs that run once per fit (set-up, drawing from a guide): the least
-# optimisation, since their compile time is most of their cost
-_RUN_ONCE = {"xla_backend_optimization_level": 0}
-
-
-def progress_enabled(progress: bool | None) -> bool:
-    """Progress bars are on unless ``progress=False`` or the ``CPPJAX_PROGRESS=0`` environment."""
-    if progress is not None:
-        return progress
-    return os.environ.get("CPPJAX_PROGRESS", "1") not in ("0", "false", "no")
-
-
-# ---------------------------------------------------------------------------------------------
-# settings objects
-# ---------------------------------------------------------------------------------------------
-def _positive_int(obj, *names):
-    for n in names:
-        v = getattr(obj, n)
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-            raise ValueError(f"{type(obj).__name__}.{n} must be a positive integer; got {v!r}")
-
-
-def _positive(obj, *names):
-    for n in names:
-        v = getattr(obj, n)
-        if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
-            raise ValueError(f"{type(obj).__name__}.{n} must be a positive number; got {v!r}")
-
-
-class _Settings:
-    """Shared behaviour of the inference objects: a program cache per instance (not a field, so
-    equal settings compare equal and ``dataclasses.replace`` gives a fresh cache)."""
-
-    name: ClassVar[str] = ""
-
-    def __post_init__(self):
-        object.__setattr__(self, "programs", ProgramCache())
-        self._validate()
-
-    def _validate(self):  # pragma: no cover - every subclass defines it
-        pass
-
-    def settings(self) -> dict:
-        """The fields as a dict (what a saved posterior records)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
-
-
-@dataclass(frozen=True)
-class NUTS(_Settings):
-    """The No-U-Turn sampler: ``num_chains`` chains (one per device where there are enough
-    devices, vectorised on one otherwise) of ``num_warmup`` adaptation and ``num_samples`` kept
-    iterations.
-
-    Example:
-        >>> NUTS(num_warmup=200, num_samples=400)
-        NUTS(num_warmup=200, num_samples=400, num_chains=4, target_accept=0.9, max_tree_depth=8)
-    """
-
-    num_warmup: int = 500
-    num_samples: int = 1000
-    num_chains: int = 4
-    target_accept: float = 0.9
-    max_tree_depth: int = 8
-
-    name: ClassVar[str] = "nuts"
-
-    def _validate(self):
-        _positive_int(self, "num_warmup", "num_samples", "num_chains", "max_tree_depth")
-        if not 0.0 < self.target_accept < 1.0:
-            raise ValueError(f"NUTS.target_accept must be in (0, 1); got {self.target_accept}")
-
-
-@dataclass(frozen=True)
-class SVI(_Settings):
-    """Stochastic variational inference: ``num_steps`` Adam steps (cosine-decayed from ``lr``)
-    on the ELBO of a ``"lowrank"`` multivariate-normal or ``"meanfield"`` guide, then
-    ``num_samples`` draws from the guide. ``guide_rank=None``: NumPyro's default rank, the
-    square root of the number of latent values. ``subsample_size``: each step's likelihood on a
-    random minibatch of that many cells, scaled up to all of them (for tables whose full-batch
-    steps are slow or beyond memory; ``None``, the default, uses every cell). ``devices``: the
-    cells split over the first ``devices`` devices (:mod:`cppjax.sharding`), the same program
-    partitioned by XLA."""
-
-    num_steps: int = 5000
-    lr: float = 0.01
-    guide: Literal["lowrank", "meanfield"] = "lowrank"
-    guide_rank: int | None = None
-    num_samples: int = 1000
-    subsample_size: int | None = None
-    devices: int = 1
-
-    name: ClassVar[str] = "svi"
-
-    def _validate(self):
-        _positive_int(self, "num_steps", "num_samples", "devices")
-        _positive(self, "lr")
-        if self.subsample_size is not None:
-            _positive_int(self, "subsample_size")
-        if self.guide not in ("lowrank", "meanfield"):
-            raise ValueError(f"SVI.guide must be 'lowrank' or 'meanfield'; got {self.guide!r}")
-        if self.guide_rank is not None:
-            _positive_int(self, "guide_rank")
-
-
-@dataclass(frozen=True)
-class MAP(_Settings):
-    """The posterior mode (a point estimate: one draw), found by ``num_steps`` Adam steps
-    (``subsample_size``, ``devices``: minibatches and devices, as :class:`SVI`), stopped
-    early: a random ``val_frac`` of the training cells is left out of a first run, whose
-    state with the lowest squared error on them after each chunk of steps gives the number of
-    steps of the fit on every cell (``val_frac=0``: all ``num_steps``). Without it the mode
-    runs away on sparse tables (``docs/decisions/0012-beyond-the-table.md``)."""
-
-    num_steps: int = 5000
-    lr: float = 0.01
-    subsample_size: int | None = None
-    devices: int = 1
-    val_frac: float = 0.1
-
-    name: ClassVar[str] = "map"
-
-    def _validate(self):
-        _positive_int(self, "num_steps", "devices")
-        _positive(self, "lr")
-        if self.subsample_size is not None:
-            _positive_int(self, "subsample_size")
-        if not 0.0 <= self.val_frac < 1.0:
-            raise ValueError(f"MAP.val_frac must be in [0, 1); got {self.val_frac}")
-
-
-@dataclass(frozen=True)
-class Adam(_Settings):
-    """Training of the point models (MF, NCF, factors-only): full-batch AdamW for ``steps``
-    steps with early stopping on a random ``val_frac`` of the training cells, then (``refit``)
-    a refit on all of them for the best number of steps; ``n_inits`` initialisations run in one
-    vectorised call and each gives one predictive draw."""
-
-    steps: int = 2000
-    lr: float = 0.01
-    weight_decay: float = 0.0
-    val_frac: float = 0.1
-    refit: bool = True
-    n_inits: int = 1
-
-    name: ClassVar[str] = "adam"
-
-    def _validate(self):
-        _positive_int(self, "steps", "n_inits")
-        _positive(self, "lr")
-        if not 0.0 <= self.val_frac < 1.0:
-            raise ValueError(f"Adam.val_frac must be in [0, 1); got {self.val_frac}")
-        if self.weight_decay < 0:
-            raise ValueError(f"Adam.weight_decay must be >= 0; got {self.weight_decay}")
-
-
-INFERENCES = {c.name: c for c in (NUTS, SVI, MAP, Adam)}
-Inference = NUTS | SVI | MAP | Adam
-
-#: Settings of the first forms of cppjax (set on a model spec, or as ``fit(name, **settings)``)
-#: and the field of the inference object each now sets.
-LEGACY_NAMES = {"svi_steps": "num_steps"}
-
-
-def make_inference(name: str, defaults: Inference | None = None, **settings) -> Inference:
-    """The inference object ``name`` (``"nuts"``, ``"svi"``, ``"map"``, ``"adam"``) with
-    ``settings`` over ``defaults`` (an object of that kind); a setting it does not take is an
-    error naming it and the settings it does take."""
-    if name not in INFERENCES:
-        raise ValueError(f"unknown inference {name!r}{did_you_mean(name, INFERENCES)}; choose "
-                         f"from {', '.join(INFERENCES)}")
-    cls = INFERENCES[name]
-    base = defaults.settings() if defaults is not None else {}
-    fixed = {LEGACY_NAMES.get(k, k): v for k, v in settings.items()}
-    unknown = [k for k in settings if LEGACY_NAMES.get(k, k) not in cls.field_names()]
-    if unknown:
-        raise TypeError(f"{', '.join(map(repr, unknown))} do(es) not apply to {cls.__name__}; "
-                        f"its settings are {', '.join(cls.field_names())}")
-    return cls(**{**base, **fixed})
+from cppjax.errors import CppjaxWarning
+from cppjax.inference.objects import MAP, NUTS, SVI, progress_enabled
+from cppjax.inference.programs import ProgramCache, Programs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,6 +62,7 @@ def run_inference(
     monitor=None,
     max_chunks: int | None = None,
     chains_are_modes: bool = False,
+    warn: bool = True,
 ) -> InferenceResult:
     """Fit ``model(*args, y=y, **data)`` with ``inference``.
 
@@ -280,12 +80,15 @@ def run_inference(
             first compilation, as with ``jax.jit``.
         monitor, max_chunks: SVI/MAP only: a score of the guide's draws after each chunk of
             updates (the best state is kept; the scores are ``diagnostics["monitor"]``), and
-            a number of chunks to stop after (:meth:`cppjax.programs.Programs.run_svi`).
+            a number of chunks to stop after (:meth:`cppjax.inference.programs.Programs.run_svi`).
         chains_are_modes: NUTS only: the model's posterior has symmetric modes that chains
             cannot cross (a network's weight permutations), so its chains are an ensemble of
             modes: r-hat is judged within each chain (``max_rhat``: the largest split r-hat of
             a chain on its own), the r-hat across chains is reported as
             ``between_chain_rhat`` and not warned about (decision 0012).
+        warn: NUTS only: warn (:class:`~cppjax.CppjaxWarning`) when r-hat or divergences say
+            the chains may not have converged; ``False`` where the caller reports the
+            diagnostics itself (COD's posterior carries them in ``diagnostics``).
     """
     if not isinstance(inference, NUTS | SVI | MAP):
         raise TypeError(f"inference must be NUTS, SVI or MAP; got {inference!r}")
@@ -315,7 +118,8 @@ def run_inference(
                 diag["min_ess"] = float(np.nanmin(effective_sample_size(q)))
         res = InferenceResult(samples, "nuts", inference.num_chains, diag,
                               sample_stats={"diverging": div})
-        _warn_nuts(diag, chains_are_modes)
+        if warn:
+            _warn_nuts(diag, chains_are_modes)
     else:
         samples, losses, per_step, scores = progs.run_svi(rng_key, args, kw, show, monitor,
                                                           max_chunks)
@@ -324,7 +128,7 @@ def run_inference(
         if scores:
             diag["monitor"] = scores
             diag["chunk_steps"] = progs.chunk
-        if per_step is not None:  # measured on the compiled steps (cppjax.programs)
+        if per_step is not None:  # measured on the compiled steps (cppjax.inference.programs)
             diag["seconds_per_step"] = per_step
         if not np.isfinite(tail).all():
             raise FloatingPointError(f"{inference.name}: the objective became non-finite; lower "

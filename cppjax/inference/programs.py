@@ -26,7 +26,7 @@ from numpyro.infer import Predictive, Trace_ELBO, init_to_uniform
 from numpyro.infer.autoguide import AutoDelta, AutoLowRankMultivariateNormal, AutoNormal
 from tqdm.auto import tqdm
 
-from cppjax.initialization import init_strategy
+from cppjax.inference.initialization import init_strategy
 
 # XLA options for programs that run once per fit (set-up, drawing from a guide): the least
 # optimisation, since their compile time is most of their cost

@@ -73,7 +73,7 @@ class Normalization:
                 bad = [names[i] if names is not None else i for i in np.flatnonzero(hi[:, 0] <= 0)]
                 raise DataError(f"model_max normalisation needs a positive maximum; models: {bad}")
             return cls(kind, np.zeros((n_models, 1)), hi)
-        from cppjax.tables import SCALE_RANGE
+        from cppjax.data.tables import SCALE_RANGE
 
         lo_u, hi_u = SCALE_RANGE.get(unit, (-math.inf, math.inf))
         lower = np.full((1, n_tasks), lo_u) if lower is None else np.reshape(lower, (1, -1))

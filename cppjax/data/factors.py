@@ -9,14 +9,14 @@ from typing import Literal
 
 import pandas as pd
 
-from cppjax.errors import CppjaxWarning, DataError, FactorMismatchError, did_you_mean
-from cppjax.tables import (
+from cppjax.data.tables import (
     MAX_LISTED,
     check_unique_labels,
     is_missing,
     read_table,
     to_float,
 )
+from cppjax.errors import CppjaxWarning, DataError, FactorMismatchError, did_you_mean
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ MISSING_TOKENS = frozenset(
     {"", "-", "--", "\u2013", "\u2014", "na", "n/a", "nan", "null", "none", "?"}
 )
 SCALE_RANGE = {"percent": (0.0, 100.0), "fraction": (0.0, 1.0), "unbounded": (-math.inf, math.inf),
-               "mixed": (-math.inf, math.inf)}  # mixed: each task's own (cppjax.taskinfo)
+               "mixed": (-math.inf, math.inf)}  # mixed: each task's own (cppjax.data.taskinfo)
 MAX_LISTED = 8
 
 # ---------------------------------------------------------------------------------------------

@@ -109,15 +109,7 @@ def rank_posterior(posterior, task: str, *, rng_key=None,
     names = list(sm.models if models is None else models)
     mi = np.array([sm.model_index(m) for m in names], dtype=np.int32)
     observed = sm.mask[mi, j]
-    todo = mi[~observed]
-    n_draws = 1
-    pred = None
-    if todo.size:
-        pred = posterior.predict((todo, np.full(todo.size, j, np.int32)), rng_key=rng_key)
-        n_draws = pred.n_draws
-    scores = np.broadcast_to(sm.scores[mi, j], (n_draws, mi.size)).copy()
-    if pred is not None:
-        scores[:, ~observed] = pred.draws
+    scores = posterior.joint_draws((mi, np.full(mi.size, j, np.int32)), rng_key=rng_key)
     better = bool(sm.task_info.loc[task, "higher_is_better"])
     ranks = ranks_from_scores(scores if better else -scores)
     return RankPosterior(task, tuple(names), observed, scores, ranks, better)
@@ -165,13 +157,8 @@ def aggregate_rank_posterior(posterior, tasks: Sequence[str] | None = None, *, r
     tj = np.array([sm.task_index(t) for t in tnames], dtype=np.int32)
     cm, ct = (a.ravel() for a in np.meshgrid(mi, tj, indexing="ij"))
     obs = sm.mask[cm, ct]
-    n_draws, pred = 1, None
-    if (~obs).any():
-        pred = posterior.predict((cm[~obs], ct[~obs]), rng_key=rng_key)
-        n_draws = pred.n_draws
-    cells = np.broadcast_to(sm.scores[cm, ct], (n_draws, cm.size)).copy()
-    if pred is not None:
-        cells[:, ~obs] = pred.draws
+    cells = posterior.joint_draws((cm, ct), rng_key=rng_key)
+    n_draws = cells.shape[0]
     agg = task_units(sm, cells, ct).reshape(n_draws, mi.size, tj.size).mean(axis=-1)
     label = f"aggregate of {tj.size} task{'s' if tj.size > 1 else ''}"
     return RankPosterior(label, tuple(names), obs.reshape(mi.size, tj.size).all(axis=1), agg,

@@ -59,7 +59,7 @@ def cmd_cod(args) -> int:
     import pandas as pd
 
     from cppjax import cod, plots
-    from cppjax.cli_common import check_common, refuse_overwrite
+    from cppjax.cli.common import check_common, refuse_overwrite
 
     check_common(args)
     methods = _check(args)
@@ -69,7 +69,7 @@ def cmd_cod(args) -> int:
 
         data = load_pythia_arithmetic()
     else:
-        from cppjax.items import ItemResponses
+        from cppjax.data.items import ItemResponses
 
         data = ItemResponses.from_long(args.items, args.models)
     targets = list(args.target_model or [])

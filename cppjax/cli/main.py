@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cppjax.cli_common import check_common, refuse_overwrite
+from cppjax.cli.common import check_common, refuse_overwrite
 
 DEFAULT_METHOD = "pmf_svi"
 
@@ -67,8 +67,8 @@ def _task_info(args):
     ``--lower-is-better TASK ...`` as one task_info table (None without either)."""
     import pandas as pd
 
+    from cppjax.data.tables import read_table
     from cppjax.errors import DataError
-    from cppjax.tables import read_table
 
     info = None
     if args.task_info:
@@ -105,7 +105,7 @@ def _spec(args):
     """The model and inference of ``--method`` with the flags' settings, checked before any
     data is read or fitted: a flag the method's inference does not take is an error."""
     from cppjax.evaluation import settings_for
-    from cppjax.registry import METHODS, make_spec
+    from cppjax.models.registry import METHODS, make_spec
 
     if args.method not in METHODS:
         return make_spec(args.method)  # the error naming the closest method names
@@ -139,7 +139,7 @@ def cmd_predict(args) -> int:
     import jax
 
     from cppjax import plots
-    from cppjax.keys import as_key
+    from cppjax.inference.keys import as_key
 
     check_common(args)
     refuse_overwrite(args, PREDICT_FILES)
@@ -184,7 +184,7 @@ def cmd_rank(args) -> int:
     import jax
 
     from cppjax import plots
-    from cppjax.keys import as_key
+    from cppjax.inference.keys import as_key
 
     check_common(args)
     refuse_overwrite(args, _rank_files(args.task))
@@ -216,7 +216,7 @@ def cmd_evaluate(args) -> int:
 
     from cppjax import splits as S
     from cppjax.evaluation import check_settings, evaluate_methods
-    from cppjax.keys import as_key
+    from cppjax.inference.keys import as_key
 
     check_common(args)
     if args.out is not None:
@@ -289,7 +289,7 @@ def cmd_plan(args) -> int:
     import pandas as pd
 
     from cppjax import planning
-    from cppjax.keys import as_key
+    from cppjax.inference.keys import as_key
 
     check_common(args)
     refuse_overwrite(args, PLAN_FILES)
@@ -333,7 +333,7 @@ def _settings_for_eval(args) -> dict:
 
 
 def cmd_methods(args) -> int:
-    from cppjax.registry import describe_methods
+    from cppjax.models.registry import describe_methods
 
     print("method names (model + inference; '--method NAME'):")
     print(describe_methods())
@@ -341,7 +341,7 @@ def cmd_methods(args) -> int:
 
 
 def _method_names() -> str:
-    from cppjax.registry import METHODS
+    from cppjax.models.registry import METHODS
 
     return ", ".join(METHODS)
 
@@ -471,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--overwrite", action="store_true",
                         help="replace the files of an earlier run in --out")
 
-    from cppjax.cli_cod import add_parser as add_cod
+    from cppjax.cli.cod import add_parser as add_cod
 
     add_cod(sub, cod_common)
 

@@ -3,7 +3,7 @@
 A saved posterior is one ``.npz`` archive (NumPy arrays, never pickled objects) holding
 
 * ``meta``: JSON text: the format's name and version, the model's ``kind`` (its entry in
-  :mod:`cppjax.registry`), the model and inference settings, the training matrix's names,
+  :mod:`cppjax.models.registry`), the model and inference settings, the training matrix's names,
   factors, scale and normalisation, and a manifest of every array with its shape, dtype and
   the SHA-256 of its bytes;
 * the training scores, the normalisation, and the posterior's own arrays (samples, fitted
@@ -83,12 +83,13 @@ def save(posterior, path) -> Path:
     """Save ``posterior`` to ``path`` exactly as named (no suffix is added; ``.npz`` is the
     usual one) and return the path."""
     path = Path(path)
+    own = posterior._arrays()  # first: a kind that cannot be saved says so (NotSaveable)
     sm = posterior.matrix
     norm = sm.normalization
     link = {} if norm.logit is None else {"norm_lower": norm.lower, "norm_upper": norm.upper,
                                           "norm_logit": norm.logit}
     arrays = {"scores": sm.scores, "norm_loc": norm.loc, "norm_scale": norm.scale, **link,
-              **posterior._arrays()}
+              **own}
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
     inference = posterior.inference
     meta = {

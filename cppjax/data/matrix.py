@@ -39,10 +39,9 @@ from typing import Literal, NamedTuple
 import numpy as np
 import pandas as pd
 
-from cppjax.errors import DataError, did_you_mean
-from cppjax.factors import factor_frame, join_factors, read_factors, type_factor_columns
-from cppjax.normalization import Normalization, NormKind
-from cppjax.tables import (
+from cppjax.data.factors import factor_frame, join_factors, read_factors, type_factor_columns
+from cppjax.data.normalization import Normalization, NormKind
+from cppjax.data.tables import (
     MISSING_TOKENS,
     SCALE_RANGE,
     Table,
@@ -52,13 +51,14 @@ from cppjax.tables import (
     parse_numeric,
     read_table,
 )
-from cppjax.taskinfo import (
+from cppjax.data.taskinfo import (
     auto_bounds,
     check_task_range,
     given_info,
     split_task_info,
     task_info_frame,
 )
+from cppjax.errors import DataError, did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -351,7 +351,8 @@ class ScoreMatrix:
                 ``"none"``; ``"auto"``: ``task_logit`` for a mixed table, else ``task_minmax``.
             task_info: each task's ``lower``, ``upper``, ``higher_is_better``, ``chance``
                 (a DataFrame indexed by task, or ``{task: {column: value}}``); see
-                :mod:`cppjax.taskinfo`. Columns of these names in the task factor table count too.
+                :mod:`cppjax.data.taskinfo`. Columns of these names in the task factor table
+                count too.
             model_factors, task_factors: factor tables (path or DataFrame) with one row per name;
                 see :func:`read_factors`. Names are matched exactly; mismatches raise
                 :class:`FactorMismatchError` listing the closest names (``on_mismatch="warn"``
