@@ -75,7 +75,7 @@ def check_settings(methods: Sequence[str], settings: dict | None) -> None:
             raise ValueError(f"setting {k!r} applies to none of the methods {list(methods)}")
 
 
-def fit_splits(method: str, splits: Sequence[Split], *, rng_key=0,
+def fit_splits(method: str, splits: Sequence[Split], *, rng_key,
                settings: dict | None = None, progress: bool | None = False) -> list[Posterior]:
     """Fit ``method`` on every split's train with one inference object, so that the splits
     share its compiled programs (point predictors in one vmapped call when the splits share a
@@ -87,7 +87,7 @@ def fit_splits(method: str, splits: Sequence[Split], *, rng_key=0,
                          progress=progress)
 
 
-def evaluate_methods(methods: Sequence[str], splits: Sequence[Split], *, rng_key=0,
+def evaluate_methods(methods: Sequence[str], splits: Sequence[Split], *, rng_key,
                      settings: dict | None = None, progress: bool = False) -> pd.DataFrame:
     """Mean of every metric over the splits, one row per method. Each method gets its own
     key, split into a fitting key and a prediction key (``rng_key``: a key or an int seed)."""

@@ -185,7 +185,7 @@ def scaling_curve(
     task: str,
     *,
     level: float = 0.9,
-    rng_key=0,
+    rng_key,
     truth=None,
     others: dict | None = None,
     color: str = "tab:blue",

@@ -55,6 +55,7 @@ def _check(args):
 
 
 def cmd_cod(args) -> int:
+    import jax
     import matplotlib.pyplot as plt
     import pandas as pd
 
@@ -86,12 +87,15 @@ def cmd_cod(args) -> int:
     print(f"{data}; predicting {', '.join(targets + list(extra))}", flush=True)
     out = Path(args.out)
     posts, frames = {}, []
-    for k, method in enumerate(methods):
+    # one key per method, split into a fitting and a prediction key (no seed arithmetic)
+    method_keys = jax.random.split(jax.random.PRNGKey(args.seed), len(methods))
+    for method, key in zip(methods, method_keys, strict=True):
         print(f"fitting {method} ...", flush=True)
-        post = cod.fit(data, rng_key=args.seed + k, targets=targets, target_compute=extra,
+        k_fit, k_pred = jax.random.split(key)
+        post = cod.fit(data, rng_key=k_fit, targets=targets, target_compute=extra,
                        method=method, settings=settings)
         posts[method] = post
-        f = post.predict("missing", rng_key=args.seed + 100 + k).to_frame(level=args.level)
+        f = post.predict("missing", rng_key=k_pred).to_frame(level=args.level)
         frames.append(f.drop(columns=["observed"]).assign(method=method))
         print(f"  fitted in {post.fit_seconds:.0f}s")
     df = pd.concat(frames)[["method", "model", "task", "mean", "median", "lower", "upper"]]
