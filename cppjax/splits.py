@@ -2,7 +2,7 @@
 
 Every split returns a :class:`Split` whose ``train`` and ``test`` are :class:`ScoreMatrix` objects
 with the same models, tasks and factors as the matrix they came from, and one normalisation
-between them. Where it is fitted (``normalise``):
+between them. Where it is fitted (``normalization``):
 
 * ``"train"``: on the training cells only, so that nothing of a held-out score reaches the fit
   (for a test model stronger than every training model, a normalisation fitted with its scores
@@ -72,12 +72,29 @@ def _permutation(rng_key, n: int) -> np.ndarray:
 Normalise = Literal["train", "parent"]
 
 
+def _old_keyword(fn):
+    """``normalise=`` (cppjax 0.5) still accepted for one release, with a DeprecationWarning."""
+    import functools
+    import warnings
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        if "normalise" in kwargs:
+            warnings.warn("normalise= is now normalization= (removed in cppjax 0.7)",
+                          DeprecationWarning, stacklevel=2)
+            kwargs["normalization"] = kwargs.pop("normalise")
+        return fn(*args, **kwargs)
+
+    return wrapped
+
+
+@_old_keyword
 def split_cells(sm: ScoreMatrix, model_idx, task_idx, name: str, info=None,
-                normalise: Normalise = "parent") -> Split:
-    """Hold out the given cells (index arrays) of ``sm``; ``normalise``: where the split's
+                normalization: Normalise = "parent") -> Split:
+    """Hold out the given cells (index arrays) of ``sm``; ``normalization``: where the split's
     normalisation is fitted (see the module docstring)."""
-    if normalise not in ("train", "parent"):
-        raise ValueError(f"normalise must be 'train' or 'parent'; got {normalise!r}")
+    if normalization not in ("train", "parent"):
+        raise ValueError(f"normalization must be 'train' or 'parent'; got {normalization!r}")
     model_idx = np.asarray(model_idx, dtype=int)
     task_idx = np.asarray(task_idx, dtype=int)
     if not sm.mask[model_idx, task_idx].all():
@@ -87,12 +104,12 @@ def split_cells(sm: ScoreMatrix, model_idx, task_idx, name: str, info=None,
     train = np.where(held, np.nan, sm.scores)
     test = np.where(held, sm.scores, np.nan)
     info = dict(info or {})
-    if normalise == "train" and sm.normalization.kind not in ("model_max", "none"):
+    if normalization == "train" and sm.normalization.kind not in ("model_max", "none"):
         tr = replace(sm, scores=train, normalization=_train_normalization(sm, train), _index=None)
         te = replace(sm, scores=test, normalization=tr.normalization, _index=None)
-        info["normalise"] = "train"
+        info["normalization"] = "train"
         return Split(name, tr, te, info)
-    info["normalise"] = "parent"
+    info["normalization"] = "parent"
     return Split(name, sm.with_scores(train), sm.with_scores(test), info)
 
 
@@ -142,13 +159,14 @@ def kfold_cells(rng_key, sm: ScoreMatrix, n_folds: int = 20) -> list[Split]:
     ]
 
 
+@_old_keyword
 def new_model(rng_key, sm: ScoreMatrix, model: str, k: int = 0,
-              normalise: Normalise = "train") -> Split:
+              normalization: Normalise = "train") -> Split:
     """A model never seen before, with ``k`` of its observed scores revealed (CPP-0, CPP-2).
 
     The revealed tasks are drawn at random among the model's observed tasks; all its other
     observed cells are the test set. The normalisation is fitted on the training cells
-    (``normalise="parent"``: the parent's, as in the CPP paper).
+    (``normalization="parent"``: the parent's, as in the CPP paper).
     """
     i = sm.model_index(model)
     tasks = np.flatnonzero(sm.mask[i])
@@ -165,7 +183,7 @@ def new_model(rng_key, sm: ScoreMatrix, model: str, k: int = 0,
         held,
         f"new_model(k={k})",
         {"model": model, "revealed": [sm.tasks[j] for j in revealed]},
-        normalise,
+        normalization,
     )
 
 
@@ -189,9 +207,10 @@ def new_task(rng_key, sm: ScoreMatrix, task: str, k: int = 0) -> Split:
     )
 
 
+@_old_keyword
 def each_new_model(
     rng_key, sm: ScoreMatrix, k: int = 0, models: Sequence[str] | None = None,
-    normalise: Normalise = "train",
+    normalization: Normalise = "train",
 ) -> Iterator[Split]:
     """:func:`new_model` for each model (default: every model with more than ``k`` scores)."""
     if models is None:
@@ -199,9 +218,10 @@ def each_new_model(
         models = [m for m, c in zip(sm.models, counts, strict=True) if c > k]
     keys = jax.random.split(as_key(rng_key), len(models))
     for key, m in zip(keys, models, strict=True):
-        yield new_model(key, sm, m, k, normalise)
+        yield new_model(key, sm, m, k, normalization)
 
 
+@_old_keyword
 def largest_of_family(
     sm: ScoreMatrix,
     *,
@@ -210,7 +230,7 @@ def largest_of_family(
     k: int = 0,
     rng_key=None,
     share: float | None = None,
-    normalise: Normalise = "train",
+    normalization: Normalise = "train",
 ) -> Split:
     """Hold out the largest model of every family with at least ``min_members`` placeable models
     (``share``: the largest ``share`` of each family's placeable models, rounded, at least one,
@@ -220,7 +240,7 @@ def largest_of_family(
     has it, otherwise parameters (see :func:`cppjax.data.compute.family_scale`); models with
     neither are
     not counted. ``k`` scores of each held-out model may be revealed (drawn with ``rng_key``).
-    The normalisation is fitted on the training cells (``normalise="parent"``: the parent's).
+    The normalisation is fitted on the training cells (``normalization="parent"``: the parent's).
 
     ``info`` lists the held-out models of each family, the axis used, and the families skipped.
     """
@@ -271,17 +291,18 @@ def largest_of_family(
         held_j,
         name,
         {"held_out": chosen, "skipped_families": skipped, "unplaced_models": unplaced},
-        normalise,
+        normalization,
     )
 
 
+@_old_keyword
 def compute_cutoff(
     sm: ScoreMatrix,
     tasks: str | Sequence[str],
     *,
     cutoff: float | None = None,
     share: float = 0.2,
-    normalise: Normalise = "train",
+    normalization: Normalise = "train",
 ) -> Split:
     """The setting of Ruan et al. (*Observational Scaling Laws*, 2024): models trained with at
     least ``cutoff`` FLOPs (default: the top ``share`` of the models with a known compute) are
@@ -314,16 +335,17 @@ def compute_cutoff(
         {"cutoff": cutoff, "tasks": tasks,
          "test_models": [sm.models[i] for i in np.flatnonzero(test)],
          "unplaced_models": [sm.models[i] for i in np.flatnonzero(~known)]},
-        normalise,
+        normalization,
     )
 
 
+@_old_keyword
 def leave_family_out(
     sm: ScoreMatrix,
     *,
     family: str = "family",
     min_members: int = 2,
-    normalise: Normalise = "train",
+    normalization: Normalise = "train",
 ) -> Split:
     """Every family with at least ``min_members`` placeable models keeps only its smallest in
     training; every score of its larger models is held out (none revealed). The setting of Polo
@@ -345,4 +367,4 @@ def leave_family_out(
     if not chosen:
         raise ValueError(f"no family has {min_members} or more models with a known size")
     return split_cells(sm, held_i, held_j, f"leave_family_out(min_members={min_members})",
-                       {"held_out": chosen}, normalise)
+                       {"held_out": chosen}, normalization)

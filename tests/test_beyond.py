@@ -25,7 +25,7 @@ def osl():
 def test_new_model_normalises_on_training_cells_only(osl):
     top = osl.model_index("meta-llama/Meta-Llama-3.1-405B-FP8")
     s = S.new_model(0, osl, osl.models[top])
-    assert s.info["normalise"] == "train"
+    assert s.info["normalization"] == "train"
     train_max = np.nanmax(s.train.scores, axis=0)
     # the held-out model is the best on some task: the parent's normalisation maps its score
     # to 1, the split's maps the best *training* score to 1
@@ -35,10 +35,10 @@ def test_new_model_normalises_on_training_cells_only(osl):
     assert np.isclose(s.train.normalize([train_max[j]], [0], [j])[0], 1.0)
     assert s.test.normalize([osl.scores[top, j]], [top], [j])[0] > 1.0
     assert s.test.normalization is s.train.normalization
-    p = S.new_model(0, osl, osl.models[top], normalise="parent")
+    p = S.new_model(0, osl, osl.models[top], normalization="parent")
     assert p.train.normalization is osl.normalization
-    with pytest.raises(ValueError, match="normalise"):
-        S.new_model(0, osl, osl.models[top], normalise="all")
+    with pytest.raises(ValueError, match="normalization"):
+        S.new_model(0, osl, osl.models[top], normalization="all")
 
 
 def test_largest_of_family_top_share_keeps_two_in_training(osl):

@@ -19,7 +19,7 @@ def _no_leak(split, sm):
     assert not (split.train.mask & split.test.mask).any()
     np.testing.assert_array_equal(split.train.mask | split.test.mask, sm.mask)
     assert split.test.normalization is split.train.normalization
-    if split.info["normalise"] == "parent":
+    if split.info["normalization"] == "parent":
         assert split.train.normalization is sm.normalization
     else:  # fitted on the training cells alone: a held-out score changes nothing
         fitted = type(sm)(split.train.scores, sm.models, sm.tasks, sm.model_factors,

@@ -34,33 +34,12 @@ from cppjax.inference import INFERENCES, LEGACY_NAMES, make_inference, run_infer
 from cppjax.inference.keys import as_key
 from cppjax.inference.sharding import cell_mesh, pad_to_multiple, shard_cells
 from cppjax.models.bayes import BayesPosterior
+from cppjax.models.legacy import LegacyAttributes, legacy_method
 from cppjax.models.likelihood import pad_cells
 from cppjax.posterior.files import SPEC_CLASSES
 
 
-def accepts_legacy_settings(cls):
-    """Class decorator: the constructor of ``cls`` also takes the inference settings of the
-    first forms of cppjax (``num_samples``, ``svi_steps``, ``steps``...), kept apart from the
-    model's fields and applied by :meth:`ModelSpec.default_inference`."""
-    init = cls.__init__
-    legacy_names = set()
-    for inf in cls.inference_defaults:
-        legacy_names |= set(INFERENCES[inf].field_names())
-    legacy_names |= set(LEGACY_NAMES)
-
-    def __init__(self, *args, **kwargs):
-        own = {f.name for f in dataclasses.fields(cls)}
-        legacy = {k: kwargs.pop(k) for k in list(kwargs) if k not in own and k in legacy_names}
-        init(self, *args, **kwargs)
-        object.__setattr__(self, "legacy_settings", legacy)
-
-    __init__.__doc__ = init.__doc__
-    __init__.__wrapped__ = init
-    cls.__init__ = __init__
-    return cls
-
-
-class ModelSpec:
+class ModelSpec(LegacyAttributes):
     """Base of every model specification (see the module docstring)."""
 
     kind: ClassVar[str] = ""
@@ -79,16 +58,6 @@ class ModelSpec:
         """The class of this model's fitted posterior (what :func:`cppjax.posterior.files.load`
         builds)."""
         raise NotImplementedError
-
-    def __getattr__(self, name: str):
-        """Reading an inference setting from the model, as in the first forms of cppjax
-        (``MF().n_inits``): the value in this model's default inference that takes it."""
-        if not name.startswith("_") and name != "legacy_settings":
-            field = LEGACY_NAMES.get(name, name)
-            for inf in type(self).inference_defaults:
-                if field in INFERENCES[inf].field_names():
-                    return getattr(self.default_inference(inf), field)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def model_settings(self) -> dict:
         """The model's own fields (what a saved posterior records)."""
@@ -117,9 +86,7 @@ class ModelSpec:
     def resolve_inference(self, inference=None, method: str | None = None):
         """An inference object from what ``fit`` was given: an object (checked to apply), a
         name, or nothing (this model's default)."""
-        if inference is not None and method is not None:
-            raise TypeError("give inference= or method=, not both")
-        inference = inference if inference is not None else method
+        inference = legacy_method(inference, method)
         if inference is None or isinstance(inference, str):
             return self.default_inference(inference)
         if inference.name not in self.inference_defaults:

@@ -10,7 +10,8 @@ import numpyro.distributions as dist
 from numpyro.contrib.module import random_flax_module
 
 from cppjax.data.features import encode_factors
-from cppjax.models.base import BayesSpec, accepts_legacy_settings
+from cppjax.models.base import BayesSpec
+from cppjax.models.legacy import accepts_legacy_settings
 from cppjax.models.likelihood import observe, task_noise
 from cppjax.models.nets import NCFNet, factor_arrays
 

@@ -24,7 +24,8 @@ import numpyro.distributions as dist
 
 from cppjax.data import ScoreMatrix
 from cppjax.data.features import category_levels, design_matrix, encode_factors
-from cppjax.models.base import BayesSpec, accepts_legacy_settings
+from cppjax.models.base import BayesSpec
+from cppjax.models.legacy import accepts_legacy_settings
 from cppjax.models.likelihood import observe, task_noise
 from cppjax.models.regression import (
     all_rows,

@@ -33,7 +33,8 @@ from cppjax.data.features import encode_factors
 from cppjax.inference import Adam
 from cppjax.inference.keys import as_key
 from cppjax.inference.train import run_sgd
-from cppjax.models.base import ModelSpec, accepts_legacy_settings, require_cells
+from cppjax.models.base import ModelSpec, require_cells
+from cppjax.models.legacy import accepts_legacy_settings
 from cppjax.models.likelihood import padded_size
 from cppjax.models.nets import MFNet, NCFNet, factor_arrays
 from cppjax.posterior.base import Posterior

@@ -44,10 +44,6 @@ ENTRIES = [
      "per-family power law, slopes and intercepts partially pooled"),
 ]
 
-#: kind -> specification class (what a saved posterior's ``kind`` names)
-MODELS = {cls.kind: cls for cls, *_ in ENTRIES}
-
-
 def _methods() -> dict[str, tuple[type, dict, str, str]]:
     out = {}
     for cls, pattern, model_settings, about in ENTRIES:

@@ -52,7 +52,8 @@ from cppjax.data.compute import family_scale
 from cppjax.errors import did_you_mean
 from cppjax.inference import InferenceResult, run_inference
 from cppjax.inference.keys import as_key
-from cppjax.models.base import ModelSpec, accepts_legacy_settings, require_cells
+from cppjax.models.base import ModelSpec, require_cells
+from cppjax.models.legacy import accepts_legacy_settings
 from cppjax.models.likelihood import task_noise
 from cppjax.posterior.sampled import SampledPosterior
 

@@ -41,7 +41,8 @@ import pandas as pd
 from cppjax.data import ScoreMatrix
 from cppjax.data.compute import model_compute
 from cppjax.data.features import category_levels, design_matrix, encode_factors
-from cppjax.models.base import BayesSpec, accepts_legacy_settings
+from cppjax.models.base import BayesSpec
+from cppjax.models.legacy import accepts_legacy_settings
 from cppjax.models.likelihood import observe, task_noise
 
 #: model factors that measure compute: the compute axis carries them, not the regression
