@@ -15,12 +15,15 @@ average), so the bandwidth does not depend on how many small models there are.
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 from cppjax.inference.keys import numpy_rng
+from cppjax.inference.objects import Adam
 from cppjax.inference.train import run_sgd
 
 
@@ -123,24 +126,31 @@ def _by_difficulty(X, labels):
     return out
 
 
-def irt_difficulty(X, *, steps: int = 2000, lr: float = 0.05) -> np.ndarray:
+def irt_difficulty(X, *, inference: Adam | None = None, steps: int = 2000,
+                   lr: float = 0.05) -> np.ndarray:
     """Item difficulties of a 2PL item response model ``P = sigmoid(a_i (theta_m - b_i))``
     fitted by maximum likelihood (weak Normal priors keep it finite) to the pass rates
-    ``X`` (items x models)."""
+    ``X`` (items x models), by ``inference`` (an :class:`~cppjax.inference.Adam` object: its
+    ``steps`` and ``lr``; default ``Adam(steps=steps, lr=lr)``), whose programs keep the
+    compiled fit for tables of the same shape."""
+    inference = inference or Adam(steps=steps, lr=lr, val_frac=0.0)
     X = jnp.asarray(np.clip(np.asarray(X, float), 0.0, 1.0), jnp.float32)
     n_items, n_models = X.shape
     params = {"theta": jnp.linspace(-1.0, 1.0, n_models), "b": jnp.zeros(n_items),
               "log_a": jnp.zeros(n_items)}
 
-    def loss(p):
+    def loss(p, X):
         logits = jnp.exp(p["log_a"])[:, None] * (p["theta"][None, :] - p["b"][:, None])
         nll = -jnp.mean(X * jax.nn.log_sigmoid(logits) + (1 - X) * jax.nn.log_sigmoid(-logits))
         prior = (jnp.sum(p["theta"] ** 2) + jnp.sum(p["b"] ** 2) / 9
                  + jnp.sum(p["log_a"] ** 2) / 0.25) / X.size
         return nll + prior
 
-    run = jax.jit(lambda p: run_sgd(loss, p, optax.adam(lr), steps).params)
-    return np.asarray(run(params)["b"], float)
+    def fit(p, X):
+        return run_sgd(partial(loss, X=X), p, optax.adam(inference.lr), inference.steps).params
+
+    run = inference.programs.get(("irt", X.shape), lambda: jax.jit(fit))
+    return np.asarray(run(params, X)["b"], float)
 
 
 def irt_groups(X, k: int, **kw) -> np.ndarray:
