@@ -25,6 +25,7 @@ subset (so that subsets differ by their factors, not by their starting point).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from itertools import combinations
 from math import factorial
 
@@ -37,6 +38,7 @@ import pandas as pd
 from cppjax.data import ScoreMatrix
 from cppjax.data.features import design_matrix, encode_factors
 from cppjax.inference.keys import as_key, numpy_rng
+from cppjax.inference.objects import Adam
 from cppjax.inference.train import run_sgd
 
 #: factor columns grouped as the CPP paper's factors (a column of no group: a group of its own)
@@ -149,7 +151,7 @@ def _subsets(n_groups: int, exact_max: int, n_orders: int, rng) -> tuple[np.ndar
 def shapley(sm: ScoreMatrix, *, rng_key, groups: dict | None = None, protocol: str = "both",
             n_folds: int = 5, rank: int = 4, steps: int = 400, lr: float = 0.03,
             weight_decay: float = 1e-3, ridge: float = 1e-2, n_seeds: int = 3, exact_max: int = 12,
-            n_orders: int = 200, batch: int = 256) -> Importance:
+            n_orders: int = 200, batch: int = 256, inference: Adam | None = None) -> Importance:
     """Shapley values of ``sm``'s factor groups (see the module docstring).
 
     Args:
@@ -162,7 +164,12 @@ def shapley(sm: ScoreMatrix, *, rng_key, groups: dict | None = None, protocol: s
         n_seeds: initialisations, each a full game (the spread of the values over them is
             ``shapley_sd``).
         batch: fits per vmapped call (memory).
+        inference: the :class:`~cppjax.inference.Adam` object that trains every fit (its
+            ``steps``, ``lr``, ``weight_decay``; default made from the three arguments); its
+            programs keep the compiled game, so a second call with it (another table of the
+            same shapes, more seeds) does not compile again.
     """
+    inference = inference or Adam(steps=steps, lr=lr, weight_decay=weight_decay, val_frac=0.0)
     if protocol not in ("both", "models", "tasks"):
         raise ValueError(f"protocol must be 'both', 'models' or 'tasks'; got {protocol!r}")
     found = factor_groups(sm, groups)
@@ -193,39 +200,19 @@ def shapley(sm: ScoreMatrix, *, rng_key, groups: dict | None = None, protocol: s
                 "P": 0.1 * jax.random.normal(ks[2], (n_m, rank)),
                 "Q": 0.1 * jax.random.normal(ks[3], (n_t, rank))}
 
-    opt = optax.adamw(lr, weight_decay=weight_decay)
-
-    def fit_one(p0, subset, train, test):
-        xm = jnp.asarray(Xm) * subset[jnp.asarray(own_m)]
-        xt = jnp.asarray(Xt) * subset[jnp.asarray(own_t)]
-
-        # a model or task without training cells keeps no trace of its random initialisation
-        seen_m = (train.sum(axis=1) > 0)[:, None]
-        seen_t = (train.sum(axis=0) > 0)[:, None]
-
-        def pred(p):
-            lat = (xm @ p["A"] + p["P"] * seen_m) @ (p["Q"] * seen_t + xt @ p["C"]).T
-            return (p["mu"] + p["b"][None] + p["c"][:, None] + (xm @ p["beta"])[:, None]
-                    + (xt @ p["gamma"])[None] + lat)
-
-        def loss(p):
-            # the factor weights penalised: dozens of design columns against 29 tasks
-            penalty = sum(jnp.sum(p[k] ** 2) for k in ("beta", "gamma", "A", "C"))
-            return jnp.sum(train * (pred(p) - y) ** 2) / jnp.sum(train) + ridge * penalty
-
-        p = run_sgd(loss, p0, opt, steps).params
-        return jnp.sum(test * (pred(p) - y) ** 2) / jnp.sum(test)
-
     # all fits of one seed: subsets x folds, in batches of subsets
-    run = jax.jit(jax.vmap(jax.vmap(fit_one, in_axes=(None, None, 0, 0)),
-                           in_axes=(None, 0, None, None)))
+    run = inference.programs.get(("shapley", ridge), lambda: jax.jit(jax.vmap(
+        jax.vmap(partial(_fit_one, ridge=ridge, steps=inference.steps, lr=inference.lr,
+                         wd=inference.weight_decay), in_axes=(None, None, 0, 0, None)),
+        in_axes=(None, 0, None, None, None))))
+    data = tuple(jnp.asarray(a) for a in (Xm, Xt, own_m, own_t, y))
     values = []  # (n_seeds, n_subsets): error of each subset
     for k in jax.random.split(k_init, n_seeds):
         p0 = init(k)
         errs = []
         for lo in range(0, len(subsets), batch):
             sub = jnp.asarray(subsets[lo:lo + batch], jnp.float32)
-            errs.append(np.asarray(run(p0, sub, jnp.asarray(trains), jnp.asarray(tests_f))))
+            errs.append(np.asarray(run(p0, sub, jnp.asarray(trains), jnp.asarray(tests_f), data)))
         e = np.concatenate(errs)  # (n_subsets, n_splits)
         # each protocol kind weighs equally whatever its number of folds
         w = np.where(kinds, 1.0 / max(kinds.sum(), 1), 1.0 / max((~kinds).sum(), 1))
@@ -243,6 +230,30 @@ def shapley(sm: ScoreMatrix, *, rng_key, groups: dict | None = None, protocol: s
     }).sort_values("shapley", ascending=False).reset_index(drop=True)
     return Importance(table, float(values[:, empty].mean()), float(values[:, full].mean()),
                       not orders, int(values.size * tests.shape[0]))
+
+
+def _fit_one(p0, subset, train, test, data, *, ridge, steps, lr, wd):
+    """One fit of the game: the factor columns of the groups not in ``subset`` zeroed, trained
+    on ``train`` cells, its squared error on ``test`` cells."""
+    Xm, Xt, own_m, own_t, y = data
+    xm = Xm * subset[own_m]
+    xt = Xt * subset[own_t]
+    # a model or task without training cells keeps no trace of its random initialisation
+    seen_m = (train.sum(axis=1) > 0)[:, None]
+    seen_t = (train.sum(axis=0) > 0)[:, None]
+
+    def pred(p):
+        lat = (xm @ p["A"] + p["P"] * seen_m) @ (p["Q"] * seen_t + xt @ p["C"]).T
+        return (p["mu"] + p["b"][None] + p["c"][:, None] + (xm @ p["beta"])[:, None]
+                + (xt @ p["gamma"])[None] + lat)
+
+    def loss(p):
+        # the factor weights penalised: dozens of design columns against 29 tasks
+        penalty = sum(jnp.sum(p[k] ** 2) for k in ("beta", "gamma", "A", "C"))
+        return jnp.sum(train * (pred(p) - y) ** 2) / jnp.sum(train) + ridge * penalty
+
+    p = run_sgd(loss, p0, optax.adamw(lr, weight_decay=wd), steps).params
+    return jnp.sum(test * (pred(p) - y) ** 2) / jnp.sum(test)
 
 
 def _shapley_values(subsets: np.ndarray, values: np.ndarray, orders: list) -> np.ndarray:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from cppjax.data import ScoreMatrix
 from cppjax.data.compute import model_compute
 from cppjax.errors import DataError, FactorMismatchError, did_you_mean
 
@@ -113,13 +112,6 @@ class ItemResponses:
         """Models x tasks: each task's accuracy, the mean over its items run."""
         out = {t: np.nanmean(self.results[:, self.task_items(t)], axis=1) for t in self.tasks}
         return pd.DataFrame(out, index=pd.Index(self.models, name="model"))
-
-    def to_score_matrix(self) -> ScoreMatrix:
-        """Task accuracies as a :class:`~cppjax.ScoreMatrix` (fraction; the model factors kept),
-        the matrix the COD posterior answers on."""
-        acc = self.task_accuracy()
-        return ScoreMatrix(acc.to_numpy(), self.models, acc.columns, scale="fraction",
-                           model_factors=self.model_factors, source=self.source)
 
     def subset(self, models: Sequence[str] | None = None) -> ItemResponses:
         """The results of ``models`` only (every item kept)."""
