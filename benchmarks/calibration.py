@@ -51,7 +51,7 @@ def cold_model_splits(sm, k, n_models, group, seed, skip=0):
     for g in range(0, len(order), group):
         mi_all, ti_all, info = [], [], []
         for i in order[g:g + group]:
-            s = S.new_model(rng_keys[i % len(rng_keys)], sm, sm.models[i], k)
+            s = S.new_model(sm, sm.models[i], k, rng_key=rng_keys[i % len(rng_keys)])
             mi, ti = np.nonzero(s.test.mask)
             mi_all += mi.tolist()
             ti_all += ti.tolist()
@@ -157,9 +157,9 @@ def main(argv=None):
     protocols = {}
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     if args.protocol == "random" and not args.skip_random:
-        protocols["random"] = [S.random_cells(s, sm, 0.05) for s in seeds]
+        protocols["random"] = [S.random_cells(sm, 0.05, rng_key=s) for s in seeds]
     elif not args.skip_random:
-        protocols["kfold"] = S.kfold_cells(0, sm, args.folds)
+        protocols["kfold"] = S.kfold_cells(sm, args.folds, rng_key=0)
     cold = [c.strip() for c in args.cold.split(",") if c.strip()]
     if unknown := set(cold) - {"cpp0", "cpp2", "cpp_t0", "cpp_t2"}:
         raise SystemExit(f"--cold: unknown protocols {sorted(unknown)}")
@@ -169,7 +169,7 @@ def main(argv=None):
                 protocols[f"cpp{k}"] = cold_model_splits(sm, k, args.cold_models, args.group,
                                                          seed=k, skip=args.cold_skip)
             if f"cpp_t{k}" in cold:
-                protocols[f"cpp_t{k}"] = [S.new_task(10 + i, sm, t, k)
+                protocols[f"cpp_t{k}"] = [S.new_task(sm, t, k, rng_key=10 + i)
                                           for i, t in enumerate(COLD_TASKS)]
     from pathlib import Path
 

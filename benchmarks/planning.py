@@ -161,7 +161,7 @@ def timing(full, tasks, ranked, inference, spec, key):
     """Seconds to choose the next 10 evaluations of a new model after its fit (cold: the
     first plan of a process, compilation included; warm: the next)."""
     model = ranked[0]
-    post = spec.fit(new_model(0, full, model, 0).train, rng_key=key, inference=inference,
+    post = spec.fit(new_model(full, model, 0, rng_key=0).train, rng_key=key, inference=inference,
                     progress=False)
     out = {}
     for when in ("cold", "warm"):

@@ -76,9 +76,9 @@ def main(argv=None):
     for norm in ("task_minmax", "model_max"):
         sm = load_cpp_crowdsource(norm)
         if args.protocol == "random":
-            splits = [S.random_cells(seed, sm, 0.05) for seed in range(args.seeds)]
+            splits = [S.random_cells(sm, 0.05, rng_key=seed) for seed in range(args.seeds)]
         else:
-            splits = S.kfold_cells(0, sm, args.folds)
+            splits = S.kfold_cells(sm, args.folds, rng_key=0)
         group = f"cpp_crowdsource/{norm}"
         groups[group] = {}
         for name, spec in methods(args.quick).items():

@@ -18,7 +18,9 @@ between them. Where it is fitted (``normalization``):
 How much the figures moved: ``docs/decisions/0012-beyond-the-table.md``. ``train`` has the
 held-out cells blanked; ``test`` holds exactly the held-out cells. A cell is never in both.
 
-Randomness comes from an explicit ``rng_key`` (a ``jax.random`` key, or an int seed).
+Randomness comes from an explicit ``rng_key`` (a ``jax.random`` key, or an int seed), given by
+name after the data, as everywhere in cppjax (required where the split draws: random cells,
+folds, revealed scores).
 """
 
 from __future__ import annotations
@@ -73,12 +75,21 @@ Normalise = Literal["train", "parent"]
 
 
 def _old_keyword(fn):
-    """``normalise=`` (cppjax 0.5) still accepted for one release, with a DeprecationWarning."""
+    """The forms of cppjax 0.5 still accepted for one release, with a DeprecationWarning:
+    ``normalise=`` (now ``normalization=``) and the key first (``random_cells(key, sm)``; now
+    ``random_cells(sm, rng_key=key)``, as every function of cppjax takes its data first and
+    its key by name)."""
     import functools
     import warnings
 
     @functools.wraps(fn)
     def wrapped(*args, **kwargs):
+        if (len(args) >= 2 and not isinstance(args[0], ScoreMatrix)
+                and isinstance(args[1], ScoreMatrix)):
+            warnings.warn(f"{fn.__name__}(rng_key, sm, ...) is now {fn.__name__}(sm, ..., "
+                          f"rng_key=...) (the old order goes in cppjax 0.7)", DeprecationWarning,
+                          stacklevel=2)
+            kwargs["rng_key"], args = args[0], args[1:]
         if "normalise" in kwargs:
             warnings.warn("normalise= is now normalization= (removed in cppjax 0.7)",
                           DeprecationWarning, stacklevel=2)
@@ -122,7 +133,8 @@ def _train_normalization(sm: ScoreMatrix, train: np.ndarray):
                    _index=None).normalization
 
 
-def random_cells(rng_key, sm: ScoreMatrix, frac: float = 0.05) -> Split:
+@_old_keyword
+def random_cells(sm: ScoreMatrix, frac: float = 0.05, *, rng_key) -> Split:
     """Hold out a random ``frac`` of the observed cells (the paper: 5%; at least one cell).
 
     Cells are drawn uniformly among observed cells, as in the paper, so a model or task can lose
@@ -136,7 +148,8 @@ def random_cells(rng_key, sm: ScoreMatrix, frac: float = 0.05) -> Split:
     return split_cells(sm, mi[pick], ti[pick], f"random_cells(frac={frac:g})")
 
 
-def kfold_cells(rng_key, sm: ScoreMatrix, n_folds: int = 20) -> list[Split]:
+@_old_keyword
+def kfold_cells(sm: ScoreMatrix, n_folds: int = 20, *, rng_key) -> list[Split]:
     """Partition the observed cells into ``n_folds`` folds; each fold is held out once.
 
     With 20 folds every fold is 5% of the observed cells, as the paper's protocol, and every
@@ -160,8 +173,8 @@ def kfold_cells(rng_key, sm: ScoreMatrix, n_folds: int = 20) -> list[Split]:
 
 
 @_old_keyword
-def new_model(rng_key, sm: ScoreMatrix, model: str, k: int = 0,
-              normalization: Normalise = "train") -> Split:
+def new_model(sm: ScoreMatrix, model: str, k: int = 0, normalization: Normalise = "train", *,
+              rng_key=None) -> Split:
     """A model never seen before, with ``k`` of its observed scores revealed (CPP-0, CPP-2).
 
     The revealed tasks are drawn at random among the model's observed tasks; all its other
@@ -187,7 +200,8 @@ def new_model(rng_key, sm: ScoreMatrix, model: str, k: int = 0,
     )
 
 
-def new_task(rng_key, sm: ScoreMatrix, task: str, k: int = 0) -> Split:
+@_old_keyword
+def new_task(sm: ScoreMatrix, task: str, k: int = 0, *, rng_key=None) -> Split:
     """A task never seen before, with ``k`` of its observed scores revealed (CPP-T0, CPP-T2)."""
     j = sm.task_index(task)
     models = np.flatnonzero(sm.mask[:, j])
@@ -209,16 +223,16 @@ def new_task(rng_key, sm: ScoreMatrix, task: str, k: int = 0) -> Split:
 
 @_old_keyword
 def each_new_model(
-    rng_key, sm: ScoreMatrix, k: int = 0, models: Sequence[str] | None = None,
-    normalization: Normalise = "train",
+    sm: ScoreMatrix, k: int = 0, models: Sequence[str] | None = None,
+    normalization: Normalise = "train", *, rng_key=None,
 ) -> Iterator[Split]:
     """:func:`new_model` for each model (default: every model with more than ``k`` scores)."""
     if models is None:
         counts = sm.mask.sum(axis=1)
         models = [m for m, c in zip(sm.models, counts, strict=True) if c > k]
-    keys = jax.random.split(as_key(rng_key), len(models))
+    keys = jax.random.split(as_key(rng_key), len(models)) if k else [None] * len(models)
     for key, m in zip(keys, models, strict=True):
-        yield new_model(key, sm, m, k, normalization)
+        yield new_model(sm, m, k, normalization, rng_key=key)
 
 
 @_old_keyword

@@ -31,7 +31,7 @@ def planted():
 
 @pytest.fixture(scope="module")
 def pmf_svi(planted):
-    split = S.random_cells(0, planted, 0.25)
+    split = S.random_cells(planted, 0.25, rng_key=0)
     post = PMF(rank=3, svi_steps=5000, num_samples=400).fit(
         split.train, rng_key=0, method="svi", progress=False
     )
@@ -52,7 +52,7 @@ def test_pmf_svi_intervals_cover_planted_cells(pmf_svi):
 def test_pmf_nuts_small(planted):
     import warnings
 
-    split = S.random_cells(0, planted, 0.25)
+    split = S.random_cells(planted, 0.25, rng_key=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         post = PMF(rank=2, num_warmup=300, num_samples=300, num_chains=2).fit(
@@ -316,7 +316,7 @@ def test_pmf_predicts_new_models_from_their_factors(planted):
     new = [i for i in range(planted.n_models) if planted.mask[i].sum() >= 6][:4]
     mi, ti = np.nonzero(planted.mask[new])
     split = S.split_cells(planted, np.asarray(new)[mi], ti, "new models")
-    warm = S.random_cells(0, split.train, 0.2)  # held-out cells of models with data
+    warm = S.random_cells(split.train, 0.2, rng_key=0)  # held-out cells of models with data
     post = PMF(rank=2, svi_steps=2000, num_samples=300).fit(
         warm.train, rng_key=0, method="svi", progress=False)
     pred_new = post.predict(split.test, rng_key=1)
@@ -339,8 +339,8 @@ def test_compiled_programs_are_reused_without_carrying_data_over(planted, make):
     """An inference object keeps its compiled programs: a fit on other cells (as many) reuses
     them and gives what a fresh object gives; dropping the object drops them."""
     spec = PMF(rank=2)
-    a = S.random_cells(0, planted, 0.25).train
-    b = S.random_cells(1, planted, 0.25).train  # other cells, as many
+    a = S.random_cells(planted, 0.25, rng_key=0).train
+    b = S.random_cells(planted, 0.25, rng_key=1).train  # other cells, as many
     inference = make()
     fit_a = spec.fit(a, rng_key=0, inference=inference, progress=False)
     programs = list(inference.programs._programs.values())

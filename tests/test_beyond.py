@@ -24,7 +24,7 @@ def osl():
 
 def test_new_model_normalises_on_training_cells_only(osl):
     top = osl.model_index("meta-llama/Meta-Llama-3.1-405B-FP8")
-    s = S.new_model(0, osl, osl.models[top])
+    s = S.new_model(osl, osl.models[top], rng_key=0)
     assert s.info["normalization"] == "train"
     train_max = np.nanmax(s.train.scores, axis=0)
     # the held-out model is the best on some task: the parent's normalisation maps its score
@@ -35,10 +35,10 @@ def test_new_model_normalises_on_training_cells_only(osl):
     assert np.isclose(s.train.normalize([train_max[j]], [0], [j])[0], 1.0)
     assert s.test.normalize([osl.scores[top, j]], [top], [j])[0] > 1.0
     assert s.test.normalization is s.train.normalization
-    p = S.new_model(0, osl, osl.models[top], normalization="parent")
+    p = S.new_model(osl, osl.models[top], normalization="parent", rng_key=0)
     assert p.train.normalization is osl.normalization
     with pytest.raises(ValueError, match="normalization"):
-        S.new_model(0, osl, osl.models[top], normalization="all")
+        S.new_model(osl, osl.models[top], normalization="all", rng_key=0)
 
 
 def test_largest_of_family_top_share_keeps_two_in_training(osl):
@@ -162,7 +162,7 @@ def test_rank_calibration_matches_rank_posteriors():
 
 def test_map_predicts_its_mode_and_stops_early():
     sm = load_cpp_crowdsource()
-    split = S.kfold_cells(0, sm, 20)[0]
+    split = S.kfold_cells(sm, 20, rng_key=0)[0]
     spec, _ = make_spec("pmf_map")
     post = spec.fit(split.train, rng_key=0, progress=False,
                     inference=MAP(num_steps=600, lr=0.01))

@@ -38,7 +38,7 @@ def planted():
     ],
 )
 def test_point_predictors_beat_the_mean(planted, spec):
-    split = S.random_cells(0, planted, 0.2)
+    split = S.random_cells(planted, 0.2, rng_key=0)
     post = spec.fit(split.train, rng_key=0)
     pred = post.predict(split.test)
     y = split.test.observed().values
@@ -59,19 +59,19 @@ def test_reproducible_from_seed_and_fit_many_matches_fit(planted):
     a = spec.fit(planted, rng_key=3).predict("missing").draws
     b = spec.fit(planted, rng_key=jax.random.PRNGKey(3)).predict("missing").draws
     np.testing.assert_array_equal(a, b)
-    splits = [S.random_cells(k, planted, 0.1) for k in range(3)]
+    splits = [S.random_cells(planted, 0.1, rng_key=k) for k in range(3)]
     many = spec.fit_many([s.train for s in splits], rng_key=0)
     assert len(many) == 3 and all(p.pred.shape == (spec.n_inits, 40, 12) for p in many)
 
 
 def test_training_never_sees_test_cells(planted):
     """Changing the held-out scores changes neither the training matrix nor the fit."""
-    split = S.random_cells(0, planted, 0.2)
+    split = S.random_cells(planted, 0.2, rng_key=0)
     altered = np.where(split.test.mask, 100.0 - planted.scores, planted.scores)
     other = cppjax.ScoreMatrix(altered, planted.models, planted.tasks, planted.model_factors,
                                planted.task_factors, scale="percent",
                                normalization=planted.normalization)
-    split2 = S.random_cells(0, other, 0.2)
+    split2 = S.random_cells(other, 0.2, rng_key=0)
     np.testing.assert_array_equal(split2.test.mask, split.test.mask)
     np.testing.assert_array_equal(split2.train.scores, split.train.scores)
     spec = MF(rank=2, steps=200)

@@ -34,9 +34,9 @@ def _no_leak(split, sm):
 
 
 def test_random_cells_reproducible_and_disjoint(cpp):
-    a = S.random_cells(jax.random.PRNGKey(3), cpp, 0.05)
-    b = S.random_cells(3, cpp, 0.05)
-    c = S.random_cells(4, cpp, 0.05)
+    a = S.random_cells(cpp, 0.05, rng_key=jax.random.PRNGKey(3))
+    b = S.random_cells(cpp, 0.05, rng_key=3)
+    c = S.random_cells(cpp, 0.05, rng_key=4)
     np.testing.assert_array_equal(a.test.mask, b.test.mask)
     assert not np.array_equal(a.test.mask, c.test.mask)
     assert a.test.n_observed == round(0.05 * 878) == 44
@@ -45,7 +45,7 @@ def test_random_cells_reproducible_and_disjoint(cpp):
 
 
 def test_kfold_covers_every_cell_once(cpp):
-    folds = S.kfold_cells(0, cpp, 20)
+    folds = S.kfold_cells(cpp, 20, rng_key=0)
     count = sum(f.test.mask.astype(int) for f in folds)
     np.testing.assert_array_equal(count, cpp.mask.astype(int))
     for f in folds:
@@ -53,21 +53,21 @@ def test_kfold_covers_every_cell_once(cpp):
 
 
 def test_new_model_and_task(cpp):
-    s0 = S.new_model(0, cpp, "LLama-2-7B", k=0)
+    s0 = S.new_model(cpp, "LLama-2-7B", k=0, rng_key=0)
     i = cpp.model_index("LLama-2-7B")
     assert s0.train.mask[i].sum() == 0 and s0.test.mask[i].sum() == cpp.mask[i].sum()
-    s2 = S.new_model(1, cpp, "LLama-2-7B", k=2)
+    s2 = S.new_model(cpp, "LLama-2-7B", k=2, rng_key=1)
     assert s2.train.mask[i].sum() == 2 and len(s2.info["revealed"]) == 2
     assert s2.test.n_observed == cpp.mask[i].sum() - 2
     np.testing.assert_array_equal(
-        s2.train.mask[i], S.new_model(1, cpp, "LLama-2-7B", 2).train.mask[i]
+        s2.train.mask[i], S.new_model(cpp, "LLama-2-7B", 2, rng_key=1).train.mask[i]
     )
     _no_leak(s2, cpp)
-    t2 = S.new_task(0, cpp, "BoolQ(0-shot)", k=2)
+    t2 = S.new_task(cpp, "BoolQ(0-shot)", k=2, rng_key=0)
     j = cpp.task_index("BoolQ(0-shot)")
     assert t2.train.mask[:, j].sum() == 2
     _no_leak(t2, cpp)
-    assert len(list(S.each_new_model(0, cpp, k=2, models=["GPT-4", "LLama-2-7B"]))) == 2
+    assert len(list(S.each_new_model(cpp, k=2, models=["GPT-4", "LLama-2-7B"], rng_key=0))) == 2
 
 
 def test_largest_of_family_uses_compute_then_parameters():
@@ -168,7 +168,7 @@ def test_heldout_requires_truth():
 
 def test_splits_on_small_matrix_keep_names():
     sm = ScoreMatrix(np.arange(12.0).reshape(4, 3), list("abcd"), list("xyz"), scale="unbounded")
-    s = S.random_cells(0, sm, 0.25)
+    s = S.random_cells(sm, 0.25, rng_key=0)
     assert s.test.n_observed == 3 and s.train.n_observed == 9
 
 
@@ -200,3 +200,14 @@ def test_sorted_ranks_equal_the_pairwise_rule():
     np.testing.assert_array_equal(ranks_from_scores(s), pairwise)
     assert ranks_from_scores(np.array([[0.3]])).tolist() == [[1]]
     assert ranks_from_scores(np.array([0.1, 0.5, 0.5])).tolist() == [3, 1, 1]
+
+
+def test_splits_take_the_data_first_and_the_key_by_name(cpp):
+    a = S.random_cells(cpp, 0.05, rng_key=3)
+    with pytest.warns(DeprecationWarning, match="rng_key=..."):
+        old = S.random_cells(3, cpp, 0.05)  # the key-first form of 0.5, for one release
+    np.testing.assert_array_equal(a.test.mask, old.test.mask)
+    with pytest.raises(ValueError, match="rng_key is required"):
+        S.new_model(cpp, "LLama-2-7B", k=2)
+    with pytest.warns(DeprecationWarning, match="normalization="):
+        S.new_model(cpp, "LLama-2-7B", normalise="parent")

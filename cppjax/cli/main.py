@@ -226,15 +226,15 @@ def cmd_evaluate(args) -> int:
     check_settings(methods, settings)
     sm = _load(args)
     if args.protocol == "random":
-        splits = [S.random_cells(s, sm, args.frac) for s in range(args.seeds)]
+        splits = [S.random_cells(sm, args.frac, rng_key=s) for s in range(args.seeds)]
     elif args.protocol == "kfold":
-        splits = S.kfold_cells(args.seed, sm, args.folds)
+        splits = S.kfold_cells(sm, args.folds, rng_key=args.seed)
     elif args.protocol == "new_model":
-        splits = list(S.each_new_model(args.seed, sm, k=args.k))
+        splits = list(S.each_new_model(sm, k=args.k, rng_key=args.seed))
     elif args.protocol == "new_task":
         tasks = [t for t in sm.tasks if sm.mask[:, sm.task_index(t)].sum() > args.k]
         keys = jax.random.split(as_key(args.seed), len(tasks))
-        splits = [S.new_task(k, sm, t, k=args.k) for k, t in zip(keys, tasks, strict=True)]
+        splits = [S.new_task(sm, t, k=args.k, rng_key=k) for k, t in zip(keys, tasks, strict=True)]
     elif args.protocol == "compute_cutoff":
         splits = [S.compute_cutoff(sm, t) for t in sm.tasks]
     elif args.protocol == "leave_family_out":
