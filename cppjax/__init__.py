@@ -5,7 +5,7 @@ from cppjax.api import fit
 from cppjax.data import Normalization, Observations, ScoreMatrix, read_factors
 from cppjax.data.items import ItemResponses
 from cppjax.errors import CppjaxWarning, DataError, FactorMismatchError
-from cppjax.inference import MAP, NUTS, SVI, Adam
+from cppjax.inference import MAP, NUTS, SVI, Adam, enable_compilation_cache
 from cppjax.models import BNCF, MF, NCF, PMF, FactorsOnly, ScalingLaw, ScalingMF
 from cppjax.posterior import Posterior, Predictive
 from cppjax.posterior.files import load
@@ -52,4 +52,5 @@ __all__ = [
     "Observations",
     "ScoreMatrix",
     "read_factors",
+    "enable_compilation_cache",
 ]

@@ -1,10 +1,13 @@
 import os
+import tempfile
 from pathlib import Path
 
 import jax
 import pytest
 
 jax.config.update("jax_platform_name", "cpu")
+# the CLI's persistent compilation cache in a folder of this test session, not the user's home
+os.environ.setdefault("CPPJAX_CACHE_DIR", tempfile.mkdtemp(prefix="cppjax-jax-cache-"))
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -130,7 +130,7 @@ def _rank_files(task: str) -> tuple[str, str]:
 def _fit(args, sm, spec, inference, key):
     print(f"fitting {args.method} on {sm} ...", flush=True)
     post = spec.fit(sm, rng_key=key, inference=inference)
-    diag = getattr(post, "diagnostics", {})
+    diag = post.diagnostics
     print(f"fitted in {post.fit_seconds:.1f}s" + (f"; diagnostics: {diag}" if diag else ""))
     return post
 
@@ -487,6 +487,10 @@ def main(argv=None) -> int:
     # NUTS chains run one per device when there are enough; make CPU cores 4 devices (no effect
     # once JAX has started, e.g. when main() is called from a notebook)
     numpyro.set_host_device_count(4)
+    # compiled programs kept on disk between runs (CPPJAX_COMPILATION_CACHE=0: off)
+    from cppjax.inference.cache import enable_compilation_cache
+
+    enable_compilation_cache()
     try:
         return args.func(args)
     except (ValueError, KeyError, TypeError, FileNotFoundError) as e:

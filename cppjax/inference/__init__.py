@@ -4,6 +4,7 @@ training loop (:mod:`~cppjax.inference.train`), the one predictive path
 (:func:`predict_sites`), sharding over devices and PRNG keys. Above the data layer, below
 posteriors and models (``docs/architecture.md``)."""
 
+from cppjax.inference.cache import ProgramCache, enable_compilation_cache
 from cppjax.inference.keys import as_key, numpy_rng
 from cppjax.inference.objects import (
     INFERENCES,
@@ -16,7 +17,6 @@ from cppjax.inference.objects import (
     make_inference,
     progress_enabled,
 )
-from cppjax.inference.programs import ProgramCache
 from cppjax.inference.run import (
     InferenceResult,
     log_likelihood,
@@ -26,5 +26,6 @@ from cppjax.inference.run import (
 from cppjax.inference.train import run_sgd
 
 __all__ = ["INFERENCES", "LEGACY_NAMES", "MAP", "NUTS", "SVI", "Adam", "Inference",
-           "InferenceResult", "ProgramCache", "as_key", "log_likelihood", "make_inference",
-           "numpy_rng", "predict_sites", "progress_enabled", "run_inference", "run_sgd"]
+           "InferenceResult", "ProgramCache", "as_key", "enable_compilation_cache",
+           "log_likelihood", "make_inference", "numpy_rng", "predict_sites", "progress_enabled",
+           "run_inference", "run_sgd"]

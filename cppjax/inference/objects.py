@@ -31,7 +31,7 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from cppjax.errors import did_you_mean
-from cppjax.inference.programs import ProgramCache
+from cppjax.inference.cache import ProgramCache
 
 
 def progress_enabled(progress: bool | None) -> bool:
@@ -105,11 +105,31 @@ class NUTS(_Settings):
             raise ValueError(f"NUTS.target_accept must be in (0, 1); got {self.target_accept}")
 
 
+#: ``SVI(guide="auto")``: the mean-field guide above this many latent values (decision 0013)
+AUTO_MEANFIELD_ABOVE = 2000
+
+
+def resolve_guide(guide: str, n_latent: int) -> str:
+    """The guide ``SVI(guide=...)`` fits on a model of ``n_latent`` latent values.
+
+    Example:
+        >>> resolve_guide("auto", 500), resolve_guide("auto", 50_000), resolve_guide("lowrank", 1)
+        ('lowrank', 'meanfield', 'lowrank')
+    """
+    if guide != "auto":
+        return guide
+    return "meanfield" if n_latent > AUTO_MEANFIELD_ABOVE else "lowrank"
+
+
 @dataclass(frozen=True)
 class SVI(_Settings):
     """Stochastic variational inference: ``num_steps`` Adam steps (cosine-decayed from ``lr``)
     on the ELBO of a ``"lowrank"`` multivariate-normal or ``"meanfield"`` guide, then
-    ``num_samples`` draws from the guide. ``guide_rank=None``: NumPyro's default rank, the
+    ``num_samples`` draws from the guide. ``guide="auto"`` (the default) takes the low-rank
+    guide up to :data:`AUTO_MEANFIELD_ABOVE` latent values and the mean-field one above (the
+    low-rank guide's cost grows with the latent values times its rank, which grows with their
+    square root; decision 0013); the guide used is in the fit's ``diagnostics["guide"]``.
+    ``guide_rank=None``: NumPyro's default rank, the
     square root of the number of latent values. ``subsample_size``: each step's likelihood on a
     random minibatch of that many cells, scaled up to all of them (for tables whose full-batch
     steps are slow or beyond memory; ``None``, the default, uses every cell). ``devices``: the
@@ -119,7 +139,7 @@ class SVI(_Settings):
 
     num_steps: int = 5000
     lr: float = 0.01
-    guide: Literal["lowrank", "meanfield"] = "lowrank"
+    guide: Literal["auto", "lowrank", "meanfield"] = "auto"
     guide_rank: int | None = None
     num_samples: int = 1000
     subsample_size: int | None = None
@@ -132,8 +152,9 @@ class SVI(_Settings):
         _positive(self, "lr")
         if self.subsample_size is not None:
             _positive_int(self, "subsample_size")
-        if self.guide not in ("lowrank", "meanfield"):
-            raise ValueError(f"SVI.guide must be 'lowrank' or 'meanfield'; got {self.guide!r}")
+        if self.guide not in ("auto", "lowrank", "meanfield"):
+            raise ValueError(f"SVI.guide must be 'auto', 'lowrank' or 'meanfield'; got "
+                             f"{self.guide!r}")
         if self.guide_rank is not None:
             _positive_int(self, "guide_rank")
 

@@ -10,7 +10,6 @@ arguments of the trace that set them up, so each compiled program sets up its ow
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from contextlib import contextmanager
 from functools import partial
 
@@ -26,38 +25,13 @@ from numpyro.infer import Predictive, Trace_ELBO, init_to_uniform
 from numpyro.infer.autoguide import AutoDelta, AutoLowRankMultivariateNormal, AutoNormal
 from tqdm.auto import tqdm
 
+from cppjax.inference.cache import ProgramCache  # noqa: F401 (its home before 0.6)
 from cppjax.inference.initialization import init_strategy
+from cppjax.inference.objects import resolve_guide
 
 # XLA options for programs that run once per fit (set-up, drawing from a guide): the least
 # optimisation, since their compile time is most of their cost
 _RUN_ONCE = {"xla_backend_optimization_level": 0}
-
-
-class ProgramCache:
-    """The compiled programs of one inference object, most recently used last (at most
-    ``size``): a fit of the same model settings and shapes of inputs reuses them."""
-
-    def __init__(self, size: int = 8):
-        self.size = size
-        self._programs: OrderedDict = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._programs)
-
-    def clear(self) -> None:
-        """Forget every compiled program."""
-        self._programs.clear()
-
-    def get(self, key, build):
-        if key is None:
-            return build()
-        if key in self._programs:
-            self._programs.move_to_end(key)
-            return self._programs[key]
-        progs = self._programs[key] = build()
-        while len(self._programs) > self.size:
-            self._programs.popitem(last=False)
-        return progs
 
 
 def _chunk(*counts: int, most: int) -> int:
@@ -201,9 +175,11 @@ class Programs:
     # -- SVI / MAP -----------------------------------------------------------------------------
     def _build_svi(self, sites: list[str], latent_sizes: dict[str, int]):
         s = self.inf
+        #: the guide fitted (SVI(guide="auto") resolved by the model's size); None for MAP
+        self.guide = None if s.name == "map" else resolve_guide(s.guide, sum(latent_sizes.values()))
         if s.name == "map":
             g = AutoDelta(self.model, init_loc_fn=self.slot.strategy)
-        elif s.guide == "lowrank":
+        elif self.guide == "lowrank":
             g = AutoLowRankMultivariateNormal(self.model, init_loc_fn=self.slot.strategy,
                                               init_scale=0.01, rank=s.guide_rank)
         else:

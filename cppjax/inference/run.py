@@ -125,6 +125,8 @@ def run_inference(
                                                           max_chunks)
         tail = losses[-max(1, len(losses) // 10):]
         diag = {"final_loss": float(np.mean(tail))}
+        if progs.guide is not None:
+            diag["guide"] = progs.guide
         if scores:
             diag["monitor"] = scores
             diag["chunk_steps"] = progs.chunk
