@@ -32,8 +32,8 @@ def planted():
 @pytest.fixture(scope="module")
 def pmf_svi(planted):
     split = S.random_cells(planted, 0.25, rng_key=0)
-    post = PMF(rank=3, svi_steps=5000, num_samples=400).fit(
-        split.train, rng_key=0, method="svi", progress=False
+    post = PMF(rank=3).fit(
+        split.train, rng_key=0, inference=SVI(num_steps=5000, num_samples=400), progress=False
     )
     return split, post
 
@@ -55,8 +55,9 @@ def test_pmf_nuts_small(planted):
     split = S.random_cells(planted, 0.25, rng_key=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        post = PMF(rank=2, num_warmup=300, num_samples=300, num_chains=2).fit(
-            split.train, rng_key=0, method="nuts", progress=False
+        post = PMF(rank=2).fit(
+            split.train, rng_key=0, progress=False,
+            inference=NUTS(num_warmup=300, num_samples=300, num_chains=2)
         )
     d = post.diagnostics
     assert set(d) >= {"divergences", "max_rhat", "min_ess"}
@@ -128,8 +129,9 @@ def test_ranks_hand_made():
 
 
 def test_bncf_svi_runs(planted):
-    post = BNCF(dim=2, hidden=(8,), svi_steps=300, num_samples=50).fit(
-        planted, rng_key=0, method="svi", progress=False
+    post = BNCF(dim=2, hidden=(8,)).fit(
+        planted, rng_key=0, inference=SVI(num_steps=300, num_samples=50, guide_rank=20, lr=0.005),
+        progress=False
     )
     pred = post.predict("missing", rng_key=0)
     assert pred.draws.shape == (50, int((~planted.mask).sum()))
@@ -142,8 +144,8 @@ def test_bayes_predict_requires_key(pmf_svi):
 
 
 def test_pmf_noise_floor_and_svi_deterministic_sites(planted):
-    post = PMF(rank=2, svi_steps=200, num_samples=30, noise_floor=0.03).fit(
-        planted, rng_key=0, method="svi", progress=False)
+    post = PMF(rank=2, noise_floor=0.03).fit(
+        planted, rng_key=0, inference=SVI(num_steps=200, num_samples=30), progress=False)
     # SVI draws carry the model's deterministic sites too (offsets, noise), for to_arviz
     assert {"sigma", "model_offset", "task_offset"} <= set(post.samples)
     assert post.samples["sigma"].shape == (30, planted.n_tasks)
@@ -155,9 +157,9 @@ def test_pmf_noise_floor_and_svi_deterministic_sites(planted):
 def test_svi_draws_are_reproducible_and_deterministic_sites_follow_latent_ones(planted):
     from cppjax.inference import predict_sites
 
-    spec = PMF(rank=2, svi_steps=200, num_samples=20)
-    post = spec.fit(planted, rng_key=3, method="svi", progress=False)
-    again = spec.fit(planted, rng_key=3, method="svi", progress=False)
+    spec, inf = PMF(rank=2), SVI(num_steps=200, num_samples=20)
+    post = spec.fit(planted, rng_key=3, inference=inf, progress=False)
+    again = spec.fit(planted, rng_key=3, inference=inf, progress=False)
     assert set(post.samples) == set(again.samples)
     for k in post.samples:  # the same key gives the same draws
         np.testing.assert_array_equal(post.samples[k], again.samples[k])
@@ -173,8 +175,8 @@ def test_svi_draws_are_reproducible_and_deterministic_sites_follow_latent_ones(p
 
 @pytest.mark.parametrize("likelihood", ["normal", "student_t"])
 def test_likelihoods(planted, likelihood):
-    post = PMF(rank=2, svi_steps=300, num_samples=40, likelihood=likelihood).fit(
-        planted, rng_key=0, method="svi", progress=False)
+    post = PMF(rank=2, likelihood=likelihood).fit(
+        planted, rng_key=0, inference=SVI(num_steps=300, num_samples=40), progress=False)
     assert ("nu" in post.samples) == (likelihood == "student_t")
     pred = post.predict("missing", rng_key=2)
     assert np.isfinite(pred.draws).all()
@@ -229,7 +231,7 @@ def test_conditional_basis_keeps_the_prior_and_isolates_cold_rows():
 def test_guide_rank_is_checked():
     with pytest.raises(ValueError, match="guide_rank"):
         SVI(guide_rank=0)
-    with pytest.raises(ValueError, match="guide_rank"):
+    with pytest.raises(ValueError, match="guide_rank"), pytest.warns(DeprecationWarning):
         BNCF(guide_rank=0).default_inference("svi")  # the first form: checked when used
 
 
@@ -317,8 +319,8 @@ def test_pmf_predicts_new_models_from_their_factors(planted):
     mi, ti = np.nonzero(planted.mask[new])
     split = S.split_cells(planted, np.asarray(new)[mi], ti, "new models")
     warm = S.random_cells(split.train, 0.2, rng_key=0)  # held-out cells of models with data
-    post = PMF(rank=2, svi_steps=2000, num_samples=300).fit(
-        warm.train, rng_key=0, method="svi", progress=False)
+    post = PMF(rank=2).fit(
+        warm.train, rng_key=0, inference=SVI(num_steps=2000, num_samples=300), progress=False)
     pred_new = post.predict(split.test, rng_key=1)
     pred_warm = post.predict(warm.test, rng_key=1)
     y = split.test.scores[pred_new.model_idx, pred_new.task_idx]
@@ -360,7 +362,7 @@ def test_compiled_programs_are_reused_without_carrying_data_over(planted, make):
 def test_nuts_chains_start_apart_from_prior_medians_reproducibly(planted):
     """Each chain's starting point is its own prior-median draw (not one point for all chains),
     the same for the same keys."""
-    from cppjax import programs
+    from cppjax.inference import programs
     from cppjax.models.likelihood import pad_cells
 
     spec = PMF(rank=2)
@@ -458,7 +460,7 @@ def test_pmf_family_effects(families, tmp_path):
     family's effect is a draw from the learned family prior (wider intervals); the learned
     scales follow the planted family shifts; a saved fit predicts the same after loading."""
     sm, sm_nofam, fam, shift = families
-    spec = PMF(rank=2, svi_steps=3000, num_samples=400)
+    spec, inf = PMF(rank=2), SVI(num_steps=3000, num_samples=400)
     assert spec.design(sm)[0].shape[1] == 1  # size only: the family left the regression
     F = spec.families(sm)
     assert F.shape == (40, 10) and (F.sum(1) == 1).all() and (F.argmax(1) == fam).all()
@@ -471,7 +473,7 @@ def test_pmf_family_effects(families, tmp_path):
     for name, matrix in (("family", sm), ("no family factor", sm_nofam)):
         mi, ti = np.nonzero(matrix.mask[held])
         split = S.split_cells(matrix, held[mi], ti, "new models")
-        post = spec.fit(split.train, rng_key=0, method="svi", progress=False)
+        post = spec.fit(split.train, rng_key=0, inference=inf, progress=False)
         pred = post.predict(split.test, rng_key=1)
         y = split.test.scores[pred.model_idx, pred.task_idx]
         lo, hi = pred.interval(0.9)

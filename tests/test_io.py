@@ -112,9 +112,11 @@ def test_settings_that_do_not_apply_are_errors():
     spec, inf = make_spec("pmf_svi", rank=2, num_steps=10)
     assert spec.rank == 2 and inf.num_steps == 10 and isinstance(inf, cppjax.SVI)
     # the first forms still work: settings on the spec become its inferences' defaults
-    legacy = cppjax.PMF(rank=2, svi_steps=300, num_samples=50)
+    with pytest.warns(DeprecationWarning, match="inference object"):
+        legacy = cppjax.PMF(rank=2, svi_steps=300, num_samples=50)
     assert legacy.default_inference("svi") == cppjax.SVI(num_steps=300, num_samples=50)
-    assert legacy.num_samples == 50 and cppjax.MF().n_inits == 5
+    with pytest.warns(DeprecationWarning, match="default_inference"):
+        assert legacy.num_samples == 50 and cppjax.MF().n_inits == 5
 
 
 def test_keys_are_explicit():

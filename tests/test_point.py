@@ -5,6 +5,7 @@ import pytest
 import cppjax
 from cppjax import splits as S
 from cppjax.datasets import load_cpp_crowdsource
+from cppjax.inference import Adam
 from cppjax.models import MF, NCF, FactorsOnly
 
 
@@ -31,21 +32,23 @@ def planted():
 @pytest.mark.parametrize(
     "spec",
     [
-        MF(rank=2, steps=600),
-        NCF(steps=600),
-        NCF(use_factors=True, steps=600),
-        FactorsOnly(steps=1500, lr=0.01),
+        (MF(rank=2), {"steps": 600}),
+        (NCF(), {"steps": 600}),
+        (NCF(use_factors=True), {"steps": 600}),
+        (FactorsOnly(), {"steps": 1500, "lr": 0.01}),
     ],
 )
 def test_point_predictors_beat_the_mean(planted, spec):
+    spec, settings = spec
+    inf = Adam(**{**spec.default_inference().settings(), **settings})
     split = S.random_cells(planted, 0.2, rng_key=0)
-    post = spec.fit(split.train, rng_key=0)
+    post = spec.fit(split.train, rng_key=0, inference=inf)
     pred = post.predict(split.test)
     y = split.test.observed().values
     mse = np.mean((pred.mean(normalized=True) - y) ** 2)
     base = np.mean((y - split.train.observed().values.mean()) ** 2)
     # one draw per initialisation (MF: an ensemble of 5)
-    assert pred.n_draws == post.inference.n_inits == spec.n_inits
+    assert pred.n_draws == post.inference.n_inits == spec.default_inference().n_inits
     assert mse < 0.8 * base, (spec.kind, mse, base)
     # original units round-trip
     np.testing.assert_allclose(
@@ -55,13 +58,14 @@ def test_point_predictors_beat_the_mean(planted, spec):
 
 
 def test_reproducible_from_seed_and_fit_many_matches_fit(planted):
-    spec = MF(rank=2, steps=300)
-    a = spec.fit(planted, rng_key=3).predict("missing").draws
-    b = spec.fit(planted, rng_key=jax.random.PRNGKey(3)).predict("missing").draws
+    spec = MF(rank=2)
+    inf = Adam(**{**spec.default_inference().settings(), "steps": 300})
+    a = spec.fit(planted, rng_key=3, inference=inf).predict("missing").draws
+    b = spec.fit(planted, rng_key=jax.random.PRNGKey(3), inference=inf).predict("missing").draws
     np.testing.assert_array_equal(a, b)
     splits = [S.random_cells(planted, 0.1, rng_key=k) for k in range(3)]
-    many = spec.fit_many([s.train for s in splits], rng_key=0)
-    assert len(many) == 3 and all(p.pred.shape == (spec.n_inits, 40, 12) for p in many)
+    many = spec.fit_many([s.train for s in splits], rng_key=0, inference=inf)
+    assert len(many) == 3 and all(p.pred.shape == (inf.n_inits, 40, 12) for p in many)
 
 
 def test_training_never_sees_test_cells(planted):
@@ -74,9 +78,10 @@ def test_training_never_sees_test_cells(planted):
     split2 = S.random_cells(other, 0.2, rng_key=0)
     np.testing.assert_array_equal(split2.test.mask, split.test.mask)
     np.testing.assert_array_equal(split2.train.scores, split.train.scores)
-    spec = MF(rank=2, steps=200)
-    p1 = spec.fit(split.train, rng_key=0).predict(split.test).draws
-    p2 = spec.fit(split2.train, rng_key=0).predict(split2.test).draws
+    spec = MF(rank=2)
+    inf = Adam(**{**spec.default_inference().settings(), "steps": 200})
+    p1 = spec.fit(split.train, rng_key=0, inference=inf).predict(split.test).draws
+    p2 = spec.fit(split2.train, rng_key=0, inference=inf).predict(split2.test).draws
     np.testing.assert_array_equal(p1, p2)
 
 

@@ -6,6 +6,7 @@ import pytest
 
 import cppjax
 from cppjax import splits as S
+from cppjax.inference import NUTS
 from cppjax.models.scaling import ScalingLaw, ScalingLawPosterior
 
 FAMILIES = {"A": 6, "B": 5, "C": 4, "D": 1}
@@ -44,8 +45,9 @@ def synth():
 def unpooled(synth):
     sm, _ = synth
     split = S.largest_of_family(sm)
-    post = ScalingLaw(pooling="unpooled", num_warmup=300, num_samples=300, num_chains=2).fit(
-        split.train, rng_key=0, method="nuts", progress=False)
+    post = ScalingLaw(pooling="unpooled").fit(
+        split.train, rng_key=0, progress=False,
+        inference=NUTS(num_warmup=300, num_samples=300, num_chains=2))
     return split, post
 
 
@@ -78,8 +80,8 @@ def test_extrapolation_to_largest_member_is_covered(unpooled):
 
 def test_hierarchical_pools_a_one_member_family(synth):
     sm, truth = synth
-    post = cppjax.fit("scaling_law_hierarchical", sm, rng_key=0, method="svi", svi_steps=2000,
-                      num_samples=300, progress=False)
+    post = cppjax.fit("scaling_law_hierarchical", sm, rng_key=0, inference="svi",
+                      num_steps=2000, num_samples=300, progress=False)
     df = post.slopes(level=0.9)
     d = df[df.family == "D"]
     # shrunk towards the other families' slopes, far narrower than the unpooled prior
@@ -116,9 +118,9 @@ def test_scaling_law_input_errors(synth):
     unb = cppjax.ScoreMatrix(sm.scores / 100, sm.models, sm.tasks,
                              model_factors=sm.model_factors, scale="unbounded")
     with pytest.raises(ValueError, match="bounded scale"):
-        ScalingLaw().fit(unb, rng_key=0, method="map", progress=False)
+        ScalingLaw().fit(unb, rng_key=0, inference="map", progress=False)
     nofam = cppjax.ScoreMatrix(sm.scores, sm.models, sm.tasks,
                                model_factors=sm.model_factors.drop(columns="family"),
                                scale="percent")
     with pytest.raises(KeyError, match="family"):
-        ScalingLaw().fit(nofam, rng_key=0, method="map", progress=False)
+        ScalingLaw().fit(nofam, rng_key=0, inference="map", progress=False)

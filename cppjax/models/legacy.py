@@ -17,9 +17,11 @@ import warnings
 from cppjax.inference import INFERENCES, LEGACY_NAMES
 
 
-def _deprecated(what: str, instead: str) -> None:
+def _deprecated(what: str, instead: str, stacklevel: int = 3) -> None:
+    """``stacklevel``: frames from here to the user's line (3: the user calls the function
+    that calls this one)."""
     warnings.warn(f"{what} is deprecated (removed in cppjax 0.7); {instead}", DeprecationWarning,
-                  stacklevel=4)
+                  stacklevel=stacklevel + 1)
 
 
 def accepts_legacy_settings(cls):
@@ -68,6 +70,7 @@ def legacy_method(inference, method: str | None):
     if inference is not None and method is not None:
         raise TypeError("give inference= or method=, not both")
     if method is not None:
-        _deprecated(f"fit(method={method!r})", f"write fit(inference={method!r})")
+        # the user -> cppjax.fit or spec.fit -> resolve_inference -> here
+        _deprecated(f"fit(method={method!r})", f"write fit(inference={method!r})", 4)
         return method
     return inference
