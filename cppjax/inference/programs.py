@@ -23,6 +23,8 @@ from numpyro.infer import NUTS as _NumPyroNUTS
 from numpyro.infer import SVI as _NumPyroSVI
 from numpyro.infer import Predictive, Trace_ELBO, init_to_uniform
 from numpyro.infer.autoguide import AutoDelta, AutoLowRankMultivariateNormal, AutoNormal
+from numpyro.infer.elbo import check_model_guide_match
+from numpyro.infer.util import compute_log_probs
 from tqdm.auto import tqdm
 
 from cppjax.inference.cache import ProgramCache  # noqa: F401 (its home before 0.6)
@@ -185,7 +187,7 @@ class Programs:
         else:
             g = AutoNormal(self.model, init_loc_fn=self.slot.strategy, init_scale=0.01)
         optim = numpyro.optim.optax_to_numpyro(_adam_schedule(s.lr, s.num_steps))
-        svi = _NumPyroSVI(self.model, g, optim, Trace_ELBO())
+        svi = _NumPyroSVI(self.model, g, optim, SiteOrderedELBO())
         # MAP watches its validation error after each chunk: finer chunks (decision 0012)
         self.chunk = _chunk(s.num_steps, most=100 if s.name == "map" else 500)
         n = 1 if s.name == "map" else s.num_samples
@@ -253,6 +255,31 @@ class Programs:
         return samples, np.asarray(jnp.concatenate(losses)), per_step, scores
 
 
+class SiteOrderedELBO(Trace_ELBO):
+    """NumPyro's ``Trace_ELBO`` (one particle) with its sum over sites in the traces' order.
+    Upstream sums ``log p - log q`` over a Python ``set`` of site names, whose order changes
+    with the interpreter's hash seed: the compiled program, and so the key of JAX's persistent
+    compilation cache, differed from one process to the next and a second run compiled again
+    (decision 0013). The value is the same sum."""
+
+    def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
+        if self.num_particles != 1 or self.multi_sample_guide or not self.sum_sites:
+            return super().loss_with_mutable_state(rng_key, param_map, model, guide, *args,
+                                                   **kwargs)
+        model_seed, guide_seed = jax.random.split(rng_key)
+        guide_lp, guide_trace = compute_log_probs(handlers.seed(guide, guide_seed), args,
+                                                  kwargs, param_map)
+        model_lp, model_trace = compute_log_probs(
+            handlers.replay(handlers.seed(model, model_seed), guide_trace), args, kwargs,
+            param_map)
+        check_model_guide_match(model_trace, guide_trace)
+        zero = jnp.array(0.0)
+        elbo = zero
+        for name in dict.fromkeys([*model_lp, *guide_lp]):  # ordered, no duplicates
+            elbo = elbo + (model_lp.get(name, zero) - guide_lp.get(name, zero))
+        return {"loss": -elbo, "mutable_state": None}
+
+
 def _adam_schedule(lr: float, steps: int):
     import optax
 
@@ -278,3 +305,4 @@ def abstract_sites(model, args: tuple, kw: dict) -> tuple[list[str], dict[str, i
 
     jax.eval_shape(find, args, kw)
     return names, sizes
+
