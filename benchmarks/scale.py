@@ -1,7 +1,7 @@
 """Cost against size: a ladder of synthetic tables from 10^3 observed cells upwards.
 
     python benchmarks/scale.py                               # the CPU ladder (1e3 .. 1e6 cells)
-    python benchmarks/scale.py --cells 1e4,1e5,1e6,1e7 --methods pmf_svi_meanfield   # a GPU
+    python benchmarks/scale.py --gpu                         # a GPU: 1e5, 1e6, 1e7 cells
     python benchmarks/scale.py --nuts                        # + PMF NUTS 4 x 1000 at 1000 x 50
 
 Every table comes from :func:`cppjax.datasets.synthetic` (seeded, known truth; not real data):
@@ -15,7 +15,8 @@ the predictive mean (fraction units) and the 90% interval's coverage of the nois
 The growth exponent is the slope of log(seconds per step) on log(cells), fitted on the sizes
 from 10^4 to 10^6.
 
-Methods: ``pmf_svi`` (PMF, SVI with the default low-rank guide), ``pmf_svi_meanfield`` (the
+Methods: ``pmf_svi`` (PMF, SVI with the default guide: low-rank up to 2,000 latent values,
+mean-field above; before 0.6 always low-rank), ``pmf_svi_meanfield`` (the
 mean-field guide), ``pmf_svi_minibatch`` (mean-field, minibatches of 2^16 cells), ``mf`` (the
 point model's defaults: 5 initialisations, validation split and refit), ``mf_single`` (one
 initialisation, no refit). SVI runs ``--steps`` steps (2,000) and ``--draws`` draws (100).
@@ -185,8 +186,19 @@ def main():
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per run")
     ap.add_argument("--merge", action="store_true",
                     help="keep the other methods' rows of results/scale.json")
+    ap.add_argument("--gpu", action="store_true",
+                    help="the accelerator ladder in one command: 1e5, 1e6, 1e7 cells, mean-field "
+                         "and minibatch SVI, every size (steps/s, cells/s, device memory)")
     ap.add_argument("--one", nargs=2, metavar=("CELLS", "METHOD"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.gpu:
+        import jax
+
+        if jax.default_backend() == "cpu":
+            raise SystemExit("--gpu: JAX sees no accelerator here (jax.devices() is "
+                             f"{jax.devices()}); install jax[cuda12] on the GPU machine")
+        args.cells, args.all_sizes = "1e5,1e6,1e7", True
+        args.methods = "pmf_svi_meanfield,pmf_svi_minibatch"
     if args.one:
         print(json.dumps(one(float(args.one[0]), args.one[1], args.steps, args.draws)))
         return
