@@ -77,8 +77,6 @@ class COD:
     #: object on data of the same shapes compile once (``docs/architecture.md``).
     inference: NUTS | None = field(default=None, compare=False)
 
-    kind = "cod"
-
     def __post_init__(self):
         if self.inference is None:
             object.__setattr__(self, "inference", NUTS(

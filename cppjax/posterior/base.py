@@ -140,7 +140,6 @@ class Posterior(abc.ABC):
         mi, ti = self._cells(cells)
         key = None if rng_key is None else as_key(rng_key)
         if mi.size == 0:  # nothing to predict (e.g. a complete table): no draws to make
-            self._no_noise(None)
             draws = np.zeros((self.n_draws, 0))
         else:
             raw = self._draws(mi, ti, key, noise)
