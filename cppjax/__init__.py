@@ -6,7 +6,17 @@ from cppjax.data import Normalization, Observations, ScoreMatrix, read_factors
 from cppjax.data.items import ItemResponses
 from cppjax.errors import CppjaxWarning, DataError, FactorMismatchError
 from cppjax.inference import MAP, NUTS, SVI, Adam, enable_compilation_cache
-from cppjax.models import BNCF, MF, NCF, PMF, FactorsOnly, ScalingLaw, ScalingMF
+from cppjax.models import (
+    BNCF,
+    MF,
+    NCF,
+    PMF,
+    CopySibling,
+    FactorsOnly,
+    PCSigmoid,
+    ScalingLaw,
+    ScalingMF,
+)
 from cppjax.posterior import Posterior, Predictive
 from cppjax.posterior.files import load
 from cppjax.posterior.ranks import RankPosterior
@@ -17,7 +27,7 @@ compat.install()  # the module paths of 0.5, for one release (cppjax.compat)
 
 #: the applications and helpers, imported on first use (``cppjax.planning.plan(...)``)
 _SUBMODULES = ("planning", "cod", "importance", "clustering", "datasets", "metrics", "plots",
-               "splits", "evaluation")
+               "splits", "evaluation", "stacking")
 
 
 def __getattr__(name: str):
@@ -25,6 +35,10 @@ def __getattr__(name: str):
         import importlib
 
         return importlib.import_module(f"cppjax.{name}")
+    if name == "Stack":  # fit("auto")'s model, with the splits it backtests on
+        from cppjax.stacking import Stack
+
+        return Stack
     raise AttributeError(f"module 'cppjax' has no attribute {name!r}")
 
 __all__ = [
@@ -37,6 +51,8 @@ __all__ = [
     "SVI",
     "Adam",
     "FactorsOnly",
+    "CopySibling",
+    "PCSigmoid",
     "ScalingLaw",
     "ScalingMF",
     "Posterior",

@@ -6,13 +6,17 @@ name, a shorthand for a (model, inference) pair: ``mf``, ``ncf``, ``ncf_factors`
 ``factors_only`` (point predictors), ``pmf_nuts``, ``pmf_svi``, ``pmf_map``, ``bncf_nuts``,
 ``bncf_svi``, ``bncf_map`` (Bayesian collaborative models), ``scaling_law_unpooled`` and
 ``scaling_law_hierarchical`` (per-family power laws, NUTS; ``_svi`` or ``_map`` appended for the
-other inferences). :data:`cppjax.models.registry.METHODS` lists them all.
+other inferences). :data:`cppjax.models.registry.METHODS` lists them all. ``"auto"``: the
+candidates chosen, stacked and calibrated by backtesting on the table's own frontier
+(:class:`cppjax.stacking.Stack`); ``"copy_sibling"`` and ``"pc_sigmoid"``: closed-form baselines
+(:mod:`cppjax.models.baselines`).
 """
 
 from __future__ import annotations
 
 from cppjax.data import ScoreMatrix
 from cppjax.models.base import ModelSpec
+from cppjax.models.baselines import BASELINES
 from cppjax.models.registry import METHODS, make_spec
 from cppjax.posterior import Posterior
 
@@ -48,6 +52,17 @@ def fit(
         >>> post.predict("missing").to_frame().columns.tolist()
         ['model', 'task', 'mean', 'median', 'lower', 'upper', 'observed']
     """
+    if isinstance(model, str) and (model == "auto" or model in BASELINES):
+        if inference is not None or method is not None:
+            raise TypeError(f"{model!r} takes no inference object (its candidates carry their "
+                            f"own; a closed-form baseline needs none)")
+        if model == "auto":
+            from cppjax.stacking import Stack
+
+            spec = Stack(**settings)
+        else:
+            spec = BASELINES[model](**settings)
+        return spec.fit(train, rng_key=rng_key, progress=progress)
     if isinstance(model, str):
         by_name = inference if isinstance(inference, str) else method
         spec, default = make_spec(model, by_name, **settings)

@@ -7,10 +7,14 @@ from pathlib import Path
 
 def check_common(args):
     """Positive counts, a level in (0, 1), a writable --out: checked before any work."""
-    for k in ("samples", "warmup", "chains", "steps"):
+    for k in ("samples", "warmup", "chains", "steps", "seeds", "folds"):
         v = getattr(args, k, None)
         if v is not None and v < 1:
             raise ValueError(f"--{k} must be a positive integer; got {v}")
+    k = getattr(args, "k", None)
+    if k is not None and k < 0:
+        raise ValueError(f"--k (scores revealed or evaluations planned) must be 0 or more; "
+                         f"got {k}")
     level = getattr(args, "level", None)
     if level is not None and not 0.0 < level < 1.0:
         raise ValueError(f"--level must be in (0, 1), e.g. 0.9 for 90% intervals; got {level}")

@@ -27,6 +27,14 @@ def _load(args):
 
     if args.scores is None:
         return {"cpp": load_cpp_crowdsource, "obsscaling": load_obsscaling}[args.dataset]()
+    path = Path(args.scores)
+    if path.is_dir() or path.suffix.lower() == ".json":  # lm-evaluation-harness result files
+        sm = ScoreMatrix.from_harness(path, model_factors=(
+            read_factors(args.model_factors, sep=args.sep) if args.model_factors else None),
+            task_info=_task_info(args))
+        print(f"read {sm.n_models} models x {sm.n_tasks} tasks from lm-evaluation-harness "
+              f"results in {path} (one metric per task: cppjax.data.harness.METRIC_ORDER)")
+        return sm
     mf = read_factors(args.model_factors, sep=args.sep) if args.model_factors else None
     tf = (read_factors(args.task_factors, names_as=args.task_factors_as, sep=args.sep)
           if args.task_factors else None)
@@ -105,8 +113,19 @@ def _spec(args):
     """The model and inference of ``--method`` with the flags' settings, checked before any
     data is read or fitted: a flag the method's inference does not take is an error."""
     from cppjax.evaluation import settings_for
+    from cppjax.models.baselines import BASELINES
     from cppjax.models.registry import METHODS, make_spec
 
+    if args.method == "auto" or args.method in BASELINES:
+        given = [f for f in FLAGS if getattr(args, f, None) is not None]
+        if given:
+            raise ValueError(f"--{', --'.join(given)} do(es) not apply to --method "
+                             f"{args.method} (its candidates keep their own settings)")
+        if args.method == "auto":
+            from cppjax.stacking import Stack
+
+            return Stack(), None
+        return BASELINES[args.method](), None
     if args.method not in METHODS:
         return make_spec(args.method)  # the error naming the closest method names
     inference = METHODS[args.method][2]
@@ -131,6 +150,11 @@ def _fit(args, sm, spec, inference, key):
     print(f"fitting {args.method} on {sm} ...", flush=True)
     post = spec.fit(sm, rng_key=key, inference=inference)
     diag = post.diagnostics
+    if "weights" in diag:  # a stack: its choice, not every candidate's diagnostics
+        bt = diag["backtest"]
+        diag = {"backtest": f"{bt['kind']} ({bt['cells']} cells): {bt['why']}",
+                "weights": {c: round(w, 3) for c, w in diag["weights"].items() if w > 0},
+                **({"skipped": diag["skipped"]} if diag["skipped"] else {})}
     print(f"fitted in {post.fit_seconds:.1f}s" + (f"; diagnostics: {diag}" if diag else ""))
     return post
 
@@ -337,6 +361,11 @@ def cmd_methods(args) -> int:
 
     print("method names (model + inference; '--method NAME'):")
     print(describe_methods())
+    print(f"  {'auto':<32s} candidates chosen, stacked and calibrated by backtesting on the "
+          f"table's own frontier")
+    print(f"  {'copy_sibling':<32s} the family's largest model's score (closed form; baseline)")
+    print(f"  {'pc_sigmoid':<32s} observational scaling law on 3 principal components "
+          f"(closed form; baseline)")
     return 0
 
 
@@ -481,7 +510,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted before or after the subcommand
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    args.debug = debug
     import numpyro
 
     # NUTS chains run one per device when there are enough; make CPU cores 4 devices (no effect

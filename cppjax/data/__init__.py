@@ -16,3 +16,8 @@ from cppjax.data.matrix import (
 
 __all__ = ["MISSING_TOKENS", "SCALE_RANGE", "NormKind", "Normalization", "Observations",
            "Scale", "ScoreMatrix", "auto_scale", "read_factors"]
+
+from cppjax.data import harness as _harness  # noqa: E402
+
+# lm-evaluation-harness result files (cppjax.data.harness); bound here, matrix.py stays short
+ScoreMatrix.from_harness = classmethod(_harness.from_harness)

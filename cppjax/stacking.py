@@ -1,0 +1,569 @@
+"""Predictors chosen, combined and calibrated by backtesting on the training table's own frontier.
+
+``cppjax.fit("auto", train, rng_key=0)`` (or ``Stack(...)``) does what a careful analyst does
+before trusting an extrapolation:
+
+1. **Rebuild the question inside the training table.** The cells asked (the missing cells of
+   ``train``) are read for their pattern: do they belong to models beyond the training frontier
+   (the top compute share, each family's largest, models with no score at all), and how many of
+   their scores are known? The same pattern is then cut out of the *observed* table: its
+   top-compute models and each family's largest model are held out on the tasks asked, keeping
+   as many of their scores as the asked models have ("frontier" backtest); where the asked cells
+   sit inside the table, a random share of cells is held out instead ("random").
+2. **Score every candidate on it** (ScalingMF, PMF, NCF with factors, the hierarchical scaling
+   law, the PC-sigmoid of observational scaling laws, copy-the-largest-sibling; see
+   :data:`DEFAULT_CANDIDATES`), fitted once on the backtest table and once on the full table, the
+   compiled programs of one inference object reused between the two.
+3. **Calibrate each candidate's intervals on the backtest residuals**, in a space where the
+   errors are comparable across tasks (the logit of the share of a bounded task's range, a
+   standardised score otherwise): the candidate's own spread scaled by ``alpha`` plus an
+   extrapolation term growing with the distance in log compute beyond the task's training
+   frontier, with family novelty and with having no score at all (Student-t, 5 degrees of
+   freedom). A point predictor gets its intervals this way too.
+4. **Combine**: Bayesian stacking (Yao et al., 2018) of the calibrated predictive densities on
+   the backtest cells, or selection of the best (``combine="select"``). The weights, the backtest
+   scores and the calibration are in ``diagnostics``. A draw of the stack is a draw of one
+   candidate (chosen with its weight; the same candidate for every cell of the draw, so joint
+   draws, ranks and planning stay coherent).
+
+Why and with what figures: ``docs/decisions/0014-stacking-by-backtest.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from typing import ClassVar
+
+import jax
+import numpy as np
+from scipy import optimize, special, stats
+
+from cppjax.data import ScoreMatrix
+from cppjax.errors import DataError
+from cppjax.inference.keys import as_key
+from cppjax.inference.objects import progress_enabled
+from cppjax.models.base import ModelSpec
+from cppjax.models.baselines import BASELINES
+from cppjax.models.registry import METHODS, make_spec
+from cppjax.models.scaling_mf import compute_axis
+from cppjax.posterior import NotSaveable, Posterior
+from cppjax.splits import split_cells
+
+#: the candidates of ``fit("auto")``: fast enough to fit twice per table at OSL size in about a
+#: minute on 2 cores (docs/decisions/0014-stacking-by-backtest.md)
+DEFAULT_CANDIDATES = ("scaling_mf_map", "ncf_factors", "scaling_law_hierarchical_map",
+                      "pmf_map", "pc_sigmoid", "copy_sibling")
+#: candidates that place models by training compute or family size: skipped when the table has
+#: no compute for any model
+NEEDS_COMPUTE = ("scaling_mf", "scaling_law")
+DF = 5.0  # Student-t degrees of freedom of the calibrated predictive
+EPS = 0.02  # a bounded share is squeezed into [EPS, 1 - EPS] before the logit (decision 0014)
+TASK_SD = 0.5  # prior sd of a task's log scale of the calibrated spread
+MIN_MODELS = 8  # fewer models with a score cannot be backtested
+
+
+@dataclasses.dataclass(frozen=True)
+class Stack(ModelSpec):
+    """Candidates chosen and calibrated by backtesting (see the module docstring).
+
+    Args:
+        candidates: method names (:data:`cppjax.models.registry.METHODS`, ``"copy_sibling"``,
+            ``"pc_sigmoid"``) or ``(name, spec, inference)`` triples.
+        backtest: ``"auto"`` (read from the cells asked), ``"frontier"`` or ``"random"``.
+        combine: ``"stacking"`` (weights on the backtest log predictive density) or
+            ``"select"`` (the best candidate only).
+        calibrate: widen (or narrow) each candidate's intervals by its backtest residuals; if
+            False, a point candidate's intervals have zero width.
+        share: the share of placed models held out as the frontier in the backtest.
+        n_draws: predictive draws per cell.
+    """
+
+    candidates: tuple = DEFAULT_CANDIDATES
+    backtest: str = "auto"
+    combine: str = "stacking"
+    calibrate: bool = True
+    share: float = 0.2
+    n_draws: int = 400
+    kind: ClassVar[str] = "stack"
+
+    def __post_init__(self):
+        if self.backtest not in ("auto", "frontier", "random"):
+            raise ValueError(f"backtest must be 'auto', 'frontier' or 'random'; got "
+                             f"{self.backtest!r}")
+        if self.combine not in ("stacking", "select"):
+            raise ValueError(f"combine must be 'stacking' or 'select'; got {self.combine!r}")
+        if not 0.0 < self.share < 1.0:
+            raise ValueError(f"share must be in (0, 1); got {self.share}")
+        if not self.candidates:
+            raise ValueError("a Stack needs at least one candidate")
+        for c in self.candidates:
+            if isinstance(c, str) and c not in METHODS and c not in BASELINES:
+                raise ValueError(f"unknown candidate {c!r}; choose from "
+                                 f"{', '.join([*METHODS, *BASELINES])}")
+
+    def resolve_inference(self, inference=None, method: str | None = None):
+        if inference is not None or method is not None:
+            raise TypeError("a Stack takes no inference: each candidate carries its own "
+                            "(give (name, spec, inference) triples to choose them)")
+        return None
+
+    def method_name(self, inference) -> str:
+        return "auto" if self.candidates == DEFAULT_CANDIDATES else "stack"
+
+    def _made(self):
+        """The (name, spec, inference) of each candidate, made once per Stack so that its
+        compiled programs serve every fit of this Stack."""
+        made = self.__dict__.setdefault("_candidates", [])
+        if not made:
+            for c in self.candidates:
+                if isinstance(c, str) and c in BASELINES:
+                    made.append((c, BASELINES[c](), None))
+                elif isinstance(c, str):
+                    made.append((c, *make_spec(c)))
+                else:
+                    made.append(tuple(c))
+        return made
+
+    def fit(self, train: ScoreMatrix, *, rng_key, inference=None, method=None,
+            progress: bool | None = None) -> StackPosterior:
+        """Backtest, calibrate and fit every candidate on ``train`` (see the module
+        docstring)."""
+        self.resolve_inference(inference, method)
+        t0 = time.perf_counter()
+        key_bt, key_fit, key_pred = jax.random.split(as_key(rng_key), 3)
+        split, protocol = backtest_split(train, self.backtest, self.share, key_bt)
+        say = _printer(progress)
+        say(f"stack: backtest '{protocol['kind']}' holds out {int(split.test.mask.sum())} cells "
+            f"of {len(protocol['models'])} models; {len(self._made())} candidates")
+        has_compute = bool(compute_axis(train)[1].any())
+        feats_bt = _features(split.train, *np.nonzero(split.test.mask))
+        y_bt = split.test.scores[split.test.mask]
+        tr = _Transform(train)
+        ti_bt = np.nonzero(split.test.mask)[1]
+        fits, scores, calib, skipped, logdens = {}, {}, {}, {}, {}
+        for n, (name, spec, inf) in enumerate(self._made()):
+            if not has_compute and name.startswith(NEEDS_COMPUTE):
+                skipped[name] = "needs training compute (FLOPs, or parameters and tokens)"
+                say(f"stack: {name} skipped: {skipped[name]}")
+                continue
+            say(f"stack: [{n + 1}/{len(self._made())}] {name}")
+            k1, k2, k3 = jax.random.split(jax.random.fold_in(key_fit, n), 3)
+            try:
+                bt = spec.fit(split.train, rng_key=k1, inference=inf, progress=False)
+                full = spec.fit(train, rng_key=k2, inference=inf, progress=False)
+            except (ValueError, KeyError, DataError, np.linalg.LinAlgError) as e:
+                skipped[name] = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+                say(f"stack: {name} skipped: {skipped[name]}")
+                continue
+            draws = _candidate_draws(bt, split.test, k3)
+            m, s = tr.moments(draws, ti_bt)
+            e = tr.forward(y_bt, ti_bt) - m
+            ok = np.isfinite(m)
+            if ok.sum() < 5:
+                skipped[name] = f"predicts only {int(ok.sum())} backtest cells"
+                continue
+            par = (_calibrate(e[ok], s[ok], feats_bt[ok], ti_bt[ok], train.n_tasks)
+                   if self.calibrate else _raw(train.n_tasks))
+            sd = _scale(par, s, feats_bt, ti_bt)
+            logdens[name] = np.where(ok, stats.t.logpdf(e, DF, scale=np.where(ok, sd, 1.0)),
+                                     np.nan)
+            lo, hi = stats.t.interval(0.9, DF, loc=m, scale=sd)
+            med = tr.inverse(m, ti_bt)
+            scores[name] = {
+                "cells": int(ok.sum()),
+                "mae": float(np.nanmean(np.abs(med - y_bt))),
+                "lpd": float(np.nanmean(logdens[name])),
+                "coverage_90": float(np.mean(((e + m >= lo) & (e + m <= hi))[ok])),
+            }
+            fits[name], calib[name] = full, par
+        if not fits:
+            raise DataError(f"no candidate could be fitted: {skipped}")
+        names = list(fits)
+        L = np.column_stack([logdens[c] for c in names])
+        common = np.isfinite(L).all(axis=1)
+        w = _weights(L[common], self.combine)
+        weights = {c: float(x) for c, x in zip(names, w, strict=True)}
+        say("stack: weights " + ", ".join(f"{c} {x:.2f}" for c, x in weights.items() if x > .005))
+        info = {"backtest": {**protocol, "cells": int(common.sum()), "candidates": scores},
+                "weights": weights,
+                "calibration": {c: {**dict(zip(_PARAMS, map(float, calib[c][0]), strict=True)),
+                                    "task_scale": dict(zip(train.tasks,
+                                                           np.exp(calib[c][1]).round(3).tolist(),
+                                                           strict=True))}
+                                for c in names},
+                "skipped": skipped}
+        return StackPosterior(train, self, None, fits, weights, calib,
+                              time.perf_counter() - t0, info, key_pred)
+
+
+# -- the backtest --------------------------------------------------------------------------------
+def backtest_split(sm: ScoreMatrix, kind: str = "auto", share: float = 0.2, rng_key=0):
+    """The training table's own version of the question asked by its missing cells.
+
+    Returns ``(split, protocol)``: a :class:`cppjax.splits.Split` of the observed cells and a
+    dict (``kind``, the held-out ``models``, ``revealed`` scores kept per model and why)."""
+    n_obs = sm.mask.sum(axis=1)
+    if (n_obs > 0).sum() < MIN_MODELS:
+        raise DataError(f"backtesting needs at least {MIN_MODELS} models with a score; the "
+                        f"table has {int((n_obs > 0).sum())}: fit one method instead "
+                        f"(e.g. cppjax.fit('pmf_svi', train, rng_key=0))")
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(as_key(rng_key))).ravel())
+    mi, ti = sm.missing()
+    asked = np.unique(mi)
+    z, placed, _ = compute_axis(sm)
+    placed = placed > 0
+    pool = np.flatnonzero((n_obs > 0) & ~np.isin(np.arange(sm.n_models), asked))
+    if pool.size < MIN_MODELS:  # every model has a missing cell: draw from all with scores
+        pool = np.flatnonzero(n_obs > 1)
+    top, largest = _beyond(sm, asked, pool, z, placed, share)
+    beyond = top | largest
+    # each asked model counts by its asked cells: a stray missing cell is not the question
+    n_asked = np.bincount(mi, minlength=sm.n_models)[asked].astype(float)
+    wt = n_asked / max(n_asked.sum(), 1.0)
+    if kind == "auto":
+        kind = "frontier" if asked.size and wt @ beyond >= 0.5 else "random"
+    far = np.isin(mi, asked[beyond])  # the tasks asked of the models beyond the frontier
+    per_task = np.bincount(ti[far] if far.any() else ti, minlength=sm.n_tasks)
+    tasks_asked = per_task >= 0.25 * per_task.max() if ti.size else np.zeros(sm.n_tasks, bool)
+    if not tasks_asked.any():
+        tasks_asked[:] = True
+    if kind == "random":
+        obs_i, obs_j = np.nonzero(sm.mask)
+        held = rng.permutation(obs_i.size)[: max(1, int(round(0.1 * obs_i.size)))]
+        held_i, held_j = obs_i[held], obs_j[held]
+        models = sorted({sm.models[i] for i in held_i})
+        why = "the asked cells sit inside the table: 10% of the observed cells at random"
+        keep = _keep_tasks_alive(sm, held_i, held_j)
+        split = split_cells(sm, held_i[keep], held_j[keep], "backtest(random)", {}, "train")
+        return split, {"kind": "random", "models": models, "why": why}
+    chosen, how = _frontier_models(sm, pool, z, placed, share,
+                                   by_family=bool(wt @ largest >= 0.75 or wt @ largest > wt @ top))
+    k_keep = (int(np.median(np.repeat(sm.mask[asked].sum(axis=1), n_asked.astype(int))))
+              if asked.size else 0)
+    held_i, held_j = [], []
+    for i in chosen:
+        obs = np.flatnonzero(sm.mask[i])
+        hide = obs[tasks_asked[obs]]
+        kept = obs.size - hide.size
+        if kept < k_keep and hide.size:
+            back = rng.permutation(hide.size)[: k_keep - kept]
+            hide = np.delete(hide, back)
+        held_i.extend([i] * hide.size)
+        held_j.extend(hide.tolist())
+    held_i, held_j = np.asarray(held_i, int), np.asarray(held_j, int)
+    keep = _keep_tasks_alive(sm, held_i, held_j)
+    split = split_cells(sm, held_i[keep], held_j[keep], "backtest(frontier)", {}, "train")
+    why = (f"of the asked cells, {wt @ top:.0%} are of models in the top {share:.0%} by compute "
+           f"and {wt @ largest:.0%} of their family's largest (no score: both); held out: "
+           + ("each family's largest" if how == "family" else f"the top {share:.0%}"))
+    return split, {"kind": "frontier", "held_out": how,
+                   "models": [sm.models[i] for i in chosen],
+                   "revealed_per_model": k_keep, "why": why}
+
+
+def _beyond(sm, asked, pool, z, placed, share):
+    """For each asked model: ``(top, largest)``: among the pool's top compute ``share``, and
+    above every placed member of its family in the pool (a model with no score counts as both)."""
+    top = np.zeros(asked.size, bool)
+    largest = np.zeros(asked.size, bool)
+    if asked.size == 0:
+        return top, largest
+    cold = sm.mask[asked].sum(axis=1) == 0
+    pz = z[pool][placed[pool]]
+    if pz.size:
+        top |= placed[asked] & (z[asked] >= np.quantile(pz, 1.0 - share))
+    fam = _families(sm)
+    if fam is not None:
+        for n, i in enumerate(asked):
+            sib = pool[(fam[pool] == fam[i]) & placed[pool]]
+            largest[n] = bool(placed[i] and sib.size and z[i] > z[sib].max())
+    return top | cold, largest | cold
+
+
+def _families(sm):
+    f = sm.model_factors.get("family")
+    return None if f is None else f.astype(str).to_numpy()
+
+
+def _frontier_models(sm, pool, z, placed, share, by_family):
+    """Each family's largest placed model (families with 3 or more placed members in the pool)
+    when ``by_family``, else (or when fewer than 2 such families) the pool's top ``share`` by
+    compute (by mean share of the range where no compute is known)."""
+    fam = _families(sm)
+    if by_family and fam is not None:
+        chosen = []
+        for f in np.unique(fam[pool]):
+            members = pool[(fam[pool] == f) & placed[pool]]
+            if members.size >= 3 and f not in ("", "nan"):
+                chosen.append(int(members[np.argmax(z[members])]))
+        if len(chosen) >= 2:
+            return np.array(sorted(chosen), int), "family"
+    if placed[pool].sum() >= 4:
+        cand = pool[placed[pool]]
+        strength = z[cand]
+    else:
+        cand = pool
+        with np.errstate(all="ignore"):
+            strength = np.nanmean(_shares(sm)[cand], axis=1)
+    n_top = int(np.clip(round(share * cand.size), 2, max(2, cand.size // 2)))
+    return np.sort(cand[np.argsort(-strength, kind="stable")[:n_top]]), "top"
+
+
+def _shares(sm):
+    lo, hi = sm.task_info["lower"].to_numpy(float), sm.task_info["upper"].to_numpy(float)
+    obs = np.where(sm.mask, sm.scores, np.nan)
+    with np.errstate(all="ignore"):
+        lo = np.where(np.isfinite(lo), lo, np.nanmin(obs, axis=0))
+        hi = np.where(np.isfinite(hi), hi, np.nanmax(obs, axis=0))
+    return (obs - lo) / np.where(hi > lo, hi - lo, 1.0)
+
+
+def _keep_tasks_alive(sm, held_i, held_j, min_left: int = 3):
+    """Which held cells can go: a task keeps at least ``min_left`` training scores."""
+    keep = np.ones(held_i.size, bool)
+    left = sm.mask.sum(axis=0).astype(int)
+    for n, j in enumerate(held_j):
+        if left[j] <= min_left:
+            keep[n] = False
+        else:
+            left[j] -= 1
+    return keep
+
+
+# -- calibration -------------------------------------------------------------------------------
+class _Transform:
+    """Scores to a space where errors compare across tasks: the logit of the share of a bounded
+    task's range squeezed into [EPS, 1 - EPS] (so that a score at the bound does not dominate
+    the residuals); a score standardised by the task's training spread
+    otherwise."""
+
+    def __init__(self, sm: ScoreMatrix):
+        info = sm.task_info
+        self.lo = info["lower"].to_numpy(float)
+        self.hi = info["upper"].to_numpy(float)
+        self.bounded = np.isfinite(self.lo) & np.isfinite(self.hi) & (self.hi > self.lo)
+        obs = np.where(sm.mask, sm.scores, np.nan)
+        with np.errstate(all="ignore"):
+            self.mu = np.where(np.isfinite(np.nanmean(obs, 0)), np.nanmean(obs, 0), 0.0)
+            sd = np.nanstd(obs, 0)
+        self.sd = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
+
+    def forward(self, y, tj):
+        b = self.bounded[tj]
+        u = (y - self.lo[tj]) / np.where(b, self.hi[tj] - self.lo[tj], 1.0)
+        u = EPS + (1 - 2 * EPS) * np.clip(u, 0.0, 1.0)
+        return np.where(b, special.logit(u), (y - self.mu[tj]) / self.sd[tj])
+
+    def inverse(self, t, tj):
+        b = self.bounded[tj]
+        with np.errstate(all="ignore"):
+            u = np.clip((special.expit(t) - EPS) / (1 - 2 * EPS), 0.0, 1.0)
+        return np.where(b, self.lo[tj] + u * (self.hi[tj] - self.lo[tj]),
+                        self.mu[tj] + t * self.sd[tj])
+
+    def moments(self, draws, tj):
+        """Mean and spread of ``draws`` (n_draws, n_cells) in the transformed space."""
+        t = self.forward(draws, tj[None, :])
+        return t.mean(axis=0), (t.std(axis=0) if t.shape[0] > 1 else np.zeros(t.shape[1]))
+
+
+_PARAMS = ("alpha", "tau", "tau_distance", "tau_new_family", "tau_no_score")
+def _raw(n_tasks):
+    return np.array([1.0, 1e-6, 0.0, 0.0, 0.0]), np.zeros(n_tasks)
+
+
+def _features(train: ScoreMatrix, mi, ti):
+    """Per cell: log-compute distance beyond the task's training frontier (standardised units),
+    whether no model of the family has a score on the task, whether the model has no score."""
+    z, placed, _ = compute_axis(train)
+    placed = placed > 0
+    dist = np.zeros(mi.size)
+    has = train.mask & placed[:, None]
+    with np.errstate(all="ignore"):
+        front = np.where(has.any(axis=0), np.max(np.where(has, z[:, None], -np.inf), axis=0), 0.0)
+    dist = np.where(placed[mi], np.maximum(0.0, z[mi] - front[ti]), 0.0)
+    fam = _families(train)
+    new_fam = np.zeros(mi.size)
+    if fam is not None:
+        for n, (i, j) in enumerate(zip(mi, ti, strict=True)):
+            new_fam[n] = not (train.mask[:, j] & (fam == fam[i])).any()
+    cold = (train.mask.sum(axis=1) == 0)[mi].astype(float)
+    return np.column_stack([dist, new_fam, cold])
+
+
+def _scale(par, s, feats, tj):
+    """The calibrated spread of each cell: ``par = (global terms, per-task log scale)``."""
+    g, b = par
+    var = ((g[0] * s) ** 2 + g[1] ** 2 + (g[2] * feats[:, 0]) ** 2
+           + g[3] ** 2 * feats[:, 1] + g[4] ** 2 * feats[:, 2])
+    return np.sqrt(var) * np.exp(b[tj])
+
+
+def _calibrate(e, s, feats, tj, n_tasks):
+    """``alpha``, ``tau``, the extrapolation terms (a term whose feature never varies stays at
+    zero) and a log scale per task (shrunk to 0 with sd ``TASK_SD``), maximising the Student-t
+    likelihood of the backtest residuals ``e``."""
+    active = np.array([bool(s.max() > 0), True, feats[:, 0].max() > 0, feats[:, 1].any(),
+                       feats[:, 2].any()])
+    tasks = np.unique(tj)
+    n_g = int(active.sum())
+
+    def unpack(p):
+        g = np.zeros(5)
+        g[active] = np.exp(p[:n_g])
+        b = np.zeros(n_tasks)
+        b[tasks] = p[n_g:]
+        return g, b
+
+    def nll(p):
+        sd = _scale(unpack(p), s, feats, tj)
+        return (-stats.t.logpdf(e, DF, scale=sd).sum() + 0.5 * (p[:n_g] ** 2).sum() * 1e-2
+                + 0.5 * (p[n_g:] ** 2).sum() / TASK_SD ** 2)
+
+    x0 = np.concatenate([np.log(np.full(n_g, max(float(np.std(e)), 1e-3))),
+                         np.zeros(tasks.size)])
+    if active[0]:
+        x0[0] = 0.0
+    res = optimize.minimize(nll, x0, method="L-BFGS-B",
+                            bounds=[(-7, 5)] * n_g + [(-3, 3)] * tasks.size)
+    return unpack(res.x)
+
+
+def _weights(L, combine):
+    """Stacking weights maximising sum_n log sum_c w_c p_c(y_n) (EM), or a one-hot choice."""
+    if combine == "select" or L.shape[1] == 1:
+        w = np.zeros(L.shape[1])
+        w[int(np.argmax(L.mean(axis=0)))] = 1.0
+        return w
+    w = np.full(L.shape[1], 1.0 / L.shape[1])
+    for _ in range(2000):
+        a = np.log(np.maximum(w, 1e-300)) + L
+        r = np.exp(a - special.logsumexp(a, axis=1, keepdims=True))
+        w_new = r.mean(axis=0)
+        if np.abs(w_new - w).max() < 1e-7:
+            w = w_new
+            break
+        w = w_new
+    w = np.where(w < 1e-3, 0.0, w)
+    return w / w.sum()
+
+
+def _candidate_draws(post: Posterior, cells, rng_key):
+    """A candidate's predictive draws (original units) of ``cells`` (a ScoreMatrix's observed
+    cells or index arrays); NaN where it cannot place the model."""
+    mi, ti = post._cells(cells) if not isinstance(cells, tuple) else cells
+    out = np.full((post.n_draws, mi.size), np.nan)
+    unplaced = [post.matrix.model_index(m) for m in post.unplaced_models]
+    ok = ~np.isin(mi, unplaced)
+    if ok.any():
+        pred = post.predict((mi[ok], ti[ok]), rng_key=rng_key)
+        out = np.full((pred.draws.shape[0], mi.size), np.nan)
+        out[:, ok] = pred.draws
+    return out
+
+
+def _printer(progress):
+    on = progress_enabled(progress)
+
+    def say(msg):
+        if on:
+            print(msg, file=sys.stderr, flush=True)
+    return say
+
+
+# -- the posterior -------------------------------------------------------------------------------
+class StackPosterior(Posterior):
+    """Candidates fitted on the full table, their stacking weights and their calibration."""
+
+    def __init__(self, matrix, spec, inference, fits, weights, calib, fit_seconds, info,
+                 rng_key):
+        super().__init__(matrix, spec, inference, fit_seconds)
+        self.fits, self.weights, self.calib, self.info = fits, weights, calib, info
+        self._key = rng_key
+        self._tr = _Transform(matrix)
+
+    @property
+    def n_draws(self) -> int:
+        return self.spec.n_draws
+
+    @property
+    def diagnostics(self) -> dict:
+        """``weights``; ``backtest`` (the protocol rebuilt, each candidate's backtest MAE,
+        log predictive density and 90% coverage); ``calibration`` (each candidate's alpha and
+        extrapolation terms); ``skipped`` candidates and why; ``candidates``: each fitted
+        candidate's own diagnostics."""
+        return {**self.info, "candidates": {c: p.diagnostics for c, p in self.fits.items()}}
+
+    def _draws(self, model_idx, task_idx, rng_key, noise):
+        if noise is False:
+            raise TypeError("a stack's draws are calibrated predictions of scores; noise-free "
+                            "cell means are not defined for it (leave noise unset)")
+        key = self._key if rng_key is None else rng_key
+        k_choice, k_cand = jax.random.split(as_key(key))
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(k_choice)).ravel())
+        names = [c for c, w in self.weights.items() if w > 0]
+        w = np.array([self.weights[c] for c in names])
+        choice = rng.choice(len(names), size=self.n_draws, p=w / w.sum())
+        feats = _features(self.matrix, model_idx, task_idx)
+        cal = [self._calibrated(c, model_idx, task_idx, feats,
+                                jax.random.fold_in(k_cand, n), rng) for n, c in enumerate(names)]
+        out = np.full((self.n_draws, model_idx.size), np.nan)
+        for n in range(len(names)):
+            out = np.where((choice == n)[:, None], cal[n], out)
+        for n in np.argsort(-w, kind="stable"):  # a cell the chosen one cannot place: the next
+            out = np.where(np.isnan(out), cal[n], out)
+        return self.matrix.normalize(out, model_idx, task_idx)
+
+    def _calibrated(self, name, mi, ti, feats, key, rng):
+        """``n_draws`` calibrated draws (original units) of one candidate."""
+        draws = _candidate_draws(self.fits[name], (mi, ti), key)
+        t = self._tr.forward(draws, ti[None, :])
+        m = t.mean(axis=0)
+        pick = rng.integers(0, t.shape[0], self.n_draws)
+        par = self.calib[name]
+        g, b = par
+        scale = np.exp(b[ti])
+        dev = (t[pick] - m) * g[0] * scale if t.shape[0] > 1 else 0.0
+        s = t.std(axis=0) if t.shape[0] > 1 else np.zeros(mi.size)
+        extra = np.sqrt(np.maximum(_scale(par, s, feats, ti) ** 2 - (g[0] * s * scale) ** 2,
+                                   0.0))
+        noise = stats.t.rvs(DF, size=(self.n_draws, mi.size), random_state=rng) * extra
+        return self._tr.inverse(m + dev + noise, ti[None, :])
+
+    def refit(self, train, *, rng_key, progress: bool | None = None) -> StackPosterior:
+        """Backtest, calibrate and fit again on ``train`` (the candidates' compiled programs
+        reused)."""
+        return self.spec.fit(train, rng_key=rng_key, progress=progress)
+
+    def to_arviz(self):
+        """ArviZ InferenceData: the stack's draws of every cell as ``posterior["scores"]``
+        (one chain; original units) and the weights as ``constant_data``."""
+        import arviz as az
+
+        draws = self.joint_draws("all", rng_key=self._key).reshape(1, self.n_draws,
+                                                                   *self.matrix.shape)
+        return az.from_dict(posterior={"scores": draws},
+                            constant_data={"weights": np.array(list(self.weights.values()))},
+                            coords={**self.spec.coords(self.matrix),
+                                    "candidate": list(self.weights)},
+                            dims={"scores": ["models", "tasks"], "weights": ["candidate"]})
+
+    def save(self, path):
+        raise NotSaveable("a stack holds several fitted candidates: save the one you need "
+                          "(post.fits[name].save(path)) or refit the stack (minutes at most)")
+
+    def _arrays(self):
+        return {}
+
+    def _meta(self):
+        return {}
+
+    @classmethod
+    def _restore(cls, matrix, spec, inference, meta, arrays, fit_seconds):
+        raise NotSaveable("stacks are not saved")
+
+    def __repr__(self):
+        w = ", ".join(f"{c} {x:.2f}" for c, x in self.weights.items() if x > 0)
+        return f"StackPosterior({w}; fit {self.fit_seconds:.1f}s)"

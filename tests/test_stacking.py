@@ -1,0 +1,149 @@
+"""Stacking by backtest (cppjax.stacking) and the closed-form baselines (cppjax.models.baselines):
+small candidate sets, so that each fit takes seconds; the full candidate set runs in
+benchmarks/suite.py."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import cppjax
+from cppjax import splits as S
+from cppjax.data import ScoreMatrix
+from cppjax.datasets import load_obsscaling
+from cppjax.errors import DataError
+from cppjax.models.baselines import CopySibling, PCSigmoid
+from cppjax.posterior import NotSaveable
+from cppjax.stacking import Stack, backtest_split
+
+FAST = ("copy_sibling", "pc_sigmoid", "scaling_law_hierarchical_map")
+
+
+@pytest.fixture(scope="module")
+def osl():
+    return load_obsscaling()
+
+
+@pytest.fixture(scope="module")
+def largest(osl):
+    return S.largest_of_family(osl)
+
+
+@pytest.fixture(scope="module")
+def stacked(largest):
+    return cppjax.fit("auto", largest.train, rng_key=0, candidates=FAST, progress=False)
+
+
+def _ladder():
+    """Two families of 5 sizes; the score grows with size (a known truth)."""
+    rows, mf = [], {}
+    for fam, shift in (("a", 0.0), ("b", 0.1)):
+        for k in range(5):
+            name = f"{fam}-{k}"
+            mf[name] = {"family": fam, "parameters": 10.0 ** (8 + k), "tokens": 1e11,
+                        "flops": 6e19 * 10 ** k}
+            rows.append([0.3 + 0.1 * k + shift, 0.2 + 0.05 * k + shift, 0.25 + 0.08 * k])
+    names = list(mf)
+    return ScoreMatrix(np.array(rows), tuple(names), ("t1", "t2", "t3"),
+                       model_factors=pd.DataFrame(mf).T.astype({"parameters": float,
+                                                                "tokens": float,
+                                                                "flops": float}),
+                       scale="fraction")
+
+
+def test_copy_sibling_copies_the_familys_largest_model():
+    sm = _ladder()
+    split = S.split_cells(sm, [4, 9], [0, 1], "top", normalization="parent")
+    post = cppjax.fit("copy_sibling", split.train, rng_key=0)
+    pred = post.predict(split.test)
+    # a-4's t1 from a-3 (0.6), b-9's t2 from b-3 (0.2 + 0.15 + 0.1)
+    np.testing.assert_allclose(pred.draws[0], [0.6, 0.45], atol=1e-6)
+    assert post.diagnostics["copied_from"]["sibling"] == 2
+    with pytest.raises(NotSaveable, match="refit"):
+        post.save("/tmp/never.npz")
+    with pytest.raises(TypeError, match="closed form"):
+        CopySibling().fit(split.train, inference="svi")
+
+
+def test_pc_sigmoid_beats_the_task_median_and_stays_in_bounds(largest):
+    post = PCSigmoid().fit(largest.train)
+    pred = post.predict(largest.test)
+    y = largest.test.scores[largest.test.mask]
+    med = np.nanmedian(np.where(largest.train.mask, largest.train.scores, np.nan), axis=0)
+    base = np.abs(med[np.nonzero(largest.test.mask)[1]] - y).mean()
+    assert np.abs(pred.draws[0] - y).mean() < base
+    assert (pred.draws >= 0).all() and (pred.draws <= 1).all()
+
+
+def test_backtest_rebuilds_the_protocol_asked(osl, largest):
+    split, proto = backtest_split(largest.train, rng_key=0)
+    assert proto["kind"] == "frontier" and proto["held_out"] == "family"
+    assert proto["revealed_per_model"] == 0
+    # only observed cells are held out, and the asked (missing) cells stay missing
+    assert not (split.test.mask & ~largest.train.mask).any()
+    cut = S.compute_cutoff(osl, "GSM8K")
+    split, proto = backtest_split(cut.train, rng_key=0)
+    assert proto["kind"] == "frontier" and proto["held_out"] == "top"
+    held = np.bincount(np.nonzero(split.test.mask)[1], minlength=osl.n_tasks)
+    # the task asked of the frontier models (their other missing cells too: XWinograd and
+    # HumanEval are missing for several of them), never a task asked of no one
+    assert held[osl.task_index("GSM8K")] > 10 and held[osl.task_index("MMLU")] == 0
+    rand = S.random_cells(osl, 0.05, rng_key=0)
+    assert backtest_split(rand.train, rng_key=0)[1]["kind"] == "random"
+
+
+def test_stack_weights_calibration_and_intervals(stacked, largest):
+    d = stacked.diagnostics
+    w = d["weights"]
+    assert set(w) == set(FAST) and abs(sum(w.values()) - 1) < 1e-9
+    assert all(v >= 0 for v in w.values())
+    for name, cal in d["calibration"].items():
+        assert cal["tau"] > 0, name  # a point candidate gets a spread from its residuals
+    assert d["backtest"]["cells"] > 20
+    pred = stacked.predict(largest.test, rng_key=1)
+    assert pred.draws.shape[0] == stacked.n_draws and np.isfinite(pred.draws).all()
+    lo, hi = np.quantile(pred.draws, [0.05, 0.95], axis=0)
+    assert (hi - lo).min() > 0  # no interval of zero width
+    assert (lo >= 0).all() and (hi <= 1).all()
+    y = largest.test.scores[largest.test.mask]
+    assert 0.6 <= ((y >= lo) & (y <= hi)).mean() <= 1.0
+    # same key, same draws; the joint draws serve ranks and planning
+    again = stacked.predict(largest.test, rng_key=1)
+    np.testing.assert_array_equal(pred.draws, again.draws)
+    rank = stacked.rank("MMLU", rng_key=0)
+    assert rank is not None
+    with pytest.raises(NotSaveable):
+        stacked.save("/tmp/never.npz")
+    with pytest.raises(TypeError, match="noise"):
+        stacked.predict(largest.test, noise=False)
+
+
+def test_select_keeps_one_candidate(largest):
+    post = Stack(candidates=FAST[:2], combine="select").fit(largest.train, rng_key=0,
+                                                           progress=False)
+    assert sorted(post.weights.values()) == [0.0, 1.0]
+
+
+def test_no_compute_skips_the_compute_candidates_with_a_message(largest):
+    train = largest.train
+    mf = train.model_factors.drop(columns=["flops", "parameters", "tokens"])
+    bare = ScoreMatrix(train.scores, train.models, train.tasks, model_factors=mf,
+                       scale="fraction", task_info=train.task_info)
+    post = Stack(candidates=("copy_sibling", "pc_sigmoid", "scaling_law_hierarchical_map")).fit(
+        bare, rng_key=0, progress=False)
+    assert "training compute" in post.diagnostics["skipped"]["scaling_law_hierarchical_map"]
+    assert set(post.weights) == {"copy_sibling", "pc_sigmoid"}
+
+
+def test_too_small_a_table_is_a_clear_error():
+    sm = _ladder().subset(models=["a-0", "a-1", "b-0", "b-1"])
+    with pytest.raises(DataError, match="at least 8 models"):
+        Stack(candidates=("copy_sibling",)).fit(sm, rng_key=0, progress=False)
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(ValueError, match="unknown candidate"):
+        Stack(candidates=("nope",))
+    with pytest.raises(ValueError, match="combine"):
+        Stack(combine="average")
+    with pytest.raises(TypeError, match="takes no inference"):
+        cppjax.fit("auto", _ladder(), rng_key=0, inference="svi")
