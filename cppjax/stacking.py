@@ -18,8 +18,8 @@ before trusting an extrapolation:
    errors are comparable across tasks (the logit of the share of a bounded task's range, a
    standardised score otherwise): the candidate's own spread scaled by ``alpha`` plus an
    extrapolation term growing with the distance in log compute beyond the task's training
-   frontier, with family novelty and with having no score at all (Student-t, 5 degrees of
-   freedom). A point predictor gets its intervals this way too.
+   frontier, with family novelty and with having no score at all (Student-t, its degrees of
+   freedom chosen by the same likelihood). A point predictor gets its intervals this way too.
 4. **Combine**: Bayesian stacking (Yao et al., 2018) of the calibrated predictive densities on
    the backtest cells, or selection of the best (``combine="select"``). The weights, the backtest
    scores and the calibration are in ``diagnostics``. A draw of the stack is a draw of one
@@ -53,12 +53,13 @@ from cppjax.splits import split_cells
 
 #: the candidates of ``fit("auto")``: fast enough to fit twice per table at OSL size in about a
 #: minute on 2 cores (docs/decisions/0014-stacking-by-backtest.md)
-DEFAULT_CANDIDATES = ("scaling_mf_map", "ncf_factors", "scaling_law_hierarchical_map",
-                      "pmf_map", "pc_sigmoid", "copy_sibling")
+DEFAULT_CANDIDATES = ("scaling_mf_svi", "pmf_svi", "ncf_factors", "scaling_law_hierarchical_map",
+                      "pc_sigmoid", "copy_sibling")
 #: candidates that place models by training compute or family size: skipped when the table has
 #: no compute for any model
 NEEDS_COMPUTE = ("scaling_mf", "scaling_law")
-DF = 5.0  # Student-t degrees of freedom of the calibrated predictive
+#: Student-t degrees of freedom the calibration chooses among (by the backtest likelihood)
+DFS = (2.5, 4.0, 8.0, 30.0)
 EPS = 0.02  # a bounded share is squeezed into [EPS, 1 - EPS] before the logit (decision 0014)
 TASK_SD = 0.5  # prior sd of a task's log scale of the calibrated spread
 MIN_MODELS = 8  # fewer models with a score cannot be backtested
@@ -167,9 +168,10 @@ class Stack(ModelSpec):
             par = (_calibrate(e[ok], s[ok], feats_bt[ok], ti_bt[ok], train.n_tasks)
                    if self.calibrate else _raw(train.n_tasks))
             sd = _scale(par, s, feats_bt, ti_bt)
-            logdens[name] = np.where(ok, stats.t.logpdf(e, DF, scale=np.where(ok, sd, 1.0)),
+            df = par[2]
+            logdens[name] = np.where(ok, stats.t.logpdf(e, df, scale=np.where(ok, sd, 1.0)),
                                      np.nan)
-            lo, hi = stats.t.interval(0.9, DF, loc=m, scale=sd)
+            lo, hi = stats.t.interval(0.9, df, loc=m, scale=sd)
             med = tr.inverse(m, ti_bt)
             scores[name] = {
                 "cells": int(ok.sum()),
@@ -189,6 +191,7 @@ class Stack(ModelSpec):
         info = {"backtest": {**protocol, "cells": int(common.sum()), "candidates": scores},
                 "weights": weights,
                 "calibration": {c: {**dict(zip(_PARAMS, map(float, calib[c][0]), strict=True)),
+                                    "df": float(calib[c][2]),
                                     "task_scale": dict(zip(train.tasks,
                                                            np.exp(calib[c][1]).round(3).tolist(),
                                                            strict=True))}
@@ -371,7 +374,7 @@ class _Transform:
 
 _PARAMS = ("alpha", "tau", "tau_distance", "tau_new_family", "tau_no_score")
 def _raw(n_tasks):
-    return np.array([1.0, 1e-6, 0.0, 0.0, 0.0]), np.zeros(n_tasks)
+    return np.array([1.0, 1e-6, 0.0, 0.0, 0.0]), np.zeros(n_tasks), 1e6
 
 
 def _features(train: ScoreMatrix, mi, ti):
@@ -394,8 +397,8 @@ def _features(train: ScoreMatrix, mi, ti):
 
 
 def _scale(par, s, feats, tj):
-    """The calibrated spread of each cell: ``par = (global terms, per-task log scale)``."""
-    g, b = par
+    """The calibrated spread of each cell: ``par = (global terms, per-task log scale, df)``."""
+    g, b = par[:2]
     var = ((g[0] * s) ** 2 + g[1] ** 2 + (g[2] * feats[:, 0]) ** 2
            + g[3] ** 2 * feats[:, 1] + g[4] ** 2 * feats[:, 2])
     return np.sqrt(var) * np.exp(b[tj])
@@ -403,8 +406,13 @@ def _scale(par, s, feats, tj):
 
 def _calibrate(e, s, feats, tj, n_tasks):
     """``alpha``, ``tau``, the extrapolation terms (a term whose feature never varies stays at
-    zero) and a log scale per task (shrunk to 0 with sd ``TASK_SD``), maximising the Student-t
-    likelihood of the backtest residuals ``e``."""
+    zero), a log scale per task (shrunk to 0 with sd ``TASK_SD``) and the degrees of freedom
+    (among :data:`DFS`), maximising the Student-t likelihood of the backtest residuals ``e``."""
+    fits = [_calibrate_df(e, s, feats, tj, n_tasks, df) for df in DFS]
+    return min(fits, key=lambda f: f[1])[0]
+
+
+def _calibrate_df(e, s, feats, tj, n_tasks, df):
     active = np.array([bool(s.max() > 0), True, feats[:, 0].max() > 0, feats[:, 1].any(),
                        feats[:, 2].any()])
     tasks = np.unique(tj)
@@ -419,7 +427,7 @@ def _calibrate(e, s, feats, tj, n_tasks):
 
     def nll(p):
         sd = _scale(unpack(p), s, feats, tj)
-        return (-stats.t.logpdf(e, DF, scale=sd).sum() + 0.5 * (p[:n_g] ** 2).sum() * 1e-2
+        return (-stats.t.logpdf(e, df, scale=sd).sum() + 0.5 * (p[:n_g] ** 2).sum() * 1e-2
                 + 0.5 * (p[n_g:] ** 2).sum() / TASK_SD ** 2)
 
     x0 = np.concatenate([np.log(np.full(n_g, max(float(np.std(e)), 1e-3))),
@@ -428,7 +436,7 @@ def _calibrate(e, s, feats, tj, n_tasks):
         x0[0] = 0.0
     res = optimize.minimize(nll, x0, method="L-BFGS-B",
                             bounds=[(-7, 5)] * n_g + [(-3, 3)] * tasks.size)
-    return unpack(res.x)
+    return (*unpack(res.x), df), float(res.fun)
 
 
 def _weights(L, combine):
@@ -523,13 +531,13 @@ class StackPosterior(Posterior):
         m = t.mean(axis=0)
         pick = rng.integers(0, t.shape[0], self.n_draws)
         par = self.calib[name]
-        g, b = par
+        g, b = par[:2]
         scale = np.exp(b[ti])
         dev = (t[pick] - m) * g[0] * scale if t.shape[0] > 1 else 0.0
         s = t.std(axis=0) if t.shape[0] > 1 else np.zeros(mi.size)
         extra = np.sqrt(np.maximum(_scale(par, s, feats, ti) ** 2 - (g[0] * s * scale) ** 2,
                                    0.0))
-        noise = stats.t.rvs(DF, size=(self.n_draws, mi.size), random_state=rng) * extra
+        noise = stats.t.rvs(par[2], size=(self.n_draws, mi.size), random_state=rng) * extra
         return self._tr.inverse(m + dev + noise, ti[None, :])
 
     def refit(self, train, *, rng_key, progress: bool | None = None) -> StackPosterior:

@@ -36,7 +36,7 @@ def add_parser(sub, common) -> None:
 def _check(args):
     from cppjax.cod import METHODS
 
-    if not args.target_compute and not args.target_model:
+    if not args.target_compute and not args.target_model and args.items is not None:
         raise ValueError("give --target-compute FLOPS or --target-model NAME (what to predict)")
     for c in args.target_compute or ():
         if not c > 0:
@@ -74,6 +74,11 @@ def cmd_cod(args) -> int:
 
         data = ItemResponses.from_long(args.items, args.models)
     targets = list(args.target_model or [])
+    if not targets and not args.target_compute:  # the bundled data: its largest model held out
+        comp = data.compute()
+        targets = [max(data.models, key=lambda m: comp[m])]
+        print(f"no target given: predicting the largest model, {targets[0]} (--target-model "
+              f"or --target-compute to choose)")
     for m in targets:
         if m not in data.models:
             from cppjax.errors import did_you_mean

@@ -53,6 +53,7 @@ from cppjax.data.tables import (
 )
 from cppjax.data.taskinfo import (
     auto_bounds,
+    check_new_score,
     check_task_range,
     given_info,
     split_task_info,
@@ -275,6 +276,7 @@ class ScoreMatrix:
             if self.mask[i, j] and not np.isclose(scores[i, j], float(value)):
                 raise DataError(f"{model!r} on {task!r} is already observed ({scores[i, j]:g});"
                                 f" the new score {float(value):g} would replace it")
+            check_new_score(self, i, j, float(value), model, task)
             scores[i, j] = float(value)
         return self.with_scores(scores)
 

@@ -145,7 +145,15 @@ def read_table(data, *, label_column, sep, long=False) -> Table:
             df = df.set_index(label_column)
         row_labels = [str(x).strip() for x in df.index]
     else:
+        if not isinstance(data, (str, os.PathLike)):
+            raise DataError(f"a score table is a CSV/Excel path or a pandas DataFrame, not a "
+                            f"{type(data).__name__}; for an array use ScoreMatrix(scores, "
+                            f"models, tasks) or pd.DataFrame(array, index=models, "
+                            f"columns=tasks)")
         path = Path(data)
+        if path.is_dir():
+            raise DataError(f"{path} is a folder; give a CSV or Excel file (a folder of "
+                            f"lm-evaluation-harness JSON results: ScoreMatrix.from_harness)")
         source = str(path)
         reader = read_excel_rows if is_workbook(path) else read_csv_rows
         header, rows, lines = reader(path, sep)

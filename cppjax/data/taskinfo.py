@@ -152,3 +152,22 @@ def split_task_info(task_factors: pd.DataFrame | None):
     if not cols:
         return task_factors, None
     return task_factors.drop(columns=cols), task_factors[cols]
+
+
+def check_new_score(sm, i: int, j: int, value: float, model, task) -> None:
+    """A new score outside its task's bounds is an error; a score of at most 1 on a percent
+    task whose scores are otherwise well above it is most likely a fraction: warn."""
+    import warnings
+
+    from cppjax.errors import CppjaxWarning
+
+    info = sm.task_info.iloc[j]
+    lo, hi = float(info["lower"]), float(info["upper"])
+    if value < lo or value > hi:
+        raise DataError(f"new score of {model!r} on {task!r} is {value:g}, outside the task's "
+                        f"bounds [{lo:g}, {hi:g}]")
+    col = sm.scores[:, j][sm.mask[:, j]]
+    if hi == 100.0 and 0.0 < value <= 1.0 and col.size and np.median(col) > 5.0:
+        warnings.warn(f"new score of {model!r} on {task!r} is {value:g} on a percent task "
+                      f"(median {np.median(col):.3g}): a fraction? Give {value * 100:g} for "
+                      f"{value:.0%}", CppjaxWarning, stacklevel=3)

@@ -9,6 +9,7 @@ arguments of the trace that set them up, so each compiled program sets up its ow
 
 from __future__ import annotations
 
+import sys
 import time
 from contextlib import contextmanager
 from functools import partial
@@ -168,6 +169,9 @@ class Programs:
                     bar.set_description("sample")
                 bar.update(self.chunk)
         z = jax.tree.map(lambda *c: jnp.concatenate(c, axis=1), *zs)
+        if show:  # the constraining pass compiles once per shape: say so rather than go quiet
+            print("NUTS: sampling done; mapping the draws to the model's sites ...",
+                  file=sys.stderr, flush=True)
         grouped = self._post(z, args, kw)
         # (the draws' count spelled out: a site of size 0, e.g. no task factors, has no -1)
         samples = {k: np.asarray(v).reshape((v.shape[0] * v.shape[1],) + v.shape[2:])

@@ -165,6 +165,10 @@ def _warn_nuts(diag: dict, chains_are_modes: bool = False) -> None:
                         f"{within}")
     if diag.get("divergences", 0) > 0:
         problems.append(f"{diag['divergences']} divergent transitions")
+    if diag.get("max_tree_depth_hits", 0.0) > 0.10:
+        problems.append(f"{diag['max_tree_depth_hits']:.0%} of the steps hit the maximum tree "
+                        f"depth (the sampler is taking the longest trajectories it may: raise "
+                        f"max_tree_depth, reparameterise, or use SVI)")
     if problems:
         warnings.warn(
             "NUTS may not have converged: " + "; ".join(problems) + ". Try more warm-up "
