@@ -149,16 +149,16 @@ def test_costs_by_name_long_and_wide_and_their_errors(gauss, tmp_path):
     by_model = planning.cost_matrix(sm, {f"m{i}": i + 1 for i in range(N_MODELS)})
     assert by_model[3, 1] == 4
     long = pd.DataFrame({"model": ["m2"], "task": ["t1"], "cost": [7.0]})
-    assert planning.cost_matrix(sm, long)[2, 1] == 7 and np.isnan(planning.cost_matrix(
-        sm, long)[2, 0])
+    assert planning.cost_matrix(sm, long)[2, 1] == 7 and planning.cost_matrix(
+        sm, long)[2, 0] == 1  # a cell no cost names: one evaluation
     wide = pd.DataFrame([[1.0, 2.0, 3.0]], index=["m4"], columns=["t0", "t1", "t2"])
     assert planning.cost_matrix(sm, wide)[4, 2] == 3
     with pytest.raises(DataError, match="positive"):
         planning.cost_matrix(sm, {"t0": 0.0, "t1": 1.0})
     with pytest.raises(DataError, match="neither"):
         planning.cost_matrix(sm, {"nope": 1.0})
-    with pytest.raises(DataError, match="no cost given for 'm2' on 't0'"):
-        planning.Planner(gauss, planning.scores("m2"), rng_key=0, costs=long)
+    planner = planning.Planner(gauss, planning.scores("m2"), rng_key=0, costs=long)
+    assert sorted(set(planner.cost.tolist())) == [1.0, 7.0]
     f = tmp_path / "costs.csv"
     f.write_text("task,cost\nt0,2\nt1,abc\n")
     with pytest.raises(DataError, match=r"costs.csv: row 3, column 'cost'"):

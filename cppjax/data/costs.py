@@ -16,7 +16,7 @@ def cost_matrix(sm, costs=None) -> np.ndarray:
     evaluation), a number, a Series or dict by task name (items x tokens) or by model name
     (parameters, API price), a DataFrame with columns ``model, task, cost`` (or ``task, cost``
     / ``model, cost``), or a wide models x tasks DataFrame. Names must be the matrix's; every
-    cost positive and finite."""
+    cost given positive and finite; a cell no cost names costs 1 (one evaluation)."""
     if costs is None:
         return np.ones(sm.shape)
     if np.isscalar(costs):
@@ -48,7 +48,7 @@ def cost_matrix(sm, costs=None) -> np.ndarray:
         i, j = np.argwhere(bad)[0]
         raise DataError(f"cost of {sm.models[i]!r} on {sm.tasks[j]!r} is {out[i, j]:g}; costs "
                         f"must be positive")
-    return out
+    return np.where(np.isnan(out), 1.0, out)  # not named: one evaluation
 
 
 def read_costs(path, *, sep=None) -> pd.DataFrame:

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from cppjax.data.costs import cost_matrix
-from cppjax.errors import DataError
 from cppjax.inference.keys import as_key
 from cppjax.planning.targets import Target
 from cppjax.posterior.ranks import task_units
@@ -145,10 +144,7 @@ class Planner:
         self.posterior, self.target, self.level = posterior, target, level
         self.resolved = r = target.resolve(sm)
         cm, ct = _cells(sm, r.default_candidates if candidates is None else candidates)
-        self.cost = cost_matrix(sm, costs)[cm, ct]
-        if np.isnan(self.cost).any():
-            k = int(np.flatnonzero(np.isnan(self.cost))[0])
-            raise DataError(f"no cost given for {sm.models[cm[k]]!r} on {sm.tasks[ct[k]]!r}")
+        self.cost = cost_matrix(sm, costs)[cm, ct]  # cells no cost names: 1
         self.candidates = (cm, ct)
         unplaced = set(posterior.unplaced_models) & {sm.models[i] for i in
                                                      np.concatenate([cm, r.cells[0]])}
