@@ -141,3 +141,31 @@ def test_beyond_and_importance_write_their_results(calibration, tmp_path, monkey
     imp = json.loads((tmp_path / "importance.json").read_text())["groups"]["obsscaling"]
     assert {"family", "size", "tokens", "compute"} <= set(imp)
     assert (tmp_path / "figures" / "importance_obsscaling.png").exists()
+
+
+def test_suite_tables_and_pooling(calibration):
+    import numpy as np
+    import suite
+
+    if not (suite.SHARED / "data" / "pythia_v1_evals").exists():
+        pytest.skip("../shared/data is not beside the repository")
+    ladder = suite.pythia_ladder()
+    assert ladder.n_tasks == len(suite.PYTHIA_TASKS) and ladder.n_models > 100
+    assert set(ladder.model_factors["family"]) == {"pile", "deduped"}
+    assert ladder.task_info.loc["piqa", "chance"] == 0.5
+    emergent = suite.osl_emergent()
+    assert emergent.n_tasks == 8 + len(suite.EMERGENT) and emergent.n_models >= 80
+    split, _ = suite.splits_for("pythia_largest")[0]
+    held = {split.test.models[i] for i in np.flatnonzero(split.test.mask.any(axis=1))}
+    assert held == {f"pythia-{s}{d}@step143000" for s in ("6.9b", "12b") for d in ("", "-deduped")}
+    # pooling: the stack's ratio is over the best other row, errors as shares of the range
+    y = np.array([0.5, 0.6])
+    span = np.ones(2)
+    rows = {}
+    draws = np.stack([y + 0.01, y - 0.01, y + 0.03])
+    suite.add(rows, "auto", suite.cell_rows(draws, y, np.zeros(2)), span, 1.0)
+    suite.add(rows, "cand:x", suite.cell_rows(y[None] + 0.02, y, np.zeros(2)), span, 1.0)
+    out = suite.summarise_rows(rows)
+    assert out["auto"]["mae"]["mean"] == pytest.approx(0.01)
+    assert out["auto"]["ratio_mae"]["mean"] == pytest.approx(0.5)
+    assert "coverage_90" in out["auto"] and "coverage_90" not in out["cand:x"]
