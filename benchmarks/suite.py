@@ -47,7 +47,7 @@ from common import RESULTS, write_results
 from cppjax.data import ScoreMatrix
 from cppjax.datasets import load_cpp_crowdsource, load_obsscaling
 from cppjax.splits import compute_cutoff, largest_of_family, leave_family_out, split_cells
-from cppjax.stacking import Stack, _candidate_draws
+from cppjax.stacking import Stack, candidate_draws
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 PEER = SHARED / "peers" / "obsscaling" / "pc3_cutoff.py"
@@ -205,7 +205,7 @@ def run_protocol(protocol, seeds, log):
             d = post.predict((mi.astype(np.int32), ti.astype(np.int32)), rng_key=seed + 100)
             add(rows, "auto", cell_rows(d.draws, y, floor), span, secs)
             for name, cand in post.fits.items():
-                dr = _candidate_draws(cand, (mi.astype(np.int32), ti.astype(np.int32)),
+                dr = candidate_draws(cand, (mi.astype(np.int32), ti.astype(np.int32)),
                                       jax.random.PRNGKey(seed))
                 ok = np.isfinite(dr).all(axis=0)
                 dr = np.where(ok, dr, np.nanmedian(np.where(test.mask, test.scores, np.nan)))

@@ -40,6 +40,7 @@ import jax
 import numpy as np
 from scipy import optimize, special, stats
 
+from cppjax.backtest import backtest_split, families
 from cppjax.data import ScoreMatrix
 from cppjax.errors import DataError
 from cppjax.inference.keys import as_key
@@ -49,7 +50,6 @@ from cppjax.models.baselines import BASELINES
 from cppjax.models.registry import METHODS, make_spec
 from cppjax.models.scaling_mf import compute_axis
 from cppjax.posterior import NotSaveable, Posterior
-from cppjax.splits import split_cells
 
 #: the candidates of ``fit("auto")``: fast enough to fit twice per table at OSL size in about a
 #: minute on 2 cores (docs/decisions/0014-stacking-by-backtest.md)
@@ -62,7 +62,6 @@ NEEDS_COMPUTE = ("scaling_mf", "scaling_law")
 DFS = (2.5, 4.0, 8.0, 30.0)
 EPS = 0.02  # a bounded share is squeezed into [EPS, 1 - EPS] before the logit (decision 0014)
 TASK_SD = 0.5  # prior sd of a task's log scale of the calibrated spread
-MIN_MODELS = 8  # fewer models with a score cannot be backtested
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,7 +157,7 @@ class Stack(ModelSpec):
                 skipped[name] = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
                 say(f"stack: {name} skipped: {skipped[name]}")
                 continue
-            draws = _candidate_draws(bt, split.test, k3)
+            draws = candidate_draws(bt, split.test, k3)
             m, s = tr.moments(draws, ti_bt)
             e = tr.forward(y_bt, ti_bt) - m
             ok = np.isfinite(m)
@@ -199,140 +198,6 @@ class Stack(ModelSpec):
                 "skipped": skipped}
         return StackPosterior(train, self, None, fits, weights, calib,
                               time.perf_counter() - t0, info, key_pred)
-
-
-# -- the backtest --------------------------------------------------------------------------------
-def backtest_split(sm: ScoreMatrix, kind: str = "auto", share: float = 0.2, rng_key=0):
-    """The training table's own version of the question asked by its missing cells.
-
-    Returns ``(split, protocol)``: a :class:`cppjax.splits.Split` of the observed cells and a
-    dict (``kind``, the held-out ``models``, ``revealed`` scores kept per model and why)."""
-    n_obs = sm.mask.sum(axis=1)
-    if (n_obs > 0).sum() < MIN_MODELS:
-        raise DataError(f"backtesting needs at least {MIN_MODELS} models with a score; the "
-                        f"table has {int((n_obs > 0).sum())}: fit one method instead "
-                        f"(e.g. cppjax.fit('pmf_svi', train, rng_key=0))")
-    rng = np.random.default_rng(np.asarray(jax.random.key_data(as_key(rng_key))).ravel())
-    mi, ti = sm.missing()
-    asked = np.unique(mi)
-    z, placed, _ = compute_axis(sm)
-    placed = placed > 0
-    pool = np.flatnonzero((n_obs > 0) & ~np.isin(np.arange(sm.n_models), asked))
-    if pool.size < MIN_MODELS:  # every model has a missing cell: draw from all with scores
-        pool = np.flatnonzero(n_obs > 1)
-    top, largest = _beyond(sm, asked, pool, z, placed, share)
-    beyond = top | largest
-    # each asked model counts by its asked cells: a stray missing cell is not the question
-    n_asked = np.bincount(mi, minlength=sm.n_models)[asked].astype(float)
-    wt = n_asked / max(n_asked.sum(), 1.0)
-    if kind == "auto":
-        kind = "frontier" if asked.size and wt @ beyond >= 0.5 else "random"
-    far = np.isin(mi, asked[beyond])  # the tasks asked of the models beyond the frontier
-    per_task = np.bincount(ti[far] if far.any() else ti, minlength=sm.n_tasks)
-    tasks_asked = per_task >= 0.25 * per_task.max() if ti.size else np.zeros(sm.n_tasks, bool)
-    if not tasks_asked.any():
-        tasks_asked[:] = True
-    if kind == "random":
-        obs_i, obs_j = np.nonzero(sm.mask)
-        held = rng.permutation(obs_i.size)[: max(1, int(round(0.1 * obs_i.size)))]
-        held_i, held_j = obs_i[held], obs_j[held]
-        models = sorted({sm.models[i] for i in held_i})
-        why = "the asked cells sit inside the table: 10% of the observed cells at random"
-        keep = _keep_tasks_alive(sm, held_i, held_j)
-        split = split_cells(sm, held_i[keep], held_j[keep], "backtest(random)", {}, "train")
-        return split, {"kind": "random", "models": models, "why": why}
-    chosen, how = _frontier_models(sm, pool, z, placed, share,
-                                   by_family=bool(wt @ largest >= 0.75 or wt @ largest > wt @ top))
-    k_keep = (int(np.median(np.repeat(sm.mask[asked].sum(axis=1), n_asked.astype(int))))
-              if asked.size else 0)
-    held_i, held_j = [], []
-    for i in chosen:
-        obs = np.flatnonzero(sm.mask[i])
-        hide = obs[tasks_asked[obs]]
-        kept = obs.size - hide.size
-        if kept < k_keep and hide.size:
-            back = rng.permutation(hide.size)[: k_keep - kept]
-            hide = np.delete(hide, back)
-        held_i.extend([i] * hide.size)
-        held_j.extend(hide.tolist())
-    held_i, held_j = np.asarray(held_i, int), np.asarray(held_j, int)
-    keep = _keep_tasks_alive(sm, held_i, held_j)
-    split = split_cells(sm, held_i[keep], held_j[keep], "backtest(frontier)", {}, "train")
-    why = (f"of the asked cells, {wt @ top:.0%} are of models in the top {share:.0%} by compute "
-           f"and {wt @ largest:.0%} of their family's largest (no score: both); held out: "
-           + ("each family's largest" if how == "family" else f"the top {share:.0%}"))
-    return split, {"kind": "frontier", "held_out": how,
-                   "models": [sm.models[i] for i in chosen],
-                   "revealed_per_model": k_keep, "why": why}
-
-
-def _beyond(sm, asked, pool, z, placed, share):
-    """For each asked model: ``(top, largest)``: among the pool's top compute ``share``, and
-    above every placed member of its family in the pool (a model with no score counts as both)."""
-    top = np.zeros(asked.size, bool)
-    largest = np.zeros(asked.size, bool)
-    if asked.size == 0:
-        return top, largest
-    cold = sm.mask[asked].sum(axis=1) == 0
-    pz = z[pool][placed[pool]]
-    if pz.size:
-        top |= placed[asked] & (z[asked] >= np.quantile(pz, 1.0 - share))
-    fam = _families(sm)
-    if fam is not None:
-        for n, i in enumerate(asked):
-            sib = pool[(fam[pool] == fam[i]) & placed[pool]]
-            largest[n] = bool(placed[i] and sib.size and z[i] > z[sib].max())
-    return top | cold, largest | cold
-
-
-def _families(sm):
-    f = sm.model_factors.get("family")
-    return None if f is None else f.astype(str).to_numpy()
-
-
-def _frontier_models(sm, pool, z, placed, share, by_family):
-    """Each family's largest placed model (families with 3 or more placed members in the pool)
-    when ``by_family``, else (or when fewer than 2 such families) the pool's top ``share`` by
-    compute (by mean share of the range where no compute is known)."""
-    fam = _families(sm)
-    if by_family and fam is not None:
-        chosen = []
-        for f in np.unique(fam[pool]):
-            members = pool[(fam[pool] == f) & placed[pool]]
-            if members.size >= 3 and f not in ("", "nan"):
-                chosen.append(int(members[np.argmax(z[members])]))
-        if len(chosen) >= 2:
-            return np.array(sorted(chosen), int), "family"
-    if placed[pool].sum() >= 4:
-        cand = pool[placed[pool]]
-        strength = z[cand]
-    else:
-        cand = pool
-        with np.errstate(all="ignore"):
-            strength = np.nanmean(_shares(sm)[cand], axis=1)
-    n_top = int(np.clip(round(share * cand.size), 2, max(2, cand.size // 2)))
-    return np.sort(cand[np.argsort(-strength, kind="stable")[:n_top]]), "top"
-
-
-def _shares(sm):
-    lo, hi = sm.task_info["lower"].to_numpy(float), sm.task_info["upper"].to_numpy(float)
-    obs = np.where(sm.mask, sm.scores, np.nan)
-    with np.errstate(all="ignore"):
-        lo = np.where(np.isfinite(lo), lo, np.nanmin(obs, axis=0))
-        hi = np.where(np.isfinite(hi), hi, np.nanmax(obs, axis=0))
-    return (obs - lo) / np.where(hi > lo, hi - lo, 1.0)
-
-
-def _keep_tasks_alive(sm, held_i, held_j, min_left: int = 3):
-    """Which held cells can go: a task keeps at least ``min_left`` training scores."""
-    keep = np.ones(held_i.size, bool)
-    left = sm.mask.sum(axis=0).astype(int)
-    for n, j in enumerate(held_j):
-        if left[j] <= min_left:
-            keep[n] = False
-        else:
-            left[j] -= 1
-    return keep
 
 
 # -- calibration -------------------------------------------------------------------------------
@@ -387,7 +252,7 @@ def _features(train: ScoreMatrix, mi, ti):
     with np.errstate(all="ignore"):
         front = np.where(has.any(axis=0), np.max(np.where(has, z[:, None], -np.inf), axis=0), 0.0)
     dist = np.where(placed[mi], np.maximum(0.0, z[mi] - front[ti]), 0.0)
-    fam = _families(train)
+    fam = families(train)
     new_fam = np.zeros(mi.size)
     if fam is not None:
         for n, (i, j) in enumerate(zip(mi, ti, strict=True)):
@@ -458,7 +323,7 @@ def _weights(L, combine):
     return w / w.sum()
 
 
-def _candidate_draws(post: Posterior, cells, rng_key):
+def candidate_draws(post: Posterior, cells, rng_key):
     """A candidate's predictive draws (original units) of ``cells`` (a ScoreMatrix's observed
     cells or index arrays); NaN where it cannot place the model."""
     mi, ti = post._cells(cells) if not isinstance(cells, tuple) else cells
@@ -526,7 +391,7 @@ class StackPosterior(Posterior):
 
     def _calibrated(self, name, mi, ti, feats, key, rng):
         """``n_draws`` calibrated draws (original units) of one candidate."""
-        draws = _candidate_draws(self.fits[name], (mi, ti), key)
+        draws = candidate_draws(self.fits[name], (mi, ti), key)
         t = self._tr.forward(draws, ti[None, :])
         m = t.mean(axis=0)
         pick = rng.integers(0, t.shape[0], self.n_draws)

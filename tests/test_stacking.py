@@ -8,12 +8,13 @@ import pytest
 
 import cppjax
 from cppjax import splits as S
+from cppjax.backtest import backtest_split
 from cppjax.data import ScoreMatrix
 from cppjax.datasets import load_obsscaling
 from cppjax.errors import DataError
 from cppjax.models.baselines import CopySibling, PCSigmoid
 from cppjax.posterior import NotSaveable
-from cppjax.stacking import Stack, backtest_split
+from cppjax.stacking import Stack
 
 FAST = ("copy_sibling", "pc_sigmoid", "scaling_law_hierarchical_map")
 

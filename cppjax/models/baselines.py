@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from typing import ClassVar
 
 import numpy as np
@@ -177,7 +178,8 @@ class PCSigmoid(ClosedForm):
         train = rows & ~np.isnan(y)
         if train.sum() < max(4, self.n_pc + 2):
             return None
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():  # a column no placed model has: filled with 0 below
+            warnings.simplefilter("ignore", RuntimeWarning)
             col = np.nanmean(np.where(rows[:, None], X, np.nan), axis=0)
         col = np.where(np.isfinite(col), col, 0.0)
         Xf = np.where(has, X, col)

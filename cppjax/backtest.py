@@ -1,0 +1,150 @@
+"""The training table's own version of the question its missing cells ask: the backtest split
+of :func:`cppjax.fit("auto") <cppjax.stacking.Stack>` (rules and measurements:
+``docs/decisions/0014-stacking-by-backtest.md``)."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from cppjax.data import ScoreMatrix
+from cppjax.errors import DataError
+from cppjax.inference.keys import as_key
+from cppjax.models.scaling_mf import compute_axis
+from cppjax.splits import split_cells
+
+MIN_MODELS = 8  # fewer models with a score cannot be backtested
+
+
+def backtest_split(sm: ScoreMatrix, kind: str = "auto", share: float = 0.2, rng_key=0):
+    """The training table's own version of the question asked by its missing cells.
+
+    Returns ``(split, protocol)``: a :class:`cppjax.splits.Split` of the observed cells and a
+    dict (``kind``, the held-out ``models``, ``revealed`` scores kept per model and why)."""
+    n_obs = sm.mask.sum(axis=1)
+    if (n_obs > 0).sum() < MIN_MODELS:
+        raise DataError(f"backtesting needs at least {MIN_MODELS} models with a score; the "
+                        f"table has {int((n_obs > 0).sum())}: fit one method instead "
+                        f"(e.g. cppjax.fit('pmf_svi', train, rng_key=0))")
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(as_key(rng_key))).ravel())
+    mi, ti = sm.missing()
+    asked = np.unique(mi)
+    z, placed, _ = compute_axis(sm)
+    placed = placed > 0
+    pool = np.flatnonzero((n_obs > 0) & ~np.isin(np.arange(sm.n_models), asked))
+    if pool.size < MIN_MODELS:  # every model has a missing cell: draw from all with scores
+        pool = np.flatnonzero(n_obs > 1)
+    top, largest = _beyond(sm, asked, pool, z, placed, share)
+    beyond = top | largest
+    # each asked model counts by its asked cells: a stray missing cell is not the question
+    n_asked = np.bincount(mi, minlength=sm.n_models)[asked].astype(float)
+    wt = n_asked / max(n_asked.sum(), 1.0)
+    if kind == "auto":
+        kind = "frontier" if asked.size and wt @ beyond >= 0.5 else "random"
+    far = np.isin(mi, asked[beyond])  # the tasks asked of the models beyond the frontier
+    per_task = np.bincount(ti[far] if far.any() else ti, minlength=sm.n_tasks)
+    tasks_asked = per_task >= 0.25 * per_task.max() if ti.size else np.zeros(sm.n_tasks, bool)
+    if not tasks_asked.any():
+        tasks_asked[:] = True
+    if kind == "random":
+        obs_i, obs_j = np.nonzero(sm.mask)
+        held = rng.permutation(obs_i.size)[: max(1, int(round(0.1 * obs_i.size)))]
+        held_i, held_j = obs_i[held], obs_j[held]
+        models = sorted({sm.models[i] for i in held_i})
+        why = "the asked cells sit inside the table: 10% of the observed cells at random"
+        keep = _keep_tasks_alive(sm, held_i, held_j)
+        split = split_cells(sm, held_i[keep], held_j[keep], "backtest(random)", {}, "train")
+        return split, {"kind": "random", "models": models, "why": why}
+    chosen, how = _frontier_models(sm, pool, z, placed, share,
+                                   by_family=bool(wt @ largest >= 0.75 or wt @ largest > wt @ top))
+    k_keep = (int(np.median(np.repeat(sm.mask[asked].sum(axis=1), n_asked.astype(int))))
+              if asked.size else 0)
+    held_i, held_j = [], []
+    for i in chosen:
+        obs = np.flatnonzero(sm.mask[i])
+        hide = obs[tasks_asked[obs]]
+        kept = obs.size - hide.size
+        if kept < k_keep and hide.size:
+            back = rng.permutation(hide.size)[: k_keep - kept]
+            hide = np.delete(hide, back)
+        held_i.extend([i] * hide.size)
+        held_j.extend(hide.tolist())
+    held_i, held_j = np.asarray(held_i, int), np.asarray(held_j, int)
+    keep = _keep_tasks_alive(sm, held_i, held_j)
+    split = split_cells(sm, held_i[keep], held_j[keep], "backtest(frontier)", {}, "train")
+    why = (f"of the asked cells, {wt @ top:.0%} are of models in the top {share:.0%} by compute "
+           f"and {wt @ largest:.0%} of their family's largest (no score: both); held out: "
+           + ("each family's largest" if how == "family" else f"the top {share:.0%}"))
+    return split, {"kind": "frontier", "held_out": how,
+                   "models": [sm.models[i] for i in chosen],
+                   "revealed_per_model": k_keep, "why": why}
+
+
+def _beyond(sm, asked, pool, z, placed, share):
+    """For each asked model: ``(top, largest)``: among the pool's top compute ``share``, and
+    above every placed member of its family in the pool (a model with no score counts as both)."""
+    top = np.zeros(asked.size, bool)
+    largest = np.zeros(asked.size, bool)
+    if asked.size == 0:
+        return top, largest
+    cold = sm.mask[asked].sum(axis=1) == 0
+    pz = z[pool][placed[pool]]
+    if pz.size:
+        top |= placed[asked] & (z[asked] >= np.quantile(pz, 1.0 - share))
+    fam = families(sm)
+    if fam is not None:
+        for n, i in enumerate(asked):
+            sib = pool[(fam[pool] == fam[i]) & placed[pool]]
+            largest[n] = bool(placed[i] and sib.size and z[i] > z[sib].max())
+    return top | cold, largest | cold
+
+
+def families(sm):
+    """Each model's family (strings), or None where the table has no family factor."""
+    f = sm.model_factors.get("family")
+    return None if f is None else f.astype(str).to_numpy()
+
+
+def _frontier_models(sm, pool, z, placed, share, by_family):
+    """Each family's largest placed model (families with 3 or more placed members in the pool)
+    when ``by_family``, else (or when fewer than 2 such families) the pool's top ``share`` by
+    compute (by mean share of the range where no compute is known)."""
+    fam = families(sm)
+    if by_family and fam is not None:
+        chosen = []
+        for f in np.unique(fam[pool]):
+            members = pool[(fam[pool] == f) & placed[pool]]
+            if members.size >= 3 and f not in ("", "nan"):
+                chosen.append(int(members[np.argmax(z[members])]))
+        if len(chosen) >= 2:
+            return np.array(sorted(chosen), int), "family"
+    if placed[pool].sum() >= 4:
+        cand = pool[placed[pool]]
+        strength = z[cand]
+    else:
+        cand = pool
+        with np.errstate(all="ignore"):
+            strength = np.nanmean(_shares(sm)[cand], axis=1)
+    n_top = int(np.clip(round(share * cand.size), 2, max(2, cand.size // 2)))
+    return np.sort(cand[np.argsort(-strength, kind="stable")[:n_top]]), "top"
+
+
+def _shares(sm):
+    lo, hi = sm.task_info["lower"].to_numpy(float), sm.task_info["upper"].to_numpy(float)
+    obs = np.where(sm.mask, sm.scores, np.nan)
+    with np.errstate(all="ignore"):
+        lo = np.where(np.isfinite(lo), lo, np.nanmin(obs, axis=0))
+        hi = np.where(np.isfinite(hi), hi, np.nanmax(obs, axis=0))
+    return (obs - lo) / np.where(hi > lo, hi - lo, 1.0)
+
+
+def _keep_tasks_alive(sm, held_i, held_j, min_left: int = 3):
+    """Which held cells can go: a task keeps at least ``min_left`` training scores."""
+    keep = np.ones(held_i.size, bool)
+    left = sm.mask.sum(axis=0).astype(int)
+    for n, j in enumerate(held_j):
+        if left[j] <= min_left:
+            keep[n] = False
+        else:
+            left[j] -= 1
+    return keep
