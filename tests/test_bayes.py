@@ -61,8 +61,9 @@ def test_pmf_nuts_small(planted):
         )
     d = post.diagnostics
     assert set(d) >= {"divergences", "max_rhat", "min_ess"}
-    # a fit that fails the r-hat / divergence checks must say so
-    flagged = d["max_rhat"] > 1.05 or d["divergences"] > 0
+    # a fit that fails the r-hat / divergence / tree-depth checks must say so
+    flagged = (d["max_rhat"] > 1.05 or d["divergences"] > 0
+               or d["max_tree_depth_hits"] > 0.10)
     assert flagged == any(issubclass(w.category, cppjax.CppjaxWarning) for w in caught)
     pred = post.predict(split.test, rng_key=1)
     y = split.test.scores[pred.model_idx, pred.task_idx]
