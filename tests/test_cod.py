@@ -122,8 +122,6 @@ def test_bundled_pythia_arithmetic():
 def test_cli_cod_checks_then_writes_predictions_and_figures(tmp_path, capsys):
     from cppjax.cli import main
 
-    assert main(["cod", "--out", str(tmp_path)]) == 2
-    assert "--target-compute" in capsys.readouterr().err
     assert main(["cod", "--target-model", "nope", "--out", str(tmp_path)]) == 2
     assert "nope" in capsys.readouterr().err
     assert main(["cod", "--target-compute", "-1", "--out", str(tmp_path)]) == 2
@@ -135,6 +133,11 @@ def test_cli_cod_checks_then_writes_predictions_and_figures(tmp_path, capsys):
                   for i, m in enumerate(d.models) for j, it in enumerate(d.items)]).to_csv(
         items, index=False)
     d.model_factors.rename_axis("model").reset_index().to_csv(models, index=False)
+    # your own items with no target: what to predict is asked (the bundled data's default is
+    # its largest model)
+    assert main(["cod", "--items", str(items), "--models", str(models), "--out",
+                 str(tmp_path)]) == 2
+    assert "--target-compute" in capsys.readouterr().err
     rc = main(["cod", "--items", str(items), "--models", str(models), "--target-compute",
                "1e25", "--methods", "cod,task_law", "--warmup", "40", "--samples", "40",
                "--out", str(tmp_path / "o")])
