@@ -22,7 +22,8 @@ from cppjax.models.registry import METHODS, make_spec
 from cppjax.posterior import NotSaveable, Posterior
 
 #: every posterior kind and where this file exercises it
-COVERED = {"BayesPosterior", "ScalingLawPosterior", "PointPosterior", "CODPosterior"}
+COVERED = {"BayesPosterior", "ScalingLawPosterior", "PointPosterior", "CODPosterior",
+           "BaselinePosterior", "StackPosterior"}
 
 # tiny settings per inference: the contract, not the accuracy
 TINY = {
@@ -133,6 +134,32 @@ def test_cod_contract(items, method, tmp_path):
     with pytest.raises(NotSaveable, match="refit"):
         post.save(tmp_path / "cod.npz")
     assert not (tmp_path / "cod.npz").exists()
+
+
+@pytest.mark.parametrize("name", ["copy_sibling", "pc_sigmoid", "auto"])
+def test_closed_form_and_stack_contract(table, name, tmp_path):
+    extra = ({"candidates": ("copy_sibling", "pc_sigmoid", "scaling_law_hierarchical_map"),
+              "progress": False} if name == "auto" else {})
+    post = cppjax.fit(name, table, rng_key=0, **extra)
+    assert isinstance(post, Posterior)
+    pred = post.predict("missing", rng_key=1)
+    assert pred.draws.shape == (post.n_draws, int((~table.mask).sum()))
+    assert np.isfinite(pred.draws).all()
+    np.testing.assert_array_equal(post.predict("missing", rng_key=1).draws, pred.draws)
+    _joint_draws_keep_the_observed_cells(post, table)
+    assert "posterior" in post.to_arviz().groups()
+    assert isinstance(post.diagnostics, dict)
+    again = post.refit(table, rng_key=0)
+    assert type(again) is type(post)
+    np.testing.assert_allclose(again.predict("missing", rng_key=1).draws, pred.draws)
+    with pytest.raises(NotSaveable, match="refit"):
+        post.save(tmp_path / "p.npz")
+    assert not (tmp_path / "p.npz").exists()
+    if name == "auto":  # enough draws to plan on, one per candidate choice
+        assert post.n_draws >= planning.MIN_DRAWS
+        p = planning.plan(post, planning.scores(table.models[1]), rng_key=5, k=1,
+                          n_scenarios=4)
+        assert np.isfinite(p.to_frame()["criterion"]).all()
 
 
 def _targets(sm):
