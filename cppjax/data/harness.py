@@ -127,11 +127,8 @@ def _choose(metrics: set, task: str, metric: dict) -> str:
 
 def from_harness(cls, paths, *, metric: dict | None = None, **kwargs):
     """A :class:`ScoreMatrix` from lm-evaluation-harness result files (see the module
-    docstring); ``kwargs`` go to :meth:`ScoreMatrix.from_long` (``model_factors=`` ...).
-
-    Example:
-        >>> sm = ScoreMatrix.from_harness("results/")             # doctest: +SKIP
-    """
+    docstring), e.g. ``ScoreMatrix.from_harness("results/")``; ``kwargs`` go to
+    :meth:`ScoreMatrix.from_long` (``model_factors=`` ...)."""
     metric = dict(metric or {})
     long = read_harness(paths)
     multi = long.groupby("task")["shots"].nunique() > 1
