@@ -21,6 +21,8 @@ def backtest_split(sm: ScoreMatrix, kind: str = "auto", share: float = 0.2, rng_
 
     Returns ``(split, protocol)``: a :class:`cppjax.splits.Split` of the observed cells and a
     dict (``kind``, the held-out ``models``, ``revealed`` scores kept per model and why)."""
+    if kind not in ("auto", "frontier", "random"):
+        raise ValueError(f"kind must be 'auto', 'frontier' or 'random'; got {kind!r}")
     n_obs = sm.mask.sum(axis=1)
     if (n_obs > 0).sum() < MIN_MODELS:
         raise DataError(f"backtesting needs at least {MIN_MODELS} models with a score; the "

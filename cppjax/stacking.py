@@ -247,16 +247,18 @@ def _features(train: ScoreMatrix, mi, ti):
     whether no model of the family has a score on the task, whether the model has no score."""
     z, placed, _ = compute_axis(train)
     placed = placed > 0
-    dist = np.zeros(mi.size)
     has = train.mask & placed[:, None]
     with np.errstate(all="ignore"):
         front = np.where(has.any(axis=0), np.max(np.where(has, z[:, None], -np.inf), axis=0), 0.0)
     dist = np.where(placed[mi], np.maximum(0.0, z[mi] - front[ti]), 0.0)
     fam = families(train)
     new_fam = np.zeros(mi.size)
-    if fam is not None:
-        for n, (i, j) in enumerate(zip(mi, ti, strict=True)):
-            new_fam[n] = not (train.mask[:, j] & (fam == fam[i])).any()
+    if fam is not None:  # families x tasks: does any member have a score (one pass, no loop)
+        _, code = np.unique(fam, return_inverse=True)
+        present = np.zeros((code.max() + 1, train.n_tasks), bool)
+        oi, oj = np.nonzero(train.mask)
+        present[code[oi], oj] = True
+        new_fam = (~present[code[mi], ti]).astype(float)
     cold = (train.mask.sum(axis=1) == 0)[mi].astype(float)
     return np.column_stack([dist, new_fam, cold])
 

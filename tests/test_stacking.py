@@ -51,7 +51,7 @@ def _ladder():
                        scale="fraction")
 
 
-def test_copy_sibling_copies_the_familys_largest_model():
+def test_copy_sibling_copies_the_familys_largest_model(tmp_path):
     sm = _ladder()
     split = S.split_cells(sm, [4, 9], [0, 1], "top", normalization="parent")
     post = cppjax.fit("copy_sibling", split.train, rng_key=0)
@@ -60,7 +60,7 @@ def test_copy_sibling_copies_the_familys_largest_model():
     np.testing.assert_allclose(pred.draws[0], [0.6, 0.45], atol=1e-6)
     assert post.diagnostics["copied_from"]["sibling"] == 2
     with pytest.raises(NotSaveable, match="refit"):
-        post.save("/tmp/never.npz")
+        post.save(tmp_path / "never.npz")
     with pytest.raises(TypeError, match="closed form"):
         CopySibling().fit(split.train, inference="svi")
 
@@ -92,7 +92,7 @@ def test_backtest_rebuilds_the_protocol_asked(osl, largest):
     assert backtest_split(rand.train, rng_key=0)[1]["kind"] == "random"
 
 
-def test_stack_weights_calibration_and_intervals(stacked, largest):
+def test_stack_weights_calibration_and_intervals(stacked, largest, tmp_path):
     d = stacked.diagnostics
     w = d["weights"]
     assert set(w) == set(FAST) and abs(sum(w.values()) - 1) < 1e-9
@@ -113,7 +113,7 @@ def test_stack_weights_calibration_and_intervals(stacked, largest):
     rank = stacked.rank("MMLU", rng_key=0)
     assert rank is not None
     with pytest.raises(NotSaveable):
-        stacked.save("/tmp/never.npz")
+        stacked.save(tmp_path / "never.npz")
     with pytest.raises(TypeError, match="noise"):
         stacked.predict(largest.test, noise=False)
 
