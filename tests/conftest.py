@@ -2,8 +2,12 @@ import os
 import tempfile
 from pathlib import Path
 
-import jax
-import pytest
+# CPU only, set before JAX starts: the workers of pytest-xdist (one per core) must not each
+# claim an accelerator's memory
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_platform_name", "cpu")
 # the CLI's persistent compilation cache in a folder of this test session, not the user's home

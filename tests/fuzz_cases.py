@@ -8,17 +8,23 @@ import contextlib
 import io
 import math
 import tempfile
+import warnings
 from pathlib import Path
 
 from hypothesis import strategies as st
 
 from cppjax import ScoreMatrix
 from cppjax.cli import main
-from cppjax.errors import DataError
+from cppjax.errors import CppjaxWarning, DataError
 
 PLACEHOLDERS = ["", "-", "n/a", "NA", "nan", "NaN", "null", "?", "--", " "]
+#: names that carry evidence for the orientation and the metric kinds (cppjax.data.names)
+TELLING = ["meta-llama/Llama-2-7b", "pythia-70m@step3000", "gpt2-xl", "Qwen1.5-7B-Chat",
+           "MMLU - EM", "XSum - ROUGE-2", "WikiText - BPB", "Helpfulness (1-5)", "ppl",
+           "likelihood_difference", "pct_stereotype", "ECE (10-bin)", "acc_norm", "1-10 rating"]
 NAMES = st.one_of(
     st.sampled_from(["mmlu", "gsm8k", "m1", "a,b", 'q"x', "  pad  ", "", "1", "é-ü", "x;y"]),
+    st.sampled_from(TELLING),
     st.text(min_size=0, max_size=12))
 CELLS = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True, width=32).map(lambda v: repr(float(v))),
@@ -63,7 +69,7 @@ def tables():
 
 
 LOAD_OPTIONS = st.fixed_dictionaries({
-    "models_as": st.sampled_from(["rows", "columns"]),
+    "models_as": st.sampled_from(["auto", "rows", "columns"]),
     "scale": st.sampled_from(["auto", "percent", "fraction", "unbounded", "mixed"]),
     "drop_empty": st.booleans(),
     "sep": st.sampled_from([None, ",", ";"]),
@@ -81,13 +87,15 @@ def load_case(table, options) -> str:
         except UnicodeEncodeError:
             path.write_bytes(text.encode("utf-8"))
         try:
-            sm = ScoreMatrix.from_wide(path, **options)
+            with warnings.catch_warnings(record=True) as said:
+                warnings.simplefilter("always", CppjaxWarning)  # a warning is an outcome
+                sm = ScoreMatrix.from_wide(path, **options)
         except DataError:
             return "DataError"
         # a loaded table is usable: its normalised scores are finite where observed
         obs = sm.observed()
         assert all(math.isfinite(float(v)) for v in obs.values)
-        return "ok"
+        return "warned" if any(issubclass(w.category, CppjaxWarning) for w in said) else "ok"
 
 
 FLAGS = st.lists(st.sampled_from([

@@ -44,7 +44,12 @@ def test_mixed_table_loads_without_a_flag():
     assert (info.loc["exact_match_qa", ["lower", "upper"]] == [0, 1]).all()
     assert (info.loc["rouge_l", ["lower", "upper"]] == [0, 100]).all()
     assert math.isinf(info.loc["win_rate_delta", "lower"])
-    assert list(sm.normalization.logit[0]) == [True, True, True, True, True, False]
+    # bits per byte: non-negative with no upper bound, lower is better, by its name (it was
+    # read as a percent in [0, 100] before 0.8); ECE: a rate, lower is better
+    assert list(sm.normalization.logit[0]) == [True, True, True, False, True, False]
+    assert tuple(info.loc["bits_per_byte", ["lower", "upper"]]) == (0.0, math.inf)
+    assert not info.loc["bits_per_byte", "higher_is_better"]
+    assert not info.loc["ece_qa", "higher_is_better"]
     # the user's scores are kept as given (the logit is the models' units only)
     assert np.nanmax(sm.scores[:, sm.task_index("exact_match_math")]) == 1.0
 

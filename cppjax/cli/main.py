@@ -43,19 +43,40 @@ def _load(args):
     if args.long:
         common.pop("drop_empty")
         return ScoreMatrix.from_long(args.scores, **common)
-    return ScoreMatrix.from_wide(args.scores, models_as=args.models_as, **common)
+    models_as = args.models_as
+    if models_as == "auto":  # decided from the labels, and said (cppjax.data.names)
+        from cppjax.data.names import orientation
+        from cppjax.data.tables import read_table
+
+        table = read_table(args.scores, label_column=None, sep=args.sep)
+        o = orientation(table.row_labels, table.col_labels, str(args.scores))
+        print(o.line)
+        models_as = o.models_as
+    return ScoreMatrix.from_wide(args.scores, models_as=models_as, **common)
 
 
 def _describe_tasks(sm, shown: int = 12) -> None:
     """Each task's bounds and direction where they differ by task (a mixed table) or where a
     task is lower-is-better: what the table was read as."""
+    from cppjax.data.names import metric_kind, named_direction
+
     info = sm.task_info
     if sm.scale != "mixed" and info["higher_is_better"].all():
         return
-    parts = [f"{t} [{r.lower:g}, {r.upper:g}]" + ("" if r.higher_is_better else " lower-better")
-             for t, r in info.head(shown).iterrows()]
-    more = f", and {len(info) - shown} more" if len(info) > shown else ""
-    print(f"tasks read as ({sm.scale}; --task-info to change): {', '.join(parts)}{more}")
+    parts = []
+    for j, (t, r) in enumerate(info.head(shown).iterrows()):
+        k = metric_kind(t, sm.scores[:, j])
+        if sm.scale == "mixed" and (k.lower, k.upper, k.higher_is_better) == (
+                r.lower, r.upper, r.higher_is_better):
+            why = k.rule  # the rule that decided it (cppjax.data.names)
+        elif not r.higher_is_better and named_direction(t)[1]:
+            why = f"lower is better ('{named_direction(t)[1]}' in the name)"
+        else:
+            why = "given" if sm.scale == "mixed" else sm.scale
+        parts.append(f"{t} [{r.lower:g}, {r.upper:g}]"
+                     + ("" if r.higher_is_better else " lower-better") + f" ({why})")
+    more = f"; and {len(info) - shown} more" if len(info) > shown else ""
+    print(f"tasks read as ({sm.scale}; --task-info to change): {'; '.join(parts)}{more}")
 
 
 def _warn_sparse(sm, shown: int = 8) -> None:
@@ -389,9 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument("--long", action="store_true", help="the table is long: model,task,score")
         g.add_argument("--sep", default=None,
                        help="CSV delimiter (default: the first of , ; tab | in the header line)")
-        g.add_argument("--models-as", choices=["rows", "columns"], default="rows",
-                       help="each row of --scores is a model (rows, the default) or each "
-                       "column is (columns, e.g. HELM exports)")
+        g.add_argument("--models-as", choices=["auto", "rows", "columns"], default="auto",
+                       help="each row of --scores is a model (rows) or each column is "
+                       "(columns, e.g. HELM exports); auto (default): decided from the names "
+                       "(model sizes, org/name, checkpoints against metric and benchmark "
+                       "names), printed, and refused where they do not tell")
         g.add_argument("--scale", choices=["auto", "percent", "fraction", "unbounded", "mixed"],
                        default="auto",
                        help="unit of the scores: percent (0-100), fraction (0-1), unbounded, "

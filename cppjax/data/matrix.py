@@ -29,7 +29,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from collections.abc import Sequence
@@ -40,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from cppjax.data.factors import factor_frame, join_factors, read_factors, type_factor_columns
+from cppjax.data.names import orient
 from cppjax.data.normalization import Normalization, NormKind
 from cppjax.data.tables import (
     MISSING_TOKENS,
@@ -52,7 +52,7 @@ from cppjax.data.tables import (
     read_table,
 )
 from cppjax.data.taskinfo import (
-    auto_bounds,
+    auto_scale,
     check_new_score,
     check_task_range,
     given_info,
@@ -60,8 +60,6 @@ from cppjax.data.taskinfo import (
     task_info_frame,
 )
 from cppjax.errors import DataError, did_you_mean
-
-log = logging.getLogger(__name__)
 
 Scale = Literal["percent", "fraction", "unbounded", "mixed"]
 
@@ -324,7 +322,7 @@ class ScoreMatrix:
         cls,
         data: str | os.PathLike | pd.DataFrame,
         *,
-        models_as: Literal["rows", "columns"] = "rows",
+        models_as: Literal["auto", "rows", "columns"] = "auto",
         scale: Scale | Literal["auto"] = "auto",
         normalization: NormKind | Literal["auto"] = "auto",
         task_info: pd.DataFrame | dict | None = None,
@@ -342,7 +340,10 @@ class ScoreMatrix:
             data: a CSV path (a UTF-8 byte-order mark is handled; the first column holds the row
                 names unless ``label_column`` names another) or a DataFrame (row names in its
                 index unless ``label_column`` names a column).
-            models_as: ``"rows"`` if each row is a model, ``"columns"`` if each column is one.
+            models_as: ``"rows"`` if each row is a model, ``"columns"`` if each column is one;
+                ``"auto"`` (default): decided from the labels
+                (:func:`cppjax.data.names.orientation`; models in columns is warned about,
+                weak or contradictory evidence is a :class:`DataError` asking for it).
             scale: ``"percent"`` (0-100), ``"fraction"`` (0-1), ``"unbounded"``, ``"mixed"``
                 (each task's bounds from its own scores: [0, 1], [0, 100] or none), or
                 ``"auto"``: fraction if every score lies in [0, 1], percent if in [0, 100],
@@ -372,6 +373,8 @@ class ScoreMatrix:
         column.
         """
         table = read_table(data, label_column=label_column, sep=sep)
+        if models_as == "auto":
+            models_as = "rows" if factor_columns else orient(table)
         if factor_columns:
             if models_as != "rows":
                 raise ValueError("factor_columns needs models_as='rows'")
@@ -539,21 +542,6 @@ class ScoreMatrix:
             dropped_tasks=tuple(dropped_t),
             task_info=task_info,
         )
-
-
-def auto_scale(values, tasks, source) -> str:
-    """One scale for the table where its scores allow (fraction if all lie in [0, 1], else
-    percent if all lie in [0, 100]), else ``"mixed"``: each task's bounds from its own scores;
-    the decision is logged."""
-    obs = values[~np.isnan(values)]
-    if obs.size and obs.min() >= 0 and obs.max() <= 100:
-        scale = "percent" if obs.max() > 1.0 else "fraction"
-        log.info("%s: scores read as %s (scale='auto'; pass scale= to fix it)", source, scale)
-        return scale
-    kinds = [auto_bounds(values[:, j])[2] for j in range(values.shape[1])]
-    log.info("%s: a mixed table (scale='auto'): per task %s", source,
-             ", ".join(f"{t}: {k}" for t, k in zip(tasks, kinds, strict=True)))
-    return "mixed"
 
 
 __all__ = ["MISSING_TOKENS", "SCALE_RANGE", "Normalization", "NormKind", "Observations",

@@ -10,19 +10,27 @@ task):
 * ``chance``: the score of random guessing where known (NaN otherwise).
 
 The defaults come from the table's ``scale`` (percent: [0, 100], fraction: [0, 1], unbounded);
-``scale="mixed"`` decides each task's bounds from its own scores (:func:`auto_bounds`). Anything
+``scale="mixed"`` decides each task's bounds from its name and its own scores
+(:func:`cppjax.data.names.metric_kind`: rating scales, BLEU/ROUGE, signed differences, rates,
+percents); a task whose name says lower is better (bits per byte, perplexity, loss, error, ECE,
+toxicity, bias, ...: :data:`cppjax.data.names.LOWER_IS_BETTER`) is ranked lowest first on any
+scale. Anything
 given explicitly (a ``task_info`` table or dict, the task table's columns of these names, the
 CLI's ``--task-info`` and ``--lower-is-better``) overrides them, task by task.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
 import pandas as pd
 
+from cppjax.data.names import metric_kind, named_direction
 from cppjax.errors import DataError, did_you_mean
+
+log = logging.getLogger("cppjax.data.matrix")  # the reader's messages, one logger
 
 COLUMNS = ("lower", "upper", "higher_is_better", "chance")
 UNIT_BOUNDS = {"percent": (0.0, 100.0), "fraction": (0.0, 1.0),
@@ -90,11 +98,13 @@ def task_info_frame(scores: np.ndarray, tasks, scale: str, info, source: str) ->
     given = given_info(info, tasks, source)
     rows = []
     for j, t in enumerate(tasks):
-        if scale == "mixed":
-            lo, hi, _ = auto_bounds(scores[:, j])
-        else:
+        if scale == "mixed":  # each task's bounds and direction from its name and scores
+            k = metric_kind(t, scores[:, j])
+            lo, hi, hib = k.lower, k.upper, k.higher_is_better
+        else:  # the table's bounds; the direction from the name (an error rate, a loss)
             lo, hi = UNIT_BOUNDS[scale]
-        row = {"lower": lo, "upper": hi, "higher_is_better": True, "chance": math.nan}
+            hib = named_direction(t)[0]
+        row = {"lower": lo, "upper": hi, "higher_is_better": hib, "chance": math.nan}
         if t in given.index:
             for c, v in given.loc[t].items():
                 if v is None or (isinstance(v, float) and math.isnan(v)) or (
@@ -171,3 +181,21 @@ def check_new_score(sm, i: int, j: int, value: float, model, task) -> None:
         warnings.warn(f"new score of {model!r} on {task!r} is {value:g} on a percent task "
                       f"(median {np.median(col):.3g}): a fraction? Give {value * 100:g} for "
                       f"{value:.0%}", CppjaxWarning, stacklevel=3)
+
+
+def auto_scale(values, tasks, source) -> str:
+    """One scale for the table where its scores and task names allow (fraction if all lie in
+    [0, 1], else percent if all lie in [0, 100], and no task's name says otherwise: a rating,
+    bits per byte, a signed difference), else ``"mixed"``: each task's bounds from its name and
+    scores (:func:`cppjax.data.names.metric_kind`); the decision is logged."""
+    kinds = [metric_kind(t, values[:, j]) for j, t in enumerate(tasks)]
+    plain = all(k.kind in ("rate", "percent", "unknown") or k.kind.startswith("text overlap")
+                for k in kinds)
+    obs = values[~np.isnan(values)]
+    if plain and obs.size and obs.min() >= 0 and obs.max() <= 100:
+        scale = "percent" if obs.max() > 1.0 else "fraction"
+        log.info("%s: scores read as %s (scale='auto'; pass scale= to fix it)", source, scale)
+        return scale
+    log.info("%s: a mixed table (scale='auto'): per task %s", source,
+             ", ".join(f"{t}: {k.kind} ({k.rule})" for t, k in zip(tasks, kinds, strict=True)))
+    return "mixed"

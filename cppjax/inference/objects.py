@@ -86,9 +86,17 @@ class NUTS(_Settings):
     devices, vectorised on one otherwise) of ``num_warmup`` adaptation and ``num_samples`` kept
     iterations.
 
+    ``init``: where the chains start. ``"prior"`` (the default): each at a random point of
+    the prior's centre (the distribution of NumPyro's ``init_to_median``). ``"svi"``: a
+    mean-field SVI fit of ``init_steps`` steps first, and chain ``c`` starts at the guide's
+    draw ``c``: dispersed over the approximate posterior, so r-hat still compares chains that
+    started apart, but none starts in the prior's tails, where a factor model's chains settle
+    in different modes (decision 0015).
+
     Example:
         >>> NUTS(num_warmup=200, num_samples=400)
-        NUTS(num_warmup=200, num_samples=400, num_chains=4, target_accept=0.9, max_tree_depth=8)
+        NUTS(num_warmup=200, num_samples=400, num_chains=4, target_accept=0.9, max_tree_depth=8, \
+init='prior', init_steps=2000, dense_mass=False)
     """
 
     num_warmup: int = 500
@@ -96,13 +104,20 @@ class NUTS(_Settings):
     num_chains: int = 4
     target_accept: float = 0.9
     max_tree_depth: int = 8
+    init: Literal["prior", "svi"] = "prior"
+    init_steps: int = 2000
+    dense_mass: bool = False
 
     name: ClassVar[str] = "nuts"
 
     def _validate(self):
-        _positive_int(self, "num_warmup", "num_samples", "num_chains", "max_tree_depth")
+        _positive_int(self, "num_warmup", "num_samples", "num_chains", "max_tree_depth",
+                      "init_steps")
         if not 0.0 < self.target_accept < 1.0:
             raise ValueError(f"NUTS.target_accept must be in (0, 1); got {self.target_accept}")
+        if self.init not in ("prior", "svi"):
+            raise ValueError(f"NUTS.init must be 'prior' or 'svi'; got {self.init!r}"
+                             f"{did_you_mean(str(self.init), ('prior', 'svi'))}")
 
 
 #: ``SVI(guide="auto")``: the mean-field guide above this many latent values (decision 0013)

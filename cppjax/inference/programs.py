@@ -22,7 +22,7 @@ from numpyro import handlers
 from numpyro.distributions import biject_to
 from numpyro.infer import NUTS as _NumPyroNUTS
 from numpyro.infer import SVI as _NumPyroSVI
-from numpyro.infer import Predictive, Trace_ELBO, init_to_uniform
+from numpyro.infer import Predictive, Trace_ELBO, init_to_uniform, init_to_value
 from numpyro.infer.autoguide import AutoDelta, AutoLowRankMultivariateNormal, AutoNormal
 from numpyro.infer.elbo import check_model_guide_match
 from numpyro.infer.util import compute_log_probs
@@ -106,12 +106,16 @@ class Programs:
             # a fresh NumPyro kernel in every traced program: a kernel keeps closures over the
             # model arguments of the trace that set it up, which must not outlive that trace
             return _NumPyroNUTS(self.model, target_accept_prob=s.target_accept,
-                                max_tree_depth=s.max_tree_depth, init_strategy=self.slot.strategy)
+                                max_tree_depth=s.max_tree_depth, init_strategy=self.slot.strategy,
+                                dense_mass=s.dense_mass)
 
-        def init(key, args, kw):
+        def init(key, args, kw, start):
             k_init, k_kernel = jax.random.split(key)
-            # this chain's starting point: a prior median's distribution
-            with self.slot.use(init_strategy(k_init, latent_sizes)):
+            # this chain's starting point: a prior median's distribution, or its own draw of
+            # an approximate posterior (NUTS(init="svi"))
+            strategy = (init_strategy(k_init, latent_sizes) if start is None
+                        else init_to_value(values=start))
+            with self.slot.use(strategy):
                 return kernel().init(k_kernel, s.num_warmup, None, model_args=args,
                                      model_kwargs=kw)
 
@@ -138,7 +142,9 @@ class Programs:
         # there are enough (``numpyro.set_host_device_count`` makes CPU cores devices), all
         # vectorised on one device otherwise.
         n = s.num_chains
-        self._init = jax.jit(jax.vmap(init, in_axes=(0, None, None)), compiler_options=_RUN_ONCE)
+        self._init = jax.jit(jax.vmap(init, in_axes=(0, None, None, 0)),
+                             compiler_options=_RUN_ONCE)
+        self.latent_sites = tuple(latent_sizes)
         if jax.local_device_count() >= n > 1:
             self._advance = jax.pmap(advance, in_axes=(0, None, None))
             # the initial state laid out as the advance's own output, one chain per device: an
@@ -149,9 +155,13 @@ class Programs:
             self._spread = None
         self._post = jax.jit(post, compiler_options=_RUN_ONCE)
 
-    def run_nuts(self, rng_key, args, kw, show):
+    def run_nuts(self, rng_key, args, kw, show, start=None):
+        """``start``: each chain's starting values of the latent sites, ``(num_chains, ...)``
+        per site, or ``None`` (the prior's centre)."""
         s = self.inf
-        state = self._init(jax.random.split(rng_key, s.num_chains), args, kw)
+        if start is not None:
+            start = {k: jnp.asarray(start[k]) for k in self.latent_sites if k in start}
+        state = self._init(jax.random.split(rng_key, s.num_chains), args, kw, start)
         if self._spread is not None:
             state = self._spread(state)
         n_warm = s.num_warmup // self.chunk

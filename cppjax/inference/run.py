@@ -98,8 +98,12 @@ def run_inference(
     progs = inference.programs.get(_program_key(model, args, kw),
                                    lambda: Programs(model, inference, args, kw))
     if isinstance(inference, NUTS):
-        samples, div, steps = progs.run_nuts(rng_key, args, kw, show)
-        diag = {"divergences": int(div.sum()),
+        start, init_diag = None, {}
+        if inference.init == "svi":
+            rng_key, k_start = jax.random.split(rng_key)
+            start, init_diag = _svi_start(model, args, y, inference, k_start, data)
+        samples, div, steps = progs.run_nuts(rng_key, args, kw, show, start)
+        diag = {**init_diag, "divergences": int(div.sum()),
                 "mean_leapfrog_steps": float(steps.mean()),
                 "max_tree_depth_hits": float(np.mean(steps >= 2**inference.max_tree_depth - 1))}
         if identified is not None:
@@ -138,6 +142,18 @@ def run_inference(
         res = InferenceResult(samples, inference.name, 1, diag, losses=losses)
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def _svi_start(model, args, y, inference: NUTS, rng_key, data):
+    """Each chain's starting point for ``NUTS(init="svi")``: one draw each of a mean-field SVI
+    fit (its inference object kept with the NUTS one's programs, so a refit reuses it)."""
+    svi = inference.programs.get(
+        ("init-svi", inference.init_steps, inference.num_chains),
+        lambda: SVI(num_steps=inference.init_steps, num_samples=inference.num_chains,
+                    guide="meanfield"))
+    fit = run_inference(model, args, y, inference=svi, rng_key=rng_key, progress=False,
+                        data=data)
+    return fit.samples, {"init": "svi", "init_seconds": fit.seconds}
 
 
 def _program_key(model, args, kw):
