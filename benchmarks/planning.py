@@ -1,14 +1,18 @@
 """Simulated evaluation campaigns on held-out truth: which strategy for choosing the next
 evaluations of a new model settles its leaderboard rank and its profile with the fewest of them.
 
-    python benchmarks/planning.py                        # CPP and OSL, defaults below
+    python benchmarks/planning.py                        # CPP and OSL, 20 campaigns each
     python benchmarks/planning.py --datasets osl --thin 0.3 --merge   # OSL 30%-observed
     python benchmarks/planning.py --quick --out planning-smoke  # smoke test
 
 A campaign starts from a new model with 0 revealed scores (``splits.new_model``, k = 0): each
 round reveals ``--per-round`` of its true scores chosen by a strategy, refits (PMF SVI, its
-compiled programs reused), and records the error of the targets and the coverage of their
-intervals. Strategies: ``random``; ``popular`` (the tasks most models have first);
+compiled programs reused; by default warm: ``--warm-steps`` steps from the previous fit's
+guide, ``SVI(warm_steps=)``), and records the error of the targets and the coverage of their
+intervals. 20 campaigns per dataset by default, each (``--task-sets random``) with its own
+aggregate of 5-8 random tasks (so not the most observed ones) and its own new model among the
+models with all of them; the budget each strategy needs to reach random's final error, as a
+share of random's budget, comes with a 90% bootstrap interval over campaigns. Strategies: ``random``; ``popular`` (the tasks most models have first);
 ``variance`` (largest predictive variance, in task units, first); ``vpc_aggregate`` and
 ``vpc_scores``: cppjax's value per cost (``cppjax.planning``) for the aggregate-rank target and
 the profile target (uniform costs). Targets: the new model's rank on the leaderboard aggregate
@@ -62,6 +66,20 @@ def setup(name: str, thin: float, key):
     return full, base, tasks, ranked
 
 
+def random_task_set(full, base, key, min_ranked: int = 10):
+    """A random aggregate of 5-8 tasks (not the most observed ones by construction) with at
+    least ``min_ranked`` models that have every one of them in the full matrix, and those
+    models; drawn again until it has them (the sparse tables have few such sets)."""
+    rng = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**31 - 1)))
+    for _ in range(2000):
+        size = int(rng.integers(5, 9))
+        tj = np.sort(rng.choice(full.n_tasks, size=size, replace=False))
+        ranked = [m for i, m in enumerate(full.models) if full.mask[i, tj].all()]
+        if len(ranked) >= min_ranked:
+            return [full.tasks[j] for j in tj], ranked
+    raise SystemExit(f"no set of 5-8 tasks with {min_ranked} models having all of them")
+
+
 def true_rank(post, full, model, tasks, ranked):
     tj = np.array([full.task_index(t) for t in tasks])
     mi = np.array([full.model_index(m) for m in ranked])
@@ -111,7 +129,9 @@ def evaluate(post, full, model, held, tasks, ranked, key, plan_cells=None):
         yn = sm.normalize(y, np.full(held.size, i), held)
         plo, phi = pred.interval(0.9)
         nlo, nhi = pred.interval(0.9, normalized=True)
-        out.update(sq=((pred.mean(normalized=True) - yn) ** 2).tolist(),
+        sq = (pred.mean(normalized=True) - yn) ** 2
+        out["sq_mean"] = float(sq.mean())
+        out.update(sq=sq.tolist(),
                    covered=((y >= plo) & (y <= phi)).astype(float).tolist(),
                    width=(nhi - nlo).tolist())
         if plan_cells is not None:  # the scores plan's target: its cells' widths in task units
@@ -179,6 +199,46 @@ def budget_to_reach(curve_spent, curve_err, goal):
     return None
 
 
+def budget_ratios(records, metric, rounds, reps: int = 1000, seed: int = 0) -> dict:
+    """Each strategy's budget to reach random's final mean error, as a share of random's full
+    budget: the point value on the campaigns' mean curves and a 90% bootstrap interval over
+    campaigns (resampled with replacement; ``inf`` where the strategy's mean curve never
+    reaches the goal within the budget)."""
+    camps = sorted({r["campaign"] for r in records})
+    table = {}  # (strategy, campaign) -> [(spent, error) by round]
+    for r in records:
+        if metric in r:
+            table.setdefault((r["strategy"], r["campaign"]), {})[r["round"]] = (r["spent"],
+                                                                                r[metric])
+
+    def ratios(sample):
+        out = {}
+        curves = {}
+        for st in STRATEGIES:
+            rows = [table.get((st, c), {}) for c in sample]
+            pts = []
+            for rd in range(rounds + 1):
+                vals = [row[rd] for row in rows if rd in row]
+                if len(vals) == len(rows):
+                    pts.append((np.mean([v[0] for v in vals]), np.mean([v[1] for v in vals])))
+            curves[st] = pts
+        full = curves["random"][-1]
+        for st, pts in curves.items():
+            b = budget_to_reach([p[0] for p in pts], [p[1] for p in pts], full[1])
+            out[st] = (b / full[0]) if b is not None and full[0] > 0 else np.inf
+        return out
+
+    point = ratios(camps)
+    rng = np.random.default_rng(seed)
+    boot = [ratios(list(rng.choice(camps, size=len(camps), replace=True))) for _ in range(reps)]
+    return {st: {"ratio": point[st],
+                 # (no interpolation: a bootstrap value may be inf, never reached)
+                 "low": float(np.quantile([b[st] for b in boot], 0.05, method="inverted_cdf")),
+                 "high": float(np.quantile([b[st] for b in boot], 0.95,
+                                           method="inverted_cdf")),
+                 "n": len(camps)} for st in point}
+
+
 def summarise_dataset(name, records, rounds):
     groups, md = {}, [f"## {name}\n"]
     by = {}
@@ -222,6 +282,21 @@ def summarise_dataset(name, records, rounds):
                   f"{fmt(c[-1][1]['rank_error'], 2)} | "
                   f"{b_mse if b_mse is not None else '> ' + str(int(spent[-1]))} | "
                   f"{fmt(c[-1][1].get('mse'), 4)} |")
+    if any("campaign" in r for r in records):
+        md.append("\nBudget to reach random's final mean error, as a share of random's full "
+                  "budget (the target: <= 1/3), with a 90% bootstrap interval over "
+                  "campaigns:\n")
+        md.append("| strategy | rank error | profile MSE |\n|---|---|---|")
+        ratio = {m: budget_ratios(records, m, rounds) for m in ("rank_error", "sq_mean")}
+        for s in STRATEGIES:
+            cells = []
+            for m in ("rank_error", "sq_mean"):
+                r = ratio[m][s]
+                cells.append(f"{r['ratio']:.2f} [{r['low']:.2f}, {r['high']:.2f}]")
+                summary.setdefault(s, {})[f"budget_ratio_{m}"] = {
+                    "mean": float(r["ratio"]) if np.isfinite(r["ratio"]) else float("nan"),
+                    "std": 0.0, "n": r["n"], "ci90": [r["low"], r["high"]]}
+            md.append(f"| {s} | " + " | ".join(cells).replace("inf", "∞") + " |")
     for metric, digits in (("rank_error", 2), ("rank_coverage_90", 2), ("mse", 4),
                            ("coverage_90", 3), ("width_90", 3)):
         md.append(f"\n**{metric}** by round (budget spent = round x per-round):\n")
@@ -281,7 +356,13 @@ def figure(all_curves, path):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--datasets", default="cpp,osl")
-    p.add_argument("--campaigns", type=int, default=6, help="new models per dataset")
+    p.add_argument("--campaigns", type=int, default=20, help="new models per dataset")
+    p.add_argument("--task-sets", choices=["fixed", "random"], default="random",
+                   help="the aggregate's tasks: random sets of 5-8 tasks per campaign "
+                   "(default), or fixed (CPP: the 5 tasks 40+ models have; OSL: all 8)")
+    p.add_argument("--warm-steps", type=int, default=1000,
+                   help="SVI steps of a refit from the previous fit's guide (0: every refit "
+                   "from the start, 5000 steps)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--per-round", type=int, default=0,
                    help="evaluations per round (default: 2 on CPP, 1 on OSL)")
@@ -296,7 +377,11 @@ def main(argv=None):
     settings = dict(num_steps=300, num_samples=100) if a.quick else {}
     if a.quick:
         a.campaigns, a.rounds = 1, 2
+    if a.warm_steps:
+        settings["warm_steps"] = min(a.warm_steps, settings.get("num_steps", a.warm_steps))
     spec, inference = make_spec("pmf_svi", **settings)
+    spec_note = (f"warm, {inference.warm_steps} steps from the previous guide" if a.warm_steps
+                 else f"from the start, {inference.num_steps} steps")
     key = as_key(a.seed)
     groups, md, all_curves, commands = {}, [], {}, []
     jp = out_dir / "planning.json"
@@ -309,15 +394,27 @@ def main(argv=None):
         full, base, tasks, ranked = setup(name, a.thin, k_set)
         per_round = a.per_round or (2 if name == "cpp" else 1)
         order = np.asarray(jax.random.permutation(k_run, len(ranked)))[:a.campaigns]
-        print(f"{label}: {full}; aggregate over {len(tasks)} tasks, {len(ranked)} ranked "
-              f"models; {len(order)} campaigns x {a.rounds} rounds of {per_round}", flush=True)
+        sets = "random sets of 5-8 tasks" if a.task_sets == "random" else f"{len(tasks)} tasks"
+        print(f"{label}: {full}; aggregate over {sets}; {a.campaigns} campaigns x {a.rounds} "
+              f"rounds of {per_round}; refits {spec_note}", flush=True)
         records = []
-        for n, c in enumerate(order):
+        for n in range(a.campaigns):
             t0 = time.perf_counter()
-            records += campaign(full, base, ranked[c], tasks, ranked, inference, spec, a.rounds,
-                                per_round, jax.random.fold_in(k_run, n), print)
-            print(f" campaign {n + 1}/{len(order)} ({ranked[c]}) {time.perf_counter() - t0:.0f}s",
-                  flush=True)
+            k_c = jax.random.fold_in(k_run, n)
+            if a.task_sets == "random":  # each campaign its own aggregate and new model
+                c_tasks, c_ranked = random_task_set(full, base, jax.random.fold_in(k_c, 1))
+                model = c_ranked[int(jax.random.randint(jax.random.fold_in(k_c, 2), (), 0,
+                                                        len(c_ranked)))]
+            else:
+                c_tasks, c_ranked = tasks, ranked
+                model = ranked[order[n % len(order)]]
+            recs = campaign(full, base, model, c_tasks, c_ranked, inference, spec, a.rounds,
+                            per_round, k_c, lambda _m: None)
+            for r in recs:
+                r["campaign"] = n
+            records += recs
+            print(f" campaign {n + 1}/{a.campaigns} ({model}, {len(c_tasks)} tasks) "
+                  f"{time.perf_counter() - t0:.0f}s", flush=True)
         g, m, curves = summarise_dataset(label, records, a.rounds)
         if name == "cpp":
             t = timing(base, tasks, ranked, inference, spec, k_time)

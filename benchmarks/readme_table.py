@@ -57,8 +57,8 @@ def rows(groups: dict) -> list[str]:
 HEADER = ("| protocol | method | MSE | coverage 50/80/90/95 | ± se (50 / 90) | CRPS | LPD "
           "| s per fit (first / later) | r-hat |\n|---|---|---|---|---|---|---|---|---|")
 #: the benchmarks' own pages, in the order they appear
-PAGES = ("suite", "table1", "table1_kfold", "beyond", "extrapolation", "importance", "scale",
-         "guide", "planning", "cod", "fuzz")
+PAGES = ("suite", "table1", "table1_kfold", "beyond", "extrapolation", "importance", "speed",
+         "scale", "guide", "planning", "cod", "fuzz")
 
 
 def calibration_table(results: Path = RESULTS) -> str:

@@ -533,3 +533,46 @@ def test_pmf_fit_density_with_families(families):
     for site in ("family_offset_z", "family_latent_z"):
         g = np.asarray(grad[site])
         assert np.all(g[9] == 0) and np.any(g[:9] != 0), site
+
+
+def test_warm_refit_starts_from_the_fitted_guide(planted):
+    """SVI(warm_steps=): a refit on a table of the same shape starts from the fit's guide and
+    runs warm_steps steps; its predictions agree with a fresh fit's; a table of another shape
+    starts afresh (and says so)."""
+    inf = SVI(num_steps=3000, num_samples=200, warm_steps=300)
+    post = PMF(rank=2).fit(planted, rng_key=0, inference=inf, progress=False)
+    assert post.diagnostics["warm_start"] is False and post.result.params is not None
+    i, j = map(int, np.argwhere(~planted.mask)[0])
+    more = planted.add_scores({(planted.models[i], planted.tasks[j]): 0.5})
+    warm = post.refit(more, rng_key=1, progress=False)
+    assert warm.diagnostics["warm_start"] is True
+    assert len(warm.result.losses) == 300 and warm.inference is inf
+    cold = PMF(rank=2).fit(more, rng_key=1, inference=SVI(num_steps=3000, num_samples=200),
+                           progress=False)
+    a = warm.predict("missing", rng_key=2)
+    b = cold.predict("missing", rng_key=2)
+    assert np.mean(np.abs(a.mean() - b.mean())) < 0.02
+    np.testing.assert_allclose(a.draws.std(axis=0).mean(), b.draws.std(axis=0).mean(), rtol=0.2)
+    # another shape (a model fewer): a fresh fit of num_steps, said
+    smaller = cppjax.ScoreMatrix(planted.scores[1:], planted.models[1:], planted.tasks,
+                                 scale="fraction")
+    fresh = warm.refit(smaller, rng_key=3, progress=False)
+    assert fresh.diagnostics["warm_start"] is False and len(fresh.result.losses) == 3000
+    with pytest.raises(ValueError, match="warm_steps must be a positive integer"):
+        SVI(warm_steps=0)
+
+
+def test_predict_draws_are_bounded_and_chosen(pmf_svi, monkeypatch):
+    """predict(draws=) uses that many evenly spaced posterior draws; by default every draw up
+    to MAX_PREDICT_VALUES values in all (never under MIN_PREDICT_DRAWS draws)."""
+    from cppjax.posterior import sampled
+
+    _, post = pmf_svi
+    assert post.predict("missing", rng_key=0).n_draws == post.n_draws == 400
+    some = post.predict("missing", rng_key=0, draws=100)
+    assert some.n_draws == 100 and post.n_draws == 400  # the posterior itself is unchanged
+    monkeypatch.setattr(sampled, "MAX_PREDICT_VALUES", 1000)
+    assert post.predict("missing", rng_key=0).n_draws == sampled.MIN_PREDICT_DRAWS
+    assert post.predict("missing", rng_key=0, draws=300).n_draws == 300  # asked: as asked
+    with pytest.raises(ValueError, match="draws must be a positive integer"):
+        post.predict("missing", rng_key=0, draws=0)

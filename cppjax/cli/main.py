@@ -213,8 +213,8 @@ def cmd_predict(args) -> int:
     df.rename(columns={"lower": f"lower_{lev}", "upper": f"upper_{lev}"}).to_csv(csv, index=False)
     unit = "%" if sm.scale == "percent" else ""
     what = "unobserved cells" if args.cells == "missing" else "cells (observed and not)"
-    print(f"\n{len(df)} {what} predicted ({args.level:.0%} intervals, original units) "
-          f"-> {csv}")
+    print(f"\n{len(df)} {what} predicted ({args.level:.0%} intervals from {pred.n_draws} "
+          f"draws, original units) -> {csv}")
     df["width"] = df["upper"] - df["lower"]
     print(f"median interval width {df['width'].median():.3g}{unit}; most uncertain cells:")
     for _, r in df.sort_values("width", ascending=False).head(5).iterrows():

@@ -150,7 +150,10 @@ class SVI(_Settings):
     steps are slow or beyond memory; ``None``, the default, uses every cell). ``devices``: the
     cells split over the first ``devices`` devices (:mod:`cppjax.inference.sharding`), the same
     program
-    partitioned by XLA."""
+    partitioned by XLA. ``warm_steps``: a posterior's ``refit`` starts from its own fitted
+    guide and runs this many steps (where the table's shape is unchanged: evaluation planning
+    adds scores to cells of the same table; decision 0015); ``None`` (the default): every
+    refit starts afresh."""
 
     num_steps: int = 5000
     lr: float = 0.01
@@ -159,6 +162,7 @@ class SVI(_Settings):
     num_samples: int = 1000
     subsample_size: int | None = None
     devices: int = 1
+    warm_steps: int | None = None
 
     name: ClassVar[str] = "svi"
 
@@ -172,6 +176,14 @@ class SVI(_Settings):
                              f"{self.guide!r}")
         if self.guide_rank is not None:
             _positive_int(self, "guide_rank")
+        if self.warm_steps is not None:
+            _positive_int(self, "warm_steps")
+
+    def warm(self) -> SVI:
+        """The settings of a warm refit (``warm_steps`` steps), kept with this object's programs
+        so that every warm refit reuses one compiled set."""
+        return self.programs.get(("warm", self.warm_steps), lambda: SVI(**{
+            **self.settings(), "num_steps": self.warm_steps, "warm_steps": None}))
 
 
 @dataclass(frozen=True)

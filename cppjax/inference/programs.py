@@ -211,6 +211,12 @@ class Programs:
             with _traced_state_dropped(g), self.slot.use(init_strategy(k_init, latent_sizes)):
                 return svi.init(k_svi, *args, **kw)
 
+        def warm_init(key, params, args, kw):
+            # a refit from an earlier fit's guide (unconstrained parameters): the set-up as
+            # above for the state's layout, its parameters and Adam's moments replaced
+            state = init(key, args, kw)
+            return state._replace(optim_state=svi.optim.init(params))
+
         def advance(state, args, kw):
             with _traced_state_dropped(g):
                 # the guide set up in this trace, not in the scan's inner one (whose values
@@ -231,15 +237,27 @@ class Programs:
         # their compile time is most of their cost (run eagerly, as ``svi.run`` does, the
         # set-up's hundreds of small operations compile one by one).
         self._init = jax.jit(init, compiler_options=_RUN_ONCE)
+        self._warm_init = jax.jit(warm_init, compiler_options=_RUN_ONCE)
+        self._svi, self._layout = svi, None
         self._advance = jax.jit(advance)
         self._draw = jax.jit(draw, compiler_options=_RUN_ONCE)
 
-    def run_svi(self, rng_key, args, kw, show, monitor=None, max_chunks=None):
+    def run_svi(self, rng_key, args, kw, show, monitor=None, max_chunks=None, start=None):
         """``monitor``: a function of the guide's draws scored after every chunk of updates
         (lower is better; MAP's validation error), whose best state is kept; its scores come
-        back as the fourth value. ``max_chunks``: stop after that many chunks."""
+        back as the fourth value. ``max_chunks``: stop after that many chunks. ``start``: the
+        unconstrained guide parameters of an earlier fit to start from (used only where their
+        shapes are this fit's). The fifth value: this fit's unconstrained guide parameters,
+        the sixth whether it started from ``start``."""
         k_fit, k_draw = jax.random.split(rng_key)
-        state = self._init(k_fit, args, kw)
+        warm = False
+        if start:  # (an empty dict: a fresh fit of an inference that could have been warm)
+            if self._layout is None:  # the guide's parameters of this model and shapes
+                shapes = jax.eval_shape(self._init, k_fit, args, kw)
+                self._layout = self._svi.optim.get_params(shapes.optim_state)
+            warm = _same_layout(start, self._layout)
+        state = (self._warm_init(k_fit, start, args, kw) if warm
+                 else self._init(k_fit, args, kw))
         losses, times, scores = [], [], []
         best = (np.inf, state)
         n_chunks = self.inf.num_steps // self.chunk
@@ -266,7 +284,15 @@ class Programs:
         # seconds per step: the median chunk after the first (which may include compiling);
         # None with a single chunk
         per_step = float(np.median(times[1:])) / self.chunk if len(times) > 1 else None
-        return samples, np.asarray(jnp.concatenate(losses)), per_step, scores
+        params = self._svi.optim.get_params(state.optim_state)
+        return samples, np.asarray(jnp.concatenate(losses)), per_step, scores, params, warm
+
+
+def _same_layout(a, b) -> bool:
+    """Whether two parameter trees have the same structure and shapes (a warm start fits)."""
+    la, ta = jax.tree.flatten(a)
+    lb, tb = jax.tree.flatten(b)
+    return ta == tb and all(np.shape(x) == np.shape(y) for x, y in zip(la, lb, strict=True))
 
 
 class SiteOrderedELBO(Trace_ELBO):

@@ -47,6 +47,9 @@ class InferenceResult:
     losses: np.ndarray | None = None
     seconds: float = float("nan")
     sample_stats: dict = field(default_factory=dict)
+    #: SVI/MAP: the guide's unconstrained parameters at the end (what a warm refit starts
+    #: from; in memory only, not saved)
+    params: dict | None = None
 
 
 def run_inference(
@@ -63,6 +66,7 @@ def run_inference(
     max_chunks: int | None = None,
     chains_are_modes: bool = False,
     warn: bool = True,
+    start: dict | None = None,
 ) -> InferenceResult:
     """Fit ``model(*args, y=y, **data)`` with ``inference``.
 
@@ -89,6 +93,9 @@ def run_inference(
         warn: NUTS only: warn (:class:`~cppjax.CppjaxWarning`) when r-hat or divergences say
             the chains may not have converged; ``False`` where the caller reports the
             diagnostics itself (COD's posterior carries them in ``diagnostics``).
+        start: SVI only: an earlier fit's unconstrained guide parameters
+            (``InferenceResult.params``) to start from, where their shapes are this fit's
+            (``diagnostics["warm_start"]`` says whether they were).
     """
     if not isinstance(inference, NUTS | SVI | MAP):
         raise TypeError(f"inference must be NUTS, SVI or MAP; got {inference!r}")
@@ -125,10 +132,12 @@ def run_inference(
         if warn:
             _warn_nuts(diag, chains_are_modes)
     else:
-        samples, losses, per_step, scores = progs.run_svi(rng_key, args, kw, show, monitor,
-                                                          max_chunks)
+        samples, losses, per_step, scores, params, warm = progs.run_svi(
+            rng_key, args, kw, show, monitor, max_chunks, start)
         tail = losses[-max(1, len(losses) // 10):]
         diag = {"final_loss": float(np.mean(tail))}
+        if start is not None:
+            diag["warm_start"] = warm
         if progs.guide is not None:
             diag["guide"] = progs.guide
         if scores:
@@ -139,7 +148,7 @@ def run_inference(
         if not np.isfinite(tail).all():
             raise FloatingPointError(f"{inference.name}: the objective became non-finite; lower "
                                      f"lr (now {inference.lr}) or check the data")
-        res = InferenceResult(samples, inference.name, 1, diag, losses=losses)
+        res = InferenceResult(samples, inference.name, 1, diag, losses=losses, params=params)
     res.seconds = time.perf_counter() - t0
     return res
 

@@ -163,15 +163,25 @@ class BayesSpec(ModelSpec):
         return partial(model, **data)
 
     def fit(self, train: ScoreMatrix, *, rng_key, inference=None, method: str | None = None,
-            progress: bool | None = None) -> BayesPosterior:
+            progress: bool | None = None, start: dict | None = None) -> BayesPosterior:
         """Fit on the observed cells of ``train``.
 
         Args:
             rng_key: a ``jax.random`` key or an int seed (required).
             inference: a :class:`~cppjax.inference.NUTS`, ``SVI`` or ``MAP`` object, or one of
                 their names (this model's defaults); default NUTS. ``method=`` is the same.
+            start: an SVI fit's guide parameters to start from, with ``inference.warm_steps``
+                steps (what :meth:`BayesPosterior.refit` passes; decision 0015).
         """
         inference = self.resolve_inference(inference, method)
+        fitting = inference
+        if getattr(inference, "warm_steps", None):
+            if start is not None:
+                fitting = inference.warm()  # fewer steps from the earlier guide
+            else:
+                start = {}  # a fresh fit, said to be one (diagnostics["warm_start"])
+        else:
+            start = None
         key = as_key(rng_key)
         require_cells(train)
         t0 = time.perf_counter()
@@ -190,9 +200,10 @@ class BayesSpec(ModelSpec):
         (mi, ti, y, mask), (X, data) = shard_cells(
             mesh, [jnp.asarray(a) for a in (mi, ti, y, mask)],
             ((jnp.asarray(Xm), jnp.asarray(Xt)), data))
-        run = partial(run_inference, model, (*X, mi, ti), y, inference=inference, rng_key=key,
+        run = partial(run_inference, model, (*X, mi, ti), y, inference=fitting, rng_key=key,
                       progress=progress, identified=lambda s: s["cell_mean"][:, :n],
-                      chains_are_modes=self.chains_are_modes)
+                      chains_are_modes=self.chains_are_modes,
+                      **({"start": start} if start is not None else {}))
         stop = None
         if inference.name == "map" and inference.val_frac > 0 and n >= 20:
             # early stopping: the steps that predicted a random share of the cells best when

@@ -39,6 +39,19 @@ class BayesPosterior(SampledPosterior):
         return (f"BayesPosterior({self.method}, {self.n_draws} draws, fit "
                 f"{self.fit_seconds:.1f}s, diagnostics={self.diagnostics})")
 
+    def refit(self, train, *, rng_key, progress: bool | None = None) -> BayesPosterior:
+        """Fit again on ``train`` with the same settings and compiled programs; an SVI fit with
+        ``warm_steps`` starts from this fit's guide (where the table's shape is unchanged)."""
+        start = self.result.params
+        if start is not None and train.shape == self.matrix.shape:
+            same = all(np.shape(a) == np.shape(b) for a, b in zip(
+                self.spec.design(train), self._X, strict=True))
+            start = start if same else None
+        else:
+            start = None  # another shape: the guide's parameters do not fit it
+        return self.spec.fit(train, rng_key=rng_key, inference=self.inference,
+                             progress=progress, start=start)
+
     def _args(self, mi, ti):
         return (*self._X, jnp.asarray(mi), jnp.asarray(ti))
 

@@ -3,10 +3,16 @@ diagnostics, ArviZ data with the spec's dimensions, save/load of the samples."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import logging
+
 import numpy as np
 
 from cppjax.inference.run import InferenceResult
-from cppjax.posterior.base import Posterior
+from cppjax.posterior.base import MAX_PREDICT_VALUES, MIN_PREDICT_DRAWS, Posterior
+
+log = logging.getLogger(__name__)
 
 
 class SampledPosterior(Posterior):
@@ -29,6 +35,28 @@ class SampledPosterior(Posterior):
 
     def refit(self, train, *, rng_key, progress: bool | None = None):
         return self._refit_spec(train, rng_key, progress)
+
+    def _thinned(self, n_cells: int, draws: int | None):
+        """A shallow copy holding ``draws`` evenly spaced draws (see ``Posterior.predict``)."""
+        n = self.n_draws
+        if draws is None:
+            cap = max(MIN_PREDICT_DRAWS, MAX_PREDICT_VALUES // max(n_cells, 1))
+            use = min(n, cap)
+            if use < n:
+                log.info("%s: predicting %d cells with %d of the %d posterior draws (at most "
+                         "%.0e values; draws= to choose)", self.method, n_cells, use, n,
+                         MAX_PREDICT_VALUES)
+        else:
+            if isinstance(draws, bool) or not isinstance(draws, int | np.integer) or draws < 1:
+                raise ValueError(f"draws must be a positive integer; got {draws!r}")
+            use = min(n, int(draws))
+        if use == n:
+            return self
+        idx = np.round(np.linspace(0, n - 1, use)).astype(int)
+        out = copy.copy(self)
+        out.result = dataclasses.replace(
+            self.result, samples={k: v[idx] for k, v in self.samples.items()})
+        return out
 
     def coords(self) -> dict:
         return self.spec.coords(self.matrix)
