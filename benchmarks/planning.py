@@ -12,7 +12,8 @@ guide, ``SVI(warm_steps=)``), and records the error of the targets and the cover
 intervals. 20 campaigns per dataset by default, each (``--task-sets random``) with its own
 aggregate of 5-8 random tasks (so not the most observed ones) and its own new model among the
 models with all of them; the budget each strategy needs to reach random's final error, as a
-share of random's budget, comes with a 90% bootstrap interval over campaigns. Strategies: ``random``; ``popular`` (the tasks most models have first);
+share of random's budget, comes with a 90% bootstrap interval over campaigns.
+Strategies: ``random``; ``popular`` (the tasks most models have first);
 ``variance`` (largest predictive variance, in task units, first); ``vpc_aggregate`` and
 ``vpc_scores``: cppjax's value per cost (``cppjax.planning``) for the aggregate-rank target and
 the profile target (uniform costs). Targets: the new model's rank on the leaderboard aggregate
