@@ -104,15 +104,25 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", default=",".join(JOBS), help="comma-separated of " + ", ".join(JOBS))
     ap.add_argument("--timeout", type=float, default=1200)
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other targets' rows of results/speed.{json,md}")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(args.child)))
         return
     sys.path.insert(0, os.path.dirname(__file__))
-    from common import write_results
+    from common import RESULTS, write_results
 
-    groups, rows = {}, []
+    groups, rows, previous = {}, [], ()
+    rerun = {t for j in args.only.split(",") for t in TARGETS if t.endswith(j.split("_", 1)[-1])
+             or t == j}
+    if args.merge and (RESULTS / "speed.json").exists():  # the other targets' rows kept
+        old = json.loads((RESULTS / "speed.json").read_text())
+        previous = (old["command"],)
+        groups = {k: v for k, v in old["groups"].items() if k not in rerun}
+        rows = [line for line in (RESULTS / "speed.md").read_text().splitlines()
+                if line.startswith("| ") and line.split("|")[1].strip() in groups]
 
     def add(target, method, seconds, extra=""):
         limit = TARGETS[target]
@@ -154,6 +164,8 @@ def main():
             groups[job][r["method"]].update(
                 {k: {"mean": float(r[k]), "std": 0.0, "n": 1}
                  for k in ("max_rhat", "min_ess", "divergences") if r[k] is not None})
+    order = list(TARGETS)
+    rows.sort(key=lambda line: order.index(line.split("|")[1].strip()))
     md = ("# Speed targets (defaults, fresh processes)\n\n"
           "One run each (n = 1). Synthetic tables: `cppjax.datasets.synthetic`, seed 0 (not real "
           "data). 'cold': an empty persistent compilation cache; 'warm': a second process on "
@@ -161,7 +173,7 @@ def main():
           "| target | run | seconds | target | met | notes |\n|---|---|---|---|---|---|\n"
           + "\n".join(rows) + "\n")
     write_results("speed", "the issue-34 speed targets, defaults, fresh processes (see "
-                  "benchmarks/speed.py)", groups, md)
+                  "benchmarks/speed.py)", groups, md, previous_commands=previous)
     print(md)
 
 
