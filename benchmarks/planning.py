@@ -67,7 +67,7 @@ def setup(name: str, thin: float, key):
     return full, base, tasks, ranked
 
 
-def random_task_set(full, base, key, min_ranked: int = 10):
+def random_task_set(full, key, min_ranked: int = 10):
     """A random aggregate of 5-8 tasks (not the most observed ones by construction) with at
     least ``min_ranked`` models that have every one of them in the full matrix, and those
     models; drawn again until it has them (the sparse tables have few such sets)."""
@@ -403,7 +403,7 @@ def main(argv=None):
             t0 = time.perf_counter()
             k_c = jax.random.fold_in(k_run, n)
             if a.task_sets == "random":  # each campaign its own aggregate and new model
-                c_tasks, c_ranked = random_task_set(full, base, jax.random.fold_in(k_c, 1))
+                c_tasks, c_ranked = random_task_set(full, jax.random.fold_in(k_c, 1))
                 model = c_ranked[int(jax.random.randint(jax.random.fold_in(k_c, 2), (), 0,
                                                         len(c_ranked)))]
             else:

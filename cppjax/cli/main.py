@@ -69,8 +69,8 @@ def _describe_tasks(sm, shown: int = 12) -> None:
         if sm.scale == "mixed" and (k.lower, k.upper, k.higher_is_better) == (
                 r.lower, r.upper, r.higher_is_better):
             why = k.rule  # the rule that decided it (cppjax.data.names)
-        elif not r.higher_is_better and named_direction(t)[1]:
-            why = f"lower is better ('{named_direction(t)[1]}' in the name)"
+        elif not r.higher_is_better and (word := named_direction(t)[1]):
+            why = f"lower is better ('{word}' in the name)"
         else:
             why = "given" if sm.scale == "mixed" else sm.scale
         parts.append(f"{t} [{r.lower:g}, {r.upper:g}]"

@@ -39,17 +39,6 @@ _TRUE = {"true", "1", "yes", "higher", "y", "t"}
 _FALSE = {"false", "0", "no", "lower", "n", "f"}
 
 
-def auto_bounds(values: np.ndarray) -> tuple[float, float, str]:
-    """A task's bounds from its observed scores: [0, 1] if they all lie there, else [0, 100]
-    if they all lie there, else none; with the name of the decision."""
-    v = values[~np.isnan(values)]
-    if v.size and v.min() >= 0 and v.max() <= 1:
-        return 0.0, 1.0, "fraction"
-    if v.size and v.min() >= 0 and v.max() <= 100:
-        return 0.0, 100.0, "percent"
-    return -math.inf, math.inf, "unbounded"
-
-
 def _bool(v, task, source) -> bool:
     if isinstance(v, bool | np.bool_):
         return bool(v)

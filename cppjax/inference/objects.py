@@ -90,8 +90,8 @@ class NUTS(_Settings):
     the prior's centre (the distribution of NumPyro's ``init_to_median``). ``"svi"``: a
     mean-field SVI fit of ``init_steps`` steps first, and chain ``c`` starts at the guide's
     draw ``c``: dispersed over the approximate posterior, so r-hat still compares chains that
-    started apart, but none starts in the prior's tails, where a factor model's chains settle
-    in different modes (decision 0015).
+    started apart, but none starts in the prior's tails. Measured, it adds a little effective
+    sample size and does not make an unconverged fit converge (decision 0015).
 
     Example:
         >>> NUTS(num_warmup=200, num_samples=400)

@@ -251,7 +251,7 @@ class Programs:
         the sixth whether it started from ``start``."""
         k_fit, k_draw = jax.random.split(rng_key)
         warm = False
-        if start:  # (an empty dict: a fresh fit of an inference that could have been warm)
+        if start is not None:
             if self._layout is None:  # the guide's parameters of this model and shapes
                 shapes = jax.eval_shape(self._init, k_fit, args, kw)
                 self._layout = self._svi.optim.get_params(shapes.optim_state)

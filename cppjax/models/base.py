@@ -174,14 +174,9 @@ class BayesSpec(ModelSpec):
                 steps (what :meth:`BayesPosterior.refit` passes; decision 0015).
         """
         inference = self.resolve_inference(inference, method)
-        fitting = inference
-        if getattr(inference, "warm_steps", None):
-            if start is not None:
-                fitting = inference.warm()  # fewer steps from the earlier guide
-            else:
-                start = {}  # a fresh fit, said to be one (diagnostics["warm_start"])
-        else:
-            start = None
+        can_warm = bool(getattr(inference, "warm_steps", None))
+        start = start if can_warm else None
+        fitting = inference.warm() if start is not None else inference  # fewer steps
         key = as_key(rng_key)
         require_cells(train)
         t0 = time.perf_counter()
@@ -219,6 +214,8 @@ class BayesSpec(ModelSpec):
             first = run(data={**data, "mask": mask & jnp.asarray(~val)}, monitor=monitor)
             stop = int(np.argmin(first.diagnostics["monitor"])) + 1
         res = run(data={**data, "mask": mask}, max_chunks=stop)
+        if can_warm:  # a fresh fit of an inference that refits warm says it was fresh
+            res.diagnostics.setdefault("warm_start", False)
         if stop is not None:
             res.diagnostics["early_stop_steps"] = stop * first.diagnostics["chunk_steps"]
             res.seconds += first.seconds

@@ -46,9 +46,7 @@ class SampledPosterior(Posterior):
                 log.info("%s: predicting %d cells with %d of the %d posterior draws (at most "
                          "%.0e values; draws= to choose)", self.method, n_cells, use, n,
                          MAX_PREDICT_VALUES)
-        else:
-            if isinstance(draws, bool) or not isinstance(draws, int | np.integer) or draws < 1:
-                raise ValueError(f"draws must be a positive integer; got {draws!r}")
+        else:  # (checked by Posterior.predict)
             use = min(n, int(draws))
         if use == n:
             return self
