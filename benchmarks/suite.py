@@ -25,7 +25,9 @@ Protocols (``<protocol>`` groups of the JSON; cells pooled over the protocol's s
   largest model held out.
 
 Rows: ``auto`` (the stack), each candidate fitted on the same training table (``cand:<name>``;
-point candidates have no interval: coverage left out), and ``peer:obsscaling_pc3``. Coverage of
+point candidates have no interval: coverage left out; ``cand:copy_sibling`` copies a checkpoint's
+own run on a ladder), ``base:copy_largest_sibling`` (the family's largest training model's
+scores, always) and ``peer:obsscaling_pc3``. Coverage of
 the central 50% and 90% intervals pooled over a protocol's cells; ``ratio_mae`` and ``ratio_mse``:
 the stack's figure over the best other row of the protocol (below 1: the stack wins).
 """
@@ -46,6 +48,7 @@ from common import RESULTS, write_results
 
 from cppjax.data import ScoreMatrix
 from cppjax.datasets import load_cpp_crowdsource, load_obsscaling
+from cppjax.models.baselines import CopySibling
 from cppjax.splits import compute_cutoff, largest_of_family, leave_family_out, split_cells
 from cppjax.stacking import Stack, candidate_draws
 
@@ -198,6 +201,8 @@ def run_protocol(protocol, seeds, log):
         span = (info["upper"] - info["lower"]).to_numpy(float)[ti]
         floor = np.nan_to_num((info["chance"].fillna(info["lower"]) - info["lower"])
                               .to_numpy(float)[ti] / span)
+        with np.errstate(all="ignore"):
+            fill = np.nanmedian(np.where(split.train.mask, split.train.scores, np.nan), axis=0)[ti]
         for seed in seeds:
             t0 = time.perf_counter()
             post = Stack().fit(split.train, rng_key=seed, progress=False)
@@ -208,8 +213,14 @@ def run_protocol(protocol, seeds, log):
                 dr = candidate_draws(cand, (mi.astype(np.int32), ti.astype(np.int32)),
                                       jax.random.PRNGKey(seed))
                 ok = np.isfinite(dr).all(axis=0)
-                dr = np.where(ok, dr, np.nanmedian(np.where(test.mask, test.scores, np.nan)))
+                dr = np.where(ok, dr, fill)  # a cell it cannot place: the task's training median
                 add(rows, f"cand:{name}", cell_rows(dr, y, floor), span, cand.fit_seconds)
+            # the issue's copy-the-largest-sibling, as defined there (the candidate copies a
+            # checkpoint's own run on a ladder: decision 0016)
+            base = CopySibling(same_size=False).fit(split.train)
+            dr = candidate_draws(base, (mi.astype(np.int32), ti.astype(np.int32)), None)
+            add(rows, "base:copy_largest_sibling", cell_rows(dr, y, floor), span,
+                base.fit_seconds)
             w = ", ".join(f"{c} {x:.2f}" for c, x in post.weights.items() if x > 0)
             log(f"{protocol} {split.name} seed {seed}: {len(y)} cells, {secs:.0f} s; {w}")
         if peer_arg is not None:

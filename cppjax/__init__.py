@@ -21,7 +21,7 @@ from cppjax.posterior import Posterior, Predictive
 from cppjax.posterior.files import load
 from cppjax.posterior.ranks import RankPosterior
 
-__version__ = "0.8.0"
+__version__ = "0.9.0"
 
 compat.install()  # the module paths of 0.5, for one release (cppjax.compat)
 

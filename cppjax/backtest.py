@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+import pandas as pd
 
 from cppjax.data import ScoreMatrix
 from cppjax.errors import DataError
@@ -37,7 +38,9 @@ def backtest_split(sm: ScoreMatrix, kind: str = "auto", share: float = 0.2, rng_
     if pool.size < MIN_MODELS:  # every model has a missing cell: draw from all with scores
         pool = np.flatnonzero(n_obs > 1)
     top, largest = _beyond(sm, asked, pool, z, placed, share)
-    beyond = top | largest
+    run = runs(sm)
+    latest = _latest_of_run(asked, pool, z, placed, run, sm.mask)
+    beyond = top | largest | latest
     # each asked model counts by its asked cells: a stray missing cell is not the question
     n_asked = np.bincount(mi, minlength=sm.n_models)[asked].astype(float)
     wt = n_asked / max(n_asked.sum(), 1.0)
@@ -57,8 +60,11 @@ def backtest_split(sm: ScoreMatrix, kind: str = "auto", share: float = 0.2, rng_
         keep = _keep_tasks_alive(sm, held_i, held_j)
         split = split_cells(sm, held_i[keep], held_j[keep], "backtest(random)", {}, "train")
         return split, {"kind": "random", "models": models, "why": why}
-    chosen, how = _frontier_models(sm, pool, z, placed, share,
-                                   by_family=bool(wt @ largest >= 0.75 or wt @ largest > wt @ top))
+    chosen, how = (_run_latest(pool, z, placed, run) if wt @ latest >= 0.5 else (None, None))
+    if chosen is None:
+        chosen, how = _frontier_models(sm, pool, z, placed, share,
+                                       by_family=bool(wt @ largest >= 0.75
+                                                      or wt @ largest > wt @ top))
     k_keep = (int(np.median(np.repeat(sm.mask[asked].sum(axis=1), n_asked.astype(int))))
               if asked.size else 0)
     held_i, held_j = [], []
@@ -74,9 +80,11 @@ def backtest_split(sm: ScoreMatrix, kind: str = "auto", share: float = 0.2, rng_
     held_i, held_j = np.asarray(held_i, int), np.asarray(held_j, int)
     keep = _keep_tasks_alive(sm, held_i, held_j)
     split = split_cells(sm, held_i[keep], held_j[keep], "backtest(frontier)", {}, "train")
-    why = (f"of the asked cells, {wt @ top:.0%} are of models in the top {share:.0%} by compute "
-           f"and {wt @ largest:.0%} of their family's largest (no score: both); held out: "
-           + ("each family's largest" if how == "family" else f"the top {share:.0%}"))
+    why = (f"of the asked cells, {wt @ top:.0%} are of models in the top {share:.0%} by compute, "
+           f"{wt @ largest:.0%} of their family's largest (no score: both) and {wt @ latest:.0%} "
+           f"of a run's next checkpoint; held out: "
+           + {"family": "each family's largest", "run": "each run's latest checkpoint"}.get(
+               how, f"the top {share:.0%}"))
     return split, {"kind": "frontier", "held_out": how,
                    "models": [sm.models[i] for i in chosen],
                    "revealed_per_model": k_keep, "why": why}
@@ -99,6 +107,43 @@ def _beyond(sm, asked, pool, z, placed, share):
             sib = pool[(fam[pool] == fam[i]) & placed[pool]]
             largest[n] = bool(placed[i] and sib.size and z[i] > z[sib].max())
     return top | cold, largest | cold
+
+
+def runs(sm):
+    """Each model's training run on a ladder of checkpoints: its family and parameter count,
+    where some model shares both with another (None where no two do, or no parameters)."""
+    mf = sm.model_factors
+    if "parameters" not in mf:
+        return None
+    fam = families(sm)
+    par = np.asarray(pd.to_numeric(mf["parameters"], errors="coerce"), float)
+    label = np.array([f"{'' if fam is None else fam[i]}|{par[i]:.6g}" if np.isfinite(par[i])
+                      else "" for i in range(sm.n_models)], dtype=object)
+    _, counts = np.unique(label[label != ""], return_counts=True)
+    return label if counts.size and counts.max() > 1 else None
+
+
+def _latest_of_run(asked, pool, z, placed, run, mask):
+    """For each asked model: a later checkpoint of a run with placed checkpoints in the pool
+    (beyond every one of them in compute)."""
+    latest = np.zeros(asked.size, bool)
+    if run is None:
+        return latest
+    for n, i in enumerate(asked):
+        sib = pool[(run[pool] == run[i]) & placed[pool]] if run[i] else pool[:0]
+        latest[n] = bool(placed[i] and sib.size and z[i] > z[sib].max())
+    return latest
+
+
+def _run_latest(pool, z, placed, run):
+    """Each run's latest placed checkpoint in the pool (runs of 3 or more placed checkpoints),
+    or ``(None, None)`` when fewer than 2 runs qualify."""
+    chosen = []
+    for r in np.unique(run[pool]):
+        members = pool[(run[pool] == r) & placed[pool]]
+        if r and members.size >= 3:
+            chosen.append(int(members[np.argmax(z[members])]))
+    return (np.array(sorted(chosen), int), "run") if len(chosen) >= 2 else (None, None)
 
 
 def families(sm):

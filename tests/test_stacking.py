@@ -65,6 +65,28 @@ def test_copy_sibling_copies_the_familys_largest_model(tmp_path):
         CopySibling().fit(split.train, inference="svi")
 
 
+def test_copy_sibling_copies_a_checkpoints_own_run_on_a_ladder():
+    """Checkpoints of two sizes in one family: the small run's final checkpoint copies the small
+    run's latest earlier checkpoint, not the larger size's (which would be the family's
+    largest); with ``same_size=False`` it is the family's largest again."""
+    mf, rows = {}, []
+    for size, base in ((1e9, 0.3), (4e9, 0.5)):
+        for step in (1, 2, 3):
+            mf[f"m{size:.0e}@{step}"] = {"family": "a", "parameters": size, "tokens": 1e10 * step,
+                                        "flops": 6 * size * 1e10 * step}
+            rows.append([base + 0.02 * step, base + 0.01 * step])
+    sm = ScoreMatrix(np.array(rows), tuple(mf), ("t1", "t2"),
+                     model_factors=pd.DataFrame(mf).T.drop(columns="family").astype(float)
+                     .assign(family="a"),
+                     scale="fraction")
+    split = S.split_cells(sm, [2, 2], [0, 1], "final", normalization="parent")
+    post = CopySibling().fit(split.train)
+    np.testing.assert_allclose(post.predict(split.test).draws[0], [0.34, 0.32], atol=1e-6)
+    assert post.diagnostics["copied_from"]["checkpoint"] == 2  # m1e+09@2's scores
+    old = CopySibling(same_size=False).fit(split.train).predict(split.test)
+    np.testing.assert_allclose(old.draws[0], [0.56, 0.53], atol=1e-6)  # m4e+09@3's
+
+
 def test_pc_sigmoid_beats_the_task_median_and_stays_in_bounds(largest):
     post = PCSigmoid().fit(largest.train)
     pred = post.predict(largest.test)
@@ -90,6 +112,41 @@ def test_backtest_rebuilds_the_protocol_asked(osl, largest):
     assert held[osl.task_index("GSM8K")] > 10 and held[osl.task_index("MMLU")] == 0
     rand = S.random_cells(osl, 0.05, rng_key=0)
     assert backtest_split(rand.train, rng_key=0)[1]["kind"] == "random"
+
+
+def _checkpoints():
+    """Two families x 4 sizes x 4 checkpoints; the score grows with log compute."""
+    mf, rows = {}, []
+    for fam in ("a", "b"):
+        for size in (1e8, 4e8, 1e9, 4e9):
+            for step in (1, 2, 3, 4):
+                c = 6 * size * 2e9 * step
+                mf[f"{fam}-{size:.0e}@{step}"] = {"family": fam, "parameters": size,
+                                                 "tokens": 2e9 * step, "flops": c}
+                rows.append([0.1 * np.log10(c) - 1.5, 0.08 * np.log10(c) - 1.2])
+    return ScoreMatrix(np.clip(rows, 0, 1), tuple(mf), ("t1", "t2"),
+                       model_factors=pd.DataFrame(mf).T.drop(columns="family").astype(float)
+                       .assign(family=[v["family"] for v in mf.values()]), scale="fraction")
+
+
+def test_backtest_of_a_checkpoint_ladder_holds_out_each_runs_latest():
+    """Asked: the final checkpoints of the largest size. The backtest asks the same of every
+    run: each (family, size)'s latest checkpoint, not only each family's largest model."""
+    sm = _checkpoints()
+    finals = [m for m in sm.models if m.endswith("4e+09@4")]
+    split = S.split_cells(sm, [sm.model_index(m) for m in finals for _ in (0, 1)],
+                          [0, 1] * len(finals), "finals", normalization="parent")
+    bt, proto = backtest_split(split.train, rng_key=0)
+    assert proto["held_out"] == "run"
+    assert sorted(proto["models"]) == sorted(
+        [f"{f}-{s}@4" for f in "ab" for s in ("1e+08", "4e+08", "1e+09")] + ["a-4e+09@3",
+                                                                                "b-4e+09@3"])
+    # distance beyond the family's own frontier on the task: the asked final checkpoint is
+    # beyond its family's step-3 checkpoint of the same size
+    from cppjax.stacking import _features
+    i = split.train.model_index(finals[0])
+    f = _features(split.train, np.array([i]), np.array([0]))
+    assert f[0, 0] > 0 and f[0, 1] == 0 and f[0, 2] == 1
 
 
 def test_stack_weights_calibration_and_intervals(stacked, largest, tmp_path):

@@ -1,10 +1,12 @@
 """Closed-form baselines that a stronger predictor has to beat, in the one posterior interface.
 
 * :class:`CopySibling`: a missing score is the score of the same family's largest model with a
-  score on the task (largest by training compute, else parameters: the family's own axis); a
-  model with no placed sibling copies the task's frontier (the largest-compute model with a
-  score), and with no compute anywhere the task's median. The baseline every extrapolation has to
-  beat on a model ladder (copy-the-largest-sibling).
+  score on the task (largest by training compute, else parameters: the family's own axis); on a
+  ladder of checkpoints (a model of the same family and the same number of parameters with a
+  score on the task and less compute), the latest such checkpoint instead: the run's own last
+  score, not a larger size's. A model with no placed sibling copies the task's frontier (the
+  largest-compute model with a score), and with no compute anywhere the task's median. The
+  baseline every extrapolation has to beat on a model ladder (copy-the-largest-sibling).
 * :class:`PCSigmoid`: observational scaling laws (Ruan et al., NeurIPS 2024) written in this
   framework: the first ``n_pc`` principal components of each model's other benchmarks, a sigmoid
   link from the task's chance level fitted robustly (Huber loss) per task. A model without other
@@ -75,9 +77,12 @@ class CopySibling(ClosedForm):
 
     Args:
         family: the model factor naming each model's family.
+        same_size: on a ladder of checkpoints, copy the latest earlier checkpoint of the same
+            size (same family and ``parameters``) where there is one (decision 0016).
     """
 
     family: str = "family"
+    same_size: bool = True
     kind: ClassVar[str] = "copy_sibling"
 
     def _fill(self, sm):
@@ -94,6 +99,8 @@ class CopySibling(ClosedForm):
         z, placed, _ = compute_axis(sm, self.family if self.family in mf else None)
         comp = np.where(placed > 0, z, np.nan)
         has_fam = self.family in mf
+        n_size = (mf["parameters"].to_numpy(float) if self.same_size and "parameters" in mf
+                  else None)
         for j in range(n_t):
             has = sm.mask[:, j]
             if has_fam:  # each family's largest model with a score on the task
@@ -104,6 +111,12 @@ class CopySibling(ClosedForm):
                         continue
                     k = np.flatnonzero(sib)[np.argmax(x[sib])]
                     out[rows, j], source[rows, j] = sm.scores[k, j], "sibling"
+                    if n_size is not None:  # a checkpoint ladder: the run's latest score
+                        for i in np.flatnonzero(rows):
+                            run = sib & (n_size == n_size[i]) & (x < x[i])
+                            if np.isfinite(x[i]) and run.any():
+                                k = np.flatnonzero(run)[np.argmax(x[run])]
+                                out[i, j], source[i, j] = sm.scores[k, j], "checkpoint"
             c = has & np.isfinite(comp)
             rows = ~has & np.isnan(out[:, j])
             if c.any() and rows.any():  # no placed sibling: the task's frontier
@@ -114,7 +127,8 @@ class CopySibling(ClosedForm):
         out = np.where(fill, med[None, :], out)
         source[fill] = "median"
         miss = ~sm.mask
-        counts = {s: int((source[miss] == s).sum()) for s in ("sibling", "frontier", "median")}
+        counts = {s: int((source[miss] == s).sum())
+                  for s in ("sibling", "checkpoint", "frontier", "median")}
         return out, {"copied_from": counts}
 
 
