@@ -169,3 +169,24 @@ def test_suite_tables_and_pooling(calibration):
     assert out["auto"]["mae"]["mean"] == pytest.approx(0.01)
     assert out["auto"]["ratio_mae"]["mean"] == pytest.approx(0.5)
     assert "coverage_90" in out["auto"] and "coverage_90" not in out["cand:x"]
+
+
+def test_leaderboard_budget_shares_on_known_curves(calibration):
+    """``benchmarks/leaderboard.py``'s summary on made-up campaign curves: a strategy that
+    reaches random's final figure after one of four rounds needs a quarter of its budget."""
+    import leaderboard
+
+    recs = []
+    for c in range(3):
+        for s, curve in (("random", [8, 6, 4, 3, 2]), ("variance", [8, 7, 6, 5, 4]),
+                         ("vpc_top", [8, 2, 1, 1, 1])):
+            for r, d in enumerate(curve):
+                recs.append({"strategy": s, "round": r, "spent": 5 * r, "campaign": c,
+                             "discordant": float(d), "kendall_tau": 1 - d / 22.5,
+                             "top_k_overlap": 1.0})
+    out = leaderboard.budget_shares(recs, "discordant", 4, missing=40, reps=50)
+    assert out["random"]["ratio"] == 1.0 and out["vpc_top"]["ratio"] == 0.25
+    assert out["variance"]["ratio"] == float("inf")
+    assert out["vpc_top"]["missing_share"] == 5 / 40
+    tau = leaderboard.budget_shares(recs, "kendall_tau", 4, missing=40, reps=50)
+    assert tau["vpc_top"]["ratio"] == 0.25

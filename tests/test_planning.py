@@ -143,6 +143,31 @@ def test_rank_best_and_beats_targets_shrink_as_their_cells_are_observed(gauss):
     assert p.steps["expected_width"].iloc[-1] == pytest.approx(0.0, abs=1e-6)
 
 
+def test_top_k_target_counts_discordant_pairs_and_shrinks_over_every_missing_cell(gauss):
+    """The leaderboard-level target: candidates are every missing cell of the board (not one
+    model's); its uncertainty is the expected number of discordant pairs among the 2k models
+    of highest mean, and the report matches that count from the draws."""
+    t = planning.top(2)
+    assert t.kind == "top" and "top 2" in t.describe()
+    r = t.resolve(gauss.matrix)
+    assert r.default_candidates[0].size == int((~gauss.matrix.mask).sum())
+    p = planning.plan(gauss, t, rng_key=3, k=4)
+    s = p.steps
+    assert s["criterion"].iloc[-1] < s["criterion"].iloc[0]
+    assert len({m for m, _ in p.cells}) >= 2  # picks spread over the board's models
+    # the report: sum over pairs of p (1 - p) among the top 2k = 4 models, from the draws
+    draws = gauss.joint_draws("all", rng_key=0).reshape(-1, N_MODELS, N_TASKS)
+    agg = draws.mean(axis=2)  # each model's mean over the tasks (task units: the scores)
+    top4 = np.argsort(-agg.mean(axis=0))[:4]
+    pab = (agg[:, top4, None] > agg[:, None, top4]).mean(axis=0)
+    expect = np.triu(pab * (1 - pab), 1).sum()
+    assert s["expected_uncertainty"].iloc[0] == pytest.approx(expect, abs=0.15)
+    with pytest.raises(ValueError, match="2 <= k"):
+        planning.plan(gauss, planning.top(9), rng_key=0, k=1)
+    with pytest.raises(TypeError, match="integer"):
+        planning.top(2.5)
+
+
 def test_costs_by_name_long_and_wide_and_their_errors(gauss, tmp_path):
     sm = gauss.matrix
     assert planning.cost_matrix(sm).sum() == sm.n_models * sm.n_tasks

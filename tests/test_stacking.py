@@ -149,6 +149,31 @@ def test_backtest_of_a_checkpoint_ladder_holds_out_each_runs_latest():
     assert f[0, 0] > 0 and f[0, 1] == 0 and f[0, 2] == 1
 
 
+def test_stacking_weights_pool_towards_equal_and_the_spread_is_set_by_crps():
+    """Known truth: candidate 0's density is the truth's, candidate 1's is off by 2 sd. Plain
+    stacking puts (nearly) all the weight on 0; the Dirichlet prior moves the weights towards
+    equal ones in proportion to its strength; a mixture of two calibrated candidates that
+    disagree is narrowed (factor < 1), a single calibrated one is left alone (about 1)."""
+    from scipy import stats
+
+    from cppjax.stacking import _sharpness, _weights
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=400)
+    L = np.column_stack([stats.norm.logpdf(y), stats.norm.logpdf(y - 2.0)])
+    groups = np.repeat(np.arange(40), 10)
+    plain = _weights(L, "stacking", groups, 0.0, rng)
+    assert plain[0] > 0.9
+    pooled = _weights(L, "stacking", groups, 1.0, rng)
+    assert 0.5 < pooled[0] < plain[0] and abs(pooled.sum() - 1) < 1e-9
+    assert _weights(L, "select", groups, 1.0, rng).tolist() == [1.0, 0.0]
+    one = (y, np.ones_like(y), 30.0)
+    assert 0.85 <= _sharpness([one], np.array([1.0]), rng) <= 1.15
+    apart = [(y - 1.5, np.ones_like(y), 30.0), (y + 1.5, np.ones_like(y), 30.0)]
+    assert _sharpness(apart, np.array([0.5, 0.5]), rng) < 1.0
+    with pytest.raises(ValueError, match="prior_weight"):
+        Stack(prior_weight=-1)
+
+
 def test_stack_weights_calibration_and_intervals(stacked, largest, tmp_path):
     d = stacked.diagnostics
     w = d["weights"]

@@ -1,8 +1,9 @@
 """Evaluation planning: which evaluations to run next, what they cost, how sure we will be after.
 
 A *target* says what we want to know: the scores of some cells (:func:`scores`), a model's rank
-on tasks (:func:`rank`) or on the leaderboard aggregate (:func:`aggregate`), the best model on a
-task (:func:`best`), or whether one model beats another (:func:`beats`). Its *uncertainty* is
+on tasks (:func:`rank`) or on the leaderboard aggregate (:func:`aggregate`), the order of the
+leaderboard's top k (:func:`top`), the best model on a task (:func:`best`), or whether one model
+beats another (:func:`beats`). Its *uncertainty* is
 the variance of the scores (in :func:`cppjax.posterior.ranks.task_units`: shares of each task's
 observed
 range) or of the ranks, or the entropy (bits) of the best model's identity or of the
@@ -38,13 +39,16 @@ from cppjax.planning.targets import (
     RankTarget,
     ScoresTarget,
     Target,
+    TopTarget,
     aggregate,
     beats,
     best,
     rank,
     scores,
+    top,
 )
 
 __all__ = ["MIN_DRAWS", "AggregateTarget", "BeatsTarget", "BestTarget", "Plan", "Planner",
-           "RankTarget", "Scenarios", "ScoresTarget", "Target", "aggregate", "beats", "best",
-           "cost_matrix", "plan", "rank", "read_costs", "scores", "values"]
+           "RankTarget", "Scenarios", "ScoresTarget", "Target", "TopTarget", "aggregate",
+           "beats", "best", "cost_matrix", "plan", "rank", "read_costs", "scores", "top",
+           "values"]

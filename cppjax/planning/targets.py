@@ -193,6 +193,64 @@ class AggregateTarget(RankTarget):
         return w, 1, n_models
 
 
+@dataclass(frozen=True)
+class TopTarget(Target):
+    """The order of the leaderboard's top ``k`` models on the aggregate (each model's mean score
+    over the tasks), choosing among every missing cell of the models and tasks: uncertainty =
+    the expected number of discordant pairs among the ``2k`` models of highest mean,
+    ``sum_{a<b} p_ab (1 - p_ab)`` with ``p_ab`` the probability that ``a`` beats ``b`` (the
+    Gaussian of their difference in the value program, the draws in the report). Kendall's
+    distance of the top of the board, in expectation."""
+
+    k: int = 10
+    unit: ClassVar[str] = "discordant pairs"
+
+    def describe(self) -> str:
+        return f"order of the top {self.k} on {self._task_names()}"
+
+    def resolve(self, sm) -> Resolved:
+        tj, mj = _tasks_of(sm, self.tasks), _models_of(sm, self.models)
+        if not 2 <= self.k <= mj.size:
+            raise ValueError(f"a top-k target needs 2 <= k <= the number of models "
+                             f"({mj.size}); got k={self.k}")
+        mi, ti = (a.ravel().astype(np.int32) for a in np.meshgrid(mj, tj, indexing="ij"))
+        w = np.zeros((mi.size, mj.size))
+        w[np.arange(mi.size), np.repeat(np.arange(mj.size), tj.size)] = 1.0 / tj.size
+        todo = ~sm.mask[mi, ti]
+        # ``who`` carries the size of the compared set (its length is static in the program)
+        who = np.arange(min(mj.size, 2 * self.k), dtype=np.int32)
+        return Resolved((mi, ti), w, 1, mj.size, who, (mi[todo], ti[todo]))
+
+    @staticmethod
+    def _discord(p, m):
+        upper = jnp.triu(jnp.ones((m, m)), 1)
+        return jnp.sum(p * (1 - p) * upper, axis=(-2, -1))
+
+    @classmethod
+    def criterion(cls, AF, MuF, bF, who, shape):
+        m = who.shape[0]
+        S = AF.shape[0]
+        a = AF.reshape(S, -1)
+        mu = MuF + bF  # (M, n_models)
+        top = jnp.argsort(-jnp.mean(mu, axis=0))[:m]  # the same set in every scenario
+        a, mu = a[:, top], mu[:, top]
+        sd = jnp.sqrt(jnp.mean((a[:, :, None] - a[:, None, :]) ** 2, axis=0))
+        d = mu[:, :, None] - mu[:, None, :]
+        p = jnp.where(sd > 1e-9, jax.scipy.stats.norm.cdf(d / jnp.where(sd > 1e-9, sd, 1.0)),
+                      (d > 0).astype(jnp.float32))
+        return jnp.mean(cls._discord(p, m))
+
+    @classmethod
+    def report(cls, x, who, level):
+        m = who.shape[0]
+        x = x.reshape(x.shape[0], -1)
+        top = jnp.argsort(-jnp.mean(x, axis=0))[:m]
+        x = x[:, top]
+        p = jnp.mean((x[:, :, None] > x[:, None, :]).astype(jnp.float32), axis=0)
+        d = cls._discord(p, m)
+        return d, d
+
+
 def _entropy_bits(p):
     return jnp.mean(-jnp.sum(jnp.where(p > 0, p * jnp.log2(jnp.where(p > 0, p, 1.0)), 0.0),
                              axis=1))
@@ -271,6 +329,16 @@ def aggregate(model: str, tasks: Sequence[str] | None = None,
     score over ``tasks`` (:meth:`cppjax.Posterior.aggregate_rank`): uncertainty = the variance
     of that rank."""
     return AggregateTarget(model, _tuple(tasks), _tuple(models))
+
+
+def top(k: int = 10, tasks: Sequence[str] | None = None,
+        models: Sequence[str] | None = None) -> TopTarget:
+    """The order of the top ``k`` of ``models`` (default: all) on the aggregate of ``tasks``
+    (default: every task), choosing among all their missing cells: uncertainty = the expected
+    number of discordant pairs among the ``2k`` models of highest mean (:class:`TopTarget`)."""
+    if isinstance(k, bool) or not isinstance(k, int | np.integer):
+        raise TypeError(f"k must be an integer; got {k!r}")
+    return TopTarget(None, _tuple(tasks), _tuple(models), None, int(k))
 
 
 def best(task: str, models: Sequence[str] | None = None) -> BestTarget:
