@@ -451,19 +451,22 @@ class StackPosterior(Posterior):
         feats = _features(self.matrix, model_idx, task_idx)
         cal = [self._calibrated(c, model_idx, task_idx, feats,
                                 jax.random.fold_in(k_cand, n), rng) for n, c in enumerate(names)]
-        out = np.full((self.n_draws, model_idx.size), np.nan)
+        t = np.full((self.n_draws, model_idx.size), np.nan)  # the transformed space
         for n in range(len(names)):
-            out = np.where((choice == n)[:, None], cal[n], out)
+            t = np.where((choice == n)[:, None], cal[n], t)
         for n in np.argsort(-w, kind="stable"):  # a cell the chosen one cannot place: the next
-            out = np.where(np.isnan(out), cal[n], out)
-        if self.spread != 1.0:  # the whole draw around the median (joint structure kept)
-            t = self._tr.forward(out, task_idx[None, :])
+            t = np.where(np.isnan(t), cal[n], t)
+        if self.spread != 1.0:  # the whole draw around the median (joint structure kept), in
+            # the unbounded space: around a median clipped at a bound it would shrink the
+            # draws onto the bound (decision 0016)
             centre = np.median(t, axis=0)
-            out = self._tr.inverse(centre + self.spread * (t - centre), task_idx[None, :])
+            t = centre + self.spread * (t - centre)
+        out = self._tr.inverse(t, task_idx[None, :])
         return self.matrix.normalize(out, model_idx, task_idx)
 
     def _calibrated(self, name, mi, ti, feats, key, rng):
-        """``n_draws`` calibrated draws (original units) of one candidate."""
+        """``n_draws`` calibrated draws of one candidate in the transformed space
+        (:class:`_Transform`; NaN where it cannot place the model)."""
         draws = candidate_draws(self.fits[name], (mi, ti), key)
         t = self._tr.forward(draws, ti[None, :])
         m = t.mean(axis=0)
@@ -476,7 +479,7 @@ class StackPosterior(Posterior):
         extra = np.sqrt(np.maximum(_scale(par, s, feats, ti) ** 2 - (g[0] * s * scale) ** 2,
                                    0.0))
         noise = stats.t.rvs(par[2], size=(self.n_draws, mi.size), random_state=rng) * extra
-        return self._tr.inverse(m + dev + noise, ti[None, :])
+        return m + dev + noise
 
     def refit(self, train, *, rng_key, progress: bool | None = None) -> StackPosterior:
         """Backtest, calibrate and fit again on ``train`` (the candidates' compiled programs
