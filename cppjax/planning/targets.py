@@ -197,9 +197,10 @@ class AggregateTarget(RankTarget):
 class TopTarget(Target):
     """The order of the leaderboard's top ``k`` models on the aggregate (each model's mean score
     over the tasks), choosing among every missing cell of the models and tasks: uncertainty =
-    the expected number of discordant pairs among the ``2k`` models of highest mean,
-    ``sum_{a<b} p_ab (1 - p_ab)`` with ``p_ab`` the probability that ``a`` beats ``b`` (the
-    Gaussian of their difference in the value program, the draws in the report). Kendall's
+    the expected number of discordant pairs ``sum p_ab (1 - p_ab)`` over the pairs of the ``2k``
+    models of highest mean with at least one of the two in the top ``k`` (the order within the
+    top and who crosses its boundary; ``p_ab``: the probability that ``a`` beats ``b``, from the
+    Gaussian of their difference in the value program, from the draws in the report). Kendall's
     distance of the top of the board, in expectation."""
 
     k: int = 10
@@ -217,14 +218,16 @@ class TopTarget(Target):
         w = np.zeros((mi.size, mj.size))
         w[np.arange(mi.size), np.repeat(np.arange(mj.size), tj.size)] = 1.0 / tj.size
         todo = ~sm.mask[mi, ti]
-        # ``who`` carries the size of the compared set (its length is static in the program)
-        who = np.arange(min(mj.size, 2 * self.k), dtype=np.int32)
+        # ``who``: over the 2k compared models (its length, static in the program), 1 for the
+        # top k
+        who = (np.arange(min(mj.size, 2 * self.k)) < self.k).astype(np.int32)
         return Resolved((mi, ti), w, 1, mj.size, who, (mi[todo], ti[todo]))
 
     @staticmethod
-    def _discord(p, m):
-        upper = jnp.triu(jnp.ones((m, m)), 1)
-        return jnp.sum(p * (1 - p) * upper, axis=(-2, -1))
+    def _discord(p, who):
+        m = who.shape[0]
+        pairs = jnp.triu(jnp.ones((m, m)), 1) * who[:, None]  # a above b, a in the top k
+        return jnp.sum(p * (1 - p) * pairs, axis=(-2, -1))
 
     @classmethod
     def criterion(cls, AF, MuF, bF, who, shape):
@@ -238,7 +241,7 @@ class TopTarget(Target):
         d = mu[:, :, None] - mu[:, None, :]
         p = jnp.where(sd > 1e-9, jax.scipy.stats.norm.cdf(d / jnp.where(sd > 1e-9, sd, 1.0)),
                       (d > 0).astype(jnp.float32))
-        return jnp.mean(cls._discord(p, m))
+        return jnp.mean(cls._discord(p, who))
 
     @classmethod
     def report(cls, x, who, level):
@@ -247,7 +250,7 @@ class TopTarget(Target):
         top = jnp.argsort(-jnp.mean(x, axis=0))[:m]
         x = x[:, top]
         p = jnp.mean((x[:, :, None] > x[:, None, :]).astype(jnp.float32), axis=0)
-        d = cls._discord(p, m)
+        d = cls._discord(p, who)
         return d, d
 
 
@@ -335,7 +338,7 @@ def top(k: int = 10, tasks: Sequence[str] | None = None,
         models: Sequence[str] | None = None) -> TopTarget:
     """The order of the top ``k`` of ``models`` (default: all) on the aggregate of ``tasks``
     (default: every task), choosing among all their missing cells: uncertainty = the expected
-    number of discordant pairs among the ``2k`` models of highest mean (:class:`TopTarget`)."""
+    number of discordant pairs that involve the top ``k`` (:class:`TopTarget`)."""
     if isinstance(k, bool) or not isinstance(k, int | np.integer):
         raise TypeError(f"k must be an integer; got {k!r}")
     return TopTarget(None, _tuple(tasks), _tuple(models), None, int(k))
