@@ -384,8 +384,7 @@ def cmd_methods(args) -> int:
     print(describe_methods())
     print(f"  {'auto':<32s} candidates chosen, stacked and calibrated by backtesting on the "
           f"table's own frontier")
-    print(f"  {'copy_sibling':<32s} the family's largest model's score; on a ladder, the run's "
-          f"latest checkpoint's (closed form; baseline)")
+    print(f"  {'copy_sibling':<32s} the family's largest (a run's last checkpoint) score; baseline")
     print(f"  {'pc_sigmoid':<32s} observational scaling law on 3 principal components "
           f"(closed form; baseline)")
     return 0
