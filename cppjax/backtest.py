@@ -39,7 +39,7 @@ def backtest_split(sm: ScoreMatrix, kind: str = "auto", share: float = 0.2, rng_
         pool = np.flatnonzero(n_obs > 1)
     top, largest = _beyond(sm, asked, pool, z, placed, share)
     run = runs(sm)
-    latest = _latest_of_run(asked, pool, z, placed, run, sm.mask)
+    latest = _latest_of_run(asked, pool, z, placed, run)
     beyond = top | largest | latest
     # each asked model counts by its asked cells: a stray missing cell is not the question
     n_asked = np.bincount(mi, minlength=sm.n_models)[asked].astype(float)
@@ -123,7 +123,7 @@ def runs(sm):
     return label if counts.size and counts.max() > 1 else None
 
 
-def _latest_of_run(asked, pool, z, placed, run, mask):
+def _latest_of_run(asked, pool, z, placed, run):
     """For each asked model: a later checkpoint of a run with placed checkpoints in the pool
     (beyond every one of them in compute)."""
     latest = np.zeros(asked.size, bool)
@@ -138,12 +138,19 @@ def _latest_of_run(asked, pool, z, placed, run, mask):
 def _run_latest(pool, z, placed, run):
     """Each run's latest placed checkpoint in the pool (runs of 3 or more placed checkpoints),
     or ``(None, None)`` when fewer than 2 runs qualify."""
+    chosen = _largest_per_group(pool, z, placed, run)
+    return (chosen, "run") if chosen.size >= 2 else (None, None)
+
+
+def _largest_per_group(pool, z, placed, labels):
+    """The largest-compute placed member in the pool of each named group (``labels``) with 3 or
+    more placed members there: the one held out, two left to extrapolate from."""
     chosen = []
-    for r in np.unique(run[pool]):
-        members = pool[(run[pool] == r) & placed[pool]]
-        if r and members.size >= 3:
+    for g in np.unique(labels[pool]):
+        members = pool[(labels[pool] == g) & placed[pool]]
+        if g not in ("", "nan") and members.size >= 3:
             chosen.append(int(members[np.argmax(z[members])]))
-    return (np.array(sorted(chosen), int), "run") if len(chosen) >= 2 else (None, None)
+    return np.array(sorted(chosen), int)
 
 
 def families(sm):
@@ -158,13 +165,9 @@ def _frontier_models(sm, pool, z, placed, share, by_family):
     compute (by mean share of the range where no compute is known)."""
     fam = families(sm)
     if by_family and fam is not None:
-        chosen = []
-        for f in np.unique(fam[pool]):
-            members = pool[(fam[pool] == f) & placed[pool]]
-            if members.size >= 3 and f not in ("", "nan"):
-                chosen.append(int(members[np.argmax(z[members])]))
-        if len(chosen) >= 2:
-            return np.array(sorted(chosen), int), "family"
+        chosen = _largest_per_group(pool, z, placed, fam)
+        if chosen.size >= 2:
+            return chosen, "family"
     if placed[pool].sum() >= 4:
         cand = pool[placed[pool]]
         strength = z[cand]
