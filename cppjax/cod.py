@@ -39,20 +39,30 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro
-import numpyro.distributions as dist
 import pandas as pd
 
 from cppjax import clustering
+from cppjax.cod_laws import (
+    fit_extrapolation,
+    fit_groups,
+    law,
+    law_draws,
+    law_model,
+    logit,
+    mapping_model,
+    sigmoid_law,
+    widen,
+)
 from cppjax.data import ScoreMatrix
 from cppjax.data.items import ItemResponses
 from cppjax.errors import DataError, did_you_mean
-from cppjax.inference import NUTS, as_key, numpy_rng, run_inference
+from cppjax.inference import NUTS, SVI, as_key, numpy_rng, run_inference
 from cppjax.posterior.base import NotSaveable, Posterior
 
 METHODS = ("cod", "task_law", "task_sigmoid")
 CLUSTERINGS = ("meanshift", "kmeans", "irt")
-_EPS = 1e-3
+__all__ = ["COD", "CODPosterior", "METHODS", "difficulty_features", "fit", "law", "law_model",
+           "mapping_model", "sigmoid_law"]
 
 
 @dataclass(frozen=True)
@@ -64,24 +74,41 @@ class COD:
     max_distance: float = 0.2
     min_cluster: int | None = None
     k: int = 6  # clusters of k-means and of the 2PL groups
+    bins: int | None = 16  # features: pass rates of this many compute groups of a model zoo
     law: str = "sigmoid"  # "cod": the paper's form; "sigmoid": a sigmoid in log compute
     mapping: str = "parts"  # "parts": subset + a law for the rest; "logit": the paper's map
     holdout: int = 1
     tolerance: float = 0.02
     max_scatter: float = 0.04
+    #: how the laws are fitted: ``"svi"`` (the default: ``num_steps`` steps of a low-rank
+    #: guide, ``num_samples`` draws), ``"nuts"`` (``num_warmup``, ``num_samples``,
+    #: ``num_chains``), or an inference object. The object keeps the compiled programs, so
+    #: fits with one settings object compile once (``docs/decisions/0017``).
+    inference: str | NUTS | SVI = field(default="svi", compare=False)
+    num_steps: int = 1500
     num_warmup: int = 500
     num_samples: int = 500
     num_chains: int = 2
-    #: the NUTS object that fits every law and mapping of this COD; made from the three
-    #: settings above when not given. It keeps the compiled programs, so fits of one settings
-    #: object on data of the same shapes compile once (``docs/architecture.md``).
-    inference: NUTS | None = field(default=None, compare=False)
+    #: widen the predictive by the extrapolation error of a backtest inside the training
+    #: models: the models above ``C_max / r`` predicted from the rest, for each ``r`` of
+    #: ``backtests`` (:func:`cppjax.cod_laws.fit_extrapolation`)
+    calibrate: bool = True
+    backtests: tuple = (2.0, 4.0, 8.0)
 
     def __post_init__(self):
-        if self.inference is None:
+        if self.inference in ("svi", None):
+            object.__setattr__(self, "inference", SVI(
+                num_steps=self.num_steps, lr=0.02, guide="lowrank",
+                num_samples=self.num_samples))
+        elif self.inference == "nuts":
             object.__setattr__(self, "inference", NUTS(
                 num_warmup=self.num_warmup, num_samples=self.num_samples,
                 num_chains=self.num_chains, target_accept=0.9, max_tree_depth=10))
+        elif not isinstance(self.inference, NUTS | SVI):
+            raise ValueError(f"inference must be 'svi', 'nuts', or an SVI or NUTS object; got "
+                             f"{self.inference!r}")
+        if any(not (isinstance(r, int | float) and r > 1) for r in self.backtests):
+            raise ValueError(f"backtests must be compute ratios > 1; got {self.backtests!r}")
         if self.clustering not in CLUSTERINGS:
             raise ValueError(f"clustering must be one of {CLUSTERINGS}; got {self.clustering!r}")
         if self.mapping not in ("parts", "logit"):
@@ -93,51 +120,8 @@ class COD:
                              f"each cluster's law); got {self.holdout}")
 
 
-# -- laws ------------------------------------------------------------------------------------
-def law(x, g, a, b, c):
-    """``g + (1 - g) exp(-a x^-b - c)``, ``x = C / C_max`` (floor g, ceiling below 1)."""
-    return g + (1 - g) * jnp.exp(-a * jnp.power(x, -b) - c)
-
-
-def sigmoid_law(x, g, u, k, m):
-    """``g + (u - g) sigmoid(k (log10 x - m))``: the task-level sigmoid in log compute."""
-    return g + (u - g) * jax.nn.sigmoid(k * (jnp.log10(x) - m))
-
-
-def law_model(x, group, n_items, floor, y=None, *, n_groups: int, form: str = "law"):
-    """Each group's mean accuracy against compute ``x`` (relative to the largest training
-    model), with a per-group scatter on top of the binomial noise of ``n_items`` items."""
-    with numpyro.plate("groups", n_groups):
-        if form == "law":
-            a = numpyro.sample("a", dist.LogNormal(0.0, 1.5))
-            b = numpyro.sample("b", dist.LogNormal(np.log(0.5), 0.8))
-            c = numpyro.sample("c", dist.HalfNormal(1.0))
-            params = (a, b, c)
-        else:
-            # a cluster of items tends to be solvable in the end: a ceiling near 1 a priori
-            u = numpyro.sample("u", dist.Beta(5.0, 1.0))
-            k = numpyro.sample("k", dist.LogNormal(np.log(2.0), 1.0))
-            m = numpyro.sample("m", dist.Normal(0.0, 2.0))
-            params = (floor + (1 - floor) * u, k, m)
-        s = numpyro.sample("scatter", dist.HalfNormal(0.05))
-    fn = law if form == "law" else sigmoid_law
-    mu = fn(x, floor[group], *(p[group] for p in params))
-    sd = jnp.sqrt(s[group] ** 2 + jnp.clip(mu * (1 - mu), 1e-4) / n_items)
-    numpyro.sample("y", dist.Normal(mu, sd), obs=y)
-
-
-def mapping_model(sub, task, y=None, *, n_tasks: int):
-    """``logit(full) = alpha + beta logit(subset) + noise`` per task."""
-    with numpyro.plate("tasks", n_tasks):
-        alpha = numpyro.sample("alpha", dist.Normal(0.0, 2.0))
-        beta = numpyro.sample("beta", dist.LogNormal(0.0, 0.5))
-        tau = numpyro.sample("tau", dist.HalfNormal(0.5))
-    mu = alpha[task] + beta[task] * sub
-    numpyro.sample("y", dist.Normal(mu, tau[task]), obs=y)
-
-
 def _nuts(model, args: tuple, y, key, settings: COD, diagnostics: dict, name: str) -> dict:
-    """The package's NUTS driver (:func:`cppjax.inference.run_inference`) on one of COD's
+    """The package's inference driver (:func:`cppjax.inference.run_inference`) on one of COD's
     models; its diagnostics recorded under ``name`` (the posterior's :attr:`diagnostics`)."""
     res = run_inference(model, args, y, inference=settings.inference, rng_key=key,
                         progress=False, warn=False)
@@ -145,43 +129,18 @@ def _nuts(model, args: tuple, y, key, settings: COD, diagnostics: dict, name: st
     return res.samples
 
 
-def _logit(p):
-    p = np.clip(p, _EPS, 1 - _EPS)
-    return np.log(p) - np.log1p(-p)
-
-
 def _fit_groups(acc, x, counts, floors, key, settings, form, diagnostics, name):
-    """NUTS on group accuracies ``acc`` (models x groups)."""
-    n_models, n_groups = acc.shape
-    mi, gi = np.indices(acc.shape)
-    keep = np.isfinite(acc)
-    args = (jnp.asarray(x[mi[keep]], jnp.float32), jnp.asarray(gi[keep], jnp.int32),
-            jnp.asarray(counts[gi[keep]], jnp.float32), jnp.asarray(floors, jnp.float32))
-    return _nuts(partial(law_model, n_groups=n_groups, form=form), args,
-                 jnp.asarray(acc[keep], jnp.float32), key, settings, diagnostics, name)
-
-
-def _law_draws(samples, x, floors, form="law", scatter_key=None):
-    """Draws ``(S, n_x, n_groups)`` of each group's accuracy at compute ``x`` (relative)."""
-    xx = jnp.asarray(x, jnp.float32)[None, :, None]
-    f = jnp.asarray(floors, jnp.float32)[None, None, :]
-    if form == "law":
-        p = [jnp.asarray(samples[k])[:, None, :] for k in ("a", "b", "c")]
-        mu = law(xx, f, *p)
-    else:
-        u = f + (1 - f) * jnp.asarray(samples["u"])[:, None, :]
-        mu = sigmoid_law(xx, f, u, *(jnp.asarray(samples[k])[:, None, :] for k in ("k", "m")))
-    mu = np.asarray(mu, float)
-    if scatter_key is not None:
-        rng = numpy_rng(scatter_key)
-        mu = mu + samples["scatter"][:, None, :] * rng.standard_normal(mu.shape)
-    return np.clip(mu, 0.0, 1.0)
+    return fit_groups(acc, x, counts, floors, key, settings.inference, form, diagnostics, name)
 
 
 # -- features and the fit --------------------------------------------------------------------
-def difficulty_features(data, task: str, train: list[str]) -> np.ndarray:
+def difficulty_features(data, task: str, train: list[str], bins: int | None = None
+                        ) -> np.ndarray:
     """Items of ``task`` x training models (ordered by compute): pass rates (NaN as 0.5 is
-    refused: every training model must have run every item of the task)."""
+    refused: every training model must have run every item of the task). With ``bins`` and
+    more training models than that (a model zoo: many models of each size), the pass rates of
+    ``bins`` groups of equal count along compute instead: a series of sizes, as the method
+    reads it, whose distances do not grow with the number of models (decision 0017)."""
     comp = data.compute().loc[train].sort_values(kind="stable")
     rows = [data.models.index(m) for m in comp.index]
     X = data.results[np.ix_(rows, data.task_items(task))].T
@@ -190,6 +149,8 @@ def difficulty_features(data, task: str, train: list[str]) -> np.ndarray:
         raise DataError(f"{data.source}: model {comp.index[i]!r} has no result on item "
                         f"{data.items[data.task_items(task)[j]]!r} of task {task!r}; COD "
                         f"needs every training model on every item")
+    if bins is not None and X.shape[1] > bins:
+        X = np.stack([g.mean(axis=1) for g in np.array_split(X, bins, axis=1)], axis=1)
     return X
 
 
@@ -258,7 +219,7 @@ class CODPosterior(Posterior):
         """ArviZ InferenceData of the laws' posterior (dims chain, draw, group)."""
         import arviz as az
 
-        n_chains = self.spec.inference.num_chains
+        n_chains = getattr(self.spec.inference, "num_chains", 1)
         s = self._pieces["samples"]
         post = {k: v.reshape((n_chains, v.shape[0] // n_chains) + v.shape[1:])
                 for k, v in s.items() if k != "y"}
@@ -276,17 +237,25 @@ class CODPosterior(Posterior):
         raise NotSaveable("a COD posterior is not saved")
 
     def accuracy_draws(self, compute, task: str, rng_key) -> np.ndarray:
-        """Draws ``(n_draws, len(compute))`` of ``task``'s accuracy at ``compute`` (FLOPs)."""
+        """Draws ``(n_draws, len(compute))`` of ``task``'s accuracy at ``compute`` (FLOPs),
+        widened by the backtest's extrapolation term where the fit measured one."""
         x = np.atleast_1d(np.asarray(compute, float)) / self._c_max
-        p, t = self._pieces, self.matrix.task_index(task)
-        rng_key = as_key(rng_key)
+        rng_key, k_cal = jax.random.split(as_key(rng_key))
+        raw = self._raw_draws(x, self.matrix.task_index(task), rng_key)
+        cal = self._pieces.get("calibration")
+        if cal is None:
+            return raw
+        return widen(raw, np.log(x), cal, numpy_rng(k_cal))
+
+    def _raw_draws(self, x, t, rng_key):
+        p, task = self._pieces, self.matrix.tasks[t]
         if self.method != "cod":
-            g = _law_draws(p["samples"], x, p["floors"], p["form"], rng_key)
+            g = law_draws(p["samples"], x, p["floors"], p["form"], rng_key)
             return g[:, :, t]
         tf = p["tasks"][t]
         cols = tf.group_offset + np.flatnonzero(tf.kept)
         k1, k2, k3 = jax.random.split(rng_key, 3)
-        g = _law_draws(p["samples"], x, p["floors"], p["form"], k1)
+        g = law_draws(p["samples"], x, p["floors"], p["form"], k1)
         sub = 0.0
         if cols.size:
             w = tf.counts[tf.kept] / tf.counts[tf.kept].sum()
@@ -302,7 +271,7 @@ class CODPosterior(Posterior):
             raise DataError(f"no predictable cluster on task {task!r}: COD with the logit "
                             f"mapping cannot predict it (see posterior.summary)")
         m = p["mapping"]
-        z = (m["alpha"][:, None, t] + m["beta"][:, None, t] * _logit(sub)
+        z = (m["alpha"][:, None, t] + m["beta"][:, None, t] * logit(sub)
              + m["tau"][:, None, t] * numpy_rng(k3).standard_normal(sub.shape))
         return 1.0 / (1.0 + np.exp(-z))
 
@@ -313,7 +282,7 @@ class CODPosterior(Posterior):
         p, t = self._pieces, self.matrix.task_index(task)
         x = np.atleast_1d(np.asarray(compute, float)) / self._c_max
         key = None if rng_key is None else as_key(rng_key)
-        g = _law_draws(p["samples"], x, p["floors"], p.get("form", "law"), key)
+        g = law_draws(p["samples"], x, p["floors"], p.get("form", "law"), key)
         if self.method != "cod":
             return g[:, :, [t]], np.ones(1, bool), self.matrix.scores[:, [t]]
         tf = p["tasks"][t]
@@ -340,10 +309,65 @@ def fit(data, *, rng_key, targets=None, target_compute: dict | None = None,
     """Fit COD (or a task-level baseline: ``method="task_law"``, ``"task_sigmoid"``) on the
     results of every model of ``data`` except ``targets`` (model names, hidden from the fit),
     and place ``target_compute`` (name -> FLOPs; new rows) too. The posterior's matrix holds the
-    task accuracies: training rows observed, target rows blank (``predict("missing")``)."""
+    task accuracies: training rows observed, target rows blank (``predict("missing")``).
+
+    With ``settings.calibrate`` (the default) the same method is fitted again inside the
+    training models, the models above ``C_max / r`` held out for each ``r`` of
+    ``settings.backtests``, and its errors on them set the extrapolation term that widens the
+    predictive (``diagnostics["calibration"]``; where no backtest has enough models, the fit
+    says so there and the predictive is the raw one)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     settings = settings or COD()
+    t0 = time.perf_counter()
+    k_fit, k_bt = jax.random.split(as_key(rng_key))
+    post = _fit_raw(data, k_fit, targets, target_compute, method, settings)
+    if settings.calibrate:
+        train = [m for m in data.models if m not in post.targets]
+        cal = _backtest(data, train, method, settings, k_bt)
+        post._diagnostics["calibration"] = cal
+        if "s0" in cal:
+            post._pieces["calibration"] = cal
+    post.fit_seconds = time.perf_counter() - t0
+    return post
+
+
+def _backtest(data, train, method, settings, key) -> dict:
+    """The raw predictive's errors on the training set's own frontier: for each ratio ``r``
+    of ``settings.backtests``, the training models above ``C_max / r`` predicted from the
+    others (clustered and fitted afresh), pooled over tasks and ratios
+    (:func:`cppjax.cod_laws.fit_extrapolation`)."""
+    comp = data.compute().loc[train]
+    acc = data.task_accuracy()
+    c_max = float(comp.max())
+    resid, var, gap, used = [], [], [], []
+    for r, k in zip(settings.backtests, jax.random.split(key, len(settings.backtests)),
+                    strict=True):
+        held = [m for m in train if comp[m] > c_max / r]
+        rest = [m for m in train if comp[m] <= c_max / r]
+        if len(rest) < settings.holdout + 3 or not held:
+            continue
+        k1, k2 = jax.random.split(k)
+        try:
+            post = _fit_raw(data.subset(rest + held), k1, held, None, method, settings)
+        except DataError:  # e.g. no predictable cluster with the logit mapping: no backtest
+            continue
+        x = comp[held].to_numpy() / post._c_max
+        for t, task in enumerate(data.tasks):
+            z = logit(post._raw_draws(x, t, jax.random.fold_in(k2, t)))
+            resid.append(logit(acc.loc[held, task].to_numpy()) - z.mean(axis=0))
+            var.append(z.var(axis=0))
+            gap.append(np.log(x))
+        used.append(r)
+    if not used:
+        return {"message": f"no backtest: fewer than {settings.holdout + 3} training models "
+                f"at or below C_max / r for r in {settings.backtests}; the predictive is "
+                f"not widened"}
+    cal = fit_extrapolation(np.concatenate(resid), np.concatenate(var), np.concatenate(gap))
+    return {**cal, "backtests": tuple(used)}
+
+
+def _fit_raw(data, rng_key, targets, target_compute, method, settings) -> CODPosterior:
     t0 = time.perf_counter()
     targets = list(targets or [])
     for m in targets:
@@ -400,8 +424,8 @@ def _fit_logit_mapping(data, task_fits, G, rows, key, settings, diagnostics):
         if tf.kept.any():
             kc = tf.group_offset + np.flatnonzero(tf.kept)
             w = tf.counts[tf.kept] / tf.counts[tf.kept].sum()
-            subs.append(_logit(G[rows][:, kc] @ w))
-            fulls.append(_logit(acc[rows, t]))
+            subs.append(logit(G[rows][:, kc] @ w))
+            fulls.append(logit(acc[rows, t]))
             tix.append(np.full(len(rows), t))
     if not subs:
         raise DataError("no predictable cluster on any task: every cluster's law missed the "
@@ -414,7 +438,7 @@ def _fit_logit_mapping(data, task_fits, G, rows, key, settings, diagnostics):
 
 
 def _cluster(data, task, train, settings, key):
-    X = difficulty_features(data, task, train)
+    X = difficulty_features(data, task, train, settings.bins)
     if settings.clustering == "meanshift":
         return clustering.meanshift(X, bandwidth=settings.bandwidth,
                                     max_distance=settings.max_distance,
@@ -459,7 +483,7 @@ def _fit_cod(data, sm, train, compute, c_max, floors_task, keys, settings, all_c
     val = _fit_groups(G[fit_rows], x_all[fit_rows], counts, floors, keys["validation"], settings,
                       form, diagnostics, "validation")
     held = [rows[i] for i in order[-settings.holdout:]]
-    draws = _law_draws(val, x_all[held], floors, form, keys["check"])  # (S, holdout, clusters)
+    draws = law_draws(val, x_all[held], floors, form, keys["check"])  # (S, holdout, clusters)
     err = np.abs(draws.mean(axis=0) - G[held]).mean(axis=0)
     lo, hi = np.quantile(draws, [0.005, 0.995], axis=0)
     inside = ((G[held] >= lo - settings.tolerance) & (G[held] <= hi + settings.tolerance)).all(

@@ -12,7 +12,7 @@ from cppjax.data.items import ItemResponses
 from cppjax.datasets import load_pythia_arithmetic, synthetic_items
 from cppjax.errors import DataError, FactorMismatchError
 
-TINY = cod.COD(num_warmup=60, num_samples=60, num_chains=1)
+TINY = cod.COD(num_steps=300, num_samples=60)
 
 
 def long_table():
@@ -139,9 +139,61 @@ def test_cli_cod_checks_then_writes_predictions_and_figures(tmp_path, capsys):
                  str(tmp_path)]) == 2
     assert "--target-compute" in capsys.readouterr().err
     rc = main(["cod", "--items", str(items), "--models", str(models), "--target-compute",
-               "1e25", "--methods", "cod,task_law", "--warmup", "40", "--samples", "40",
+               "1e25", "--methods", "cod,task_law", "--steps", "200", "--samples", "40",
                "--out", str(tmp_path / "o")])
     assert rc == 0
     df = pd.read_csv(tmp_path / "o" / "cod_predictions.csv")
     assert set(df["method"]) == {"cod", "task_law"} and (df["model"] == "target@1e+25").all()
     assert (tmp_path / "o" / "cod_task0.png").stat().st_size > 10_000
+
+
+def test_extrapolation_term_recovers_a_known_spread_and_widens_in_logit_space():
+    from cppjax.cod_laws import fit_extrapolation, widen
+
+    rng = np.random.default_rng(0)
+    gap = rng.uniform(0, 2, 4000)
+    var = np.full(gap.size, 0.04)
+    resid = rng.normal(0, np.sqrt(0.04 + 0.3 ** 2 + (0.5 * gap) ** 2))
+    cal = fit_extrapolation(resid, var, gap)
+    assert abs(cal["s0"] - 0.3) < 0.1 and abs(cal["s1"] - 0.5) < 0.1
+    assert 1.0 <= cal["kappa"] < 1.1 and cal["n"] == 4000
+    # most residuals near 0, 15% far out: the Normal's 90% band misses them and the conformal
+    # factor widens it to cover 90% of the residuals
+    spiky = np.where(rng.random(4000) < 0.15, rng.choice([-1.5, 1.5], 4000), 0.0)
+    heavy = fit_extrapolation(spiky, var, gap)
+    assert heavy["kappa"] > 1.2
+    # a degenerate predictive (every draw equal, at 1) gets a band of nonzero width in (0, 1)
+    out = widen(np.ones((200, 3)), np.array([0.0, 1.0, 2.0]), cal, np.random.default_rng(1))
+    assert ((out > 0) & (out < 1)).all()
+    w = np.quantile(out, 0.95, axis=0) - np.quantile(out, 0.05, axis=0)
+    assert (w > 0).all() and w[2] > w[0]  # wider further beyond the frontier
+
+
+def test_backtest_calibration_is_in_diagnostics_and_widens_the_bands():
+    s = synthetic_items(2, n_items=120, sizes=10, n_families=1)
+    target = [m for m in s.data.models if m.endswith("-9")]
+    post = cod.fit(s.data, targets=target, rng_key=0, settings=TINY, method="task_sigmoid")
+    cal = post.diagnostics["calibration"]
+    assert {"s0", "s1", "kappa", "n", "backtests"} <= set(cal) and cal["n"] > 0
+    raw = cod.fit(s.data, targets=target, rng_key=0, method="task_sigmoid",
+                  settings=cod.COD(num_steps=300, num_samples=60, calibrate=False))
+    assert "calibration" not in raw.diagnostics
+    w = [np.subtract(*p.predict("missing", rng_key=1).interval(0.9)[::-1])[0]
+         for p in (post, raw)]
+    assert w[0] > w[1] > 0
+    # too few models below every backtest's cut: said in the diagnostics, the raw band kept
+    few = s.data.subset(s.data.models[5:])
+    small = cod.fit(few, targets=target, rng_key=0, settings=TINY, method="task_sigmoid")
+    assert "no backtest" in small.diagnostics["calibration"]["message"]
+    with pytest.raises(ValueError, match="backtests must be compute ratios"):
+        cod.COD(backtests=(0.5,))
+    with pytest.raises(ValueError, match="inference must be"):
+        cod.COD(inference="mcmc")
+
+
+def test_saturating_synthetic_items_stay_at_zero_below_a_size():
+    s = synthetic_items(0, n_items=200, sizes=10, n_families=1, difficulty=(1.0, 3.5))
+    assert (s.data.results[:4] == 0).mean() > 0.6
+    assert s.task_truth.iloc[-1, 0] > 3 * s.task_truth.iloc[0, 0]
+    with pytest.raises(ValueError, match="difficulty"):
+        synthetic_items(0, difficulty=(2.0, 1.0))

@@ -113,7 +113,7 @@ def items():
 @pytest.mark.parametrize("method", cod.METHODS)
 def test_cod_contract(items, method, tmp_path):
     data, target = items
-    settings = cod.COD(num_warmup=30, num_samples=30, num_chains=1)
+    settings = cod.COD(num_steps=200, num_samples=30)
     post = cod.fit(data, targets=target, rng_key=0, method=method, settings=settings)
     assert isinstance(post, Posterior) and post.method == method
     pred = post.predict("missing", rng_key=1)
@@ -179,7 +179,7 @@ def kinds_with_draws(table, items):
         posts[name] = cppjax.fit(spec, table, rng_key=0, inference=inf, progress=False)
     data, target = items
     posts["cod"] = cod.fit(data, targets=target, rng_key=0, settings=cod.COD(
-        num_warmup=30, num_samples=planning.MIN_DRAWS, num_chains=1))
+        num_steps=200, num_samples=planning.MIN_DRAWS))
     return posts
 
 

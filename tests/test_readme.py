@@ -23,7 +23,7 @@ SMALL = [
      'candidates=("copy_sibling", "pc_sigmoid", "scaling_law_hierarchical_map"))'),
     ('targets=["pythia-12b-deduped-v0@step143000"], rng_key=0)',
      'targets=["pythia-12b-deduped-v0@step143000"], rng_key=0, '
-     'settings=cod.COD(num_warmup=30, num_samples=30, num_chains=1))'),
+     'settings=cod.COD(num_steps=200, num_samples=30))'),
 ]
 
 

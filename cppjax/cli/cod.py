@@ -27,7 +27,10 @@ def add_parser(sub, common) -> None:
     sp.add_argument("--methods", default="cod,task_law,task_sigmoid",
                     help="comma-separated: cod, task_law, task_sigmoid (default: all three)")
     sp.add_argument("--clustering", choices=["meanshift", "kmeans", "irt"], default="meanshift")
-    sp.add_argument("--samples", type=int, help="NUTS draws per chain (default 500)")
+    sp.add_argument("--inference", choices=["svi", "nuts"], default="svi",
+                    help="how the laws are fitted (default svi: seconds; nuts: a minute)")
+    sp.add_argument("--steps", type=int, help="SVI steps (default 1500)")
+    sp.add_argument("--samples", type=int, help="draws (NUTS: per chain; default 500)")
     sp.add_argument("--warmup", type=int, help="NUTS warm-up per chain (default 500)")
     common(sp)
     sp.set_defaults(func=cmd_cod)
@@ -47,7 +50,7 @@ def _check(args):
         raise ValueError(f"--methods: unknown {bad}; choose from {', '.join(METHODS)}")
     if (args.items is None) != (args.models is None):
         raise ValueError("--items and --models go together (or neither: the bundled data)")
-    for flag in ("samples", "warmup"):
+    for flag in ("samples", "warmup", "steps"):
         v = getattr(args, flag)
         if v is not None and v < 1:
             raise ValueError(f"--{flag} must be a positive integer; got {v}")
@@ -87,7 +90,8 @@ def cmd_cod(args) -> int:
                            f"{did_you_mean(m, data.models)}")
     data.compute()  # a model without a compute fails here, before the fit
     extra = {f"target@{c:.3g}": c for c in args.target_compute or ()}
-    settings = cod.COD(clustering=args.clustering, num_samples=args.samples or 500,
+    settings = cod.COD(clustering=args.clustering, inference=args.inference,
+                       num_steps=args.steps or 1500, num_samples=args.samples or 500,
                        num_warmup=args.warmup or 500)
     print(f"{data}; predicting {', '.join(targets + list(extra))}", flush=True)
     out = Path(args.out)

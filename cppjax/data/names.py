@@ -244,3 +244,31 @@ def named_direction(name: str) -> tuple[bool, str | None]:
 
 __all__ = ["MetricKind", "Orientation", "metric_kind", "named_direction", "orient",
            "orientation"]
+
+
+_PARAMS = re.compile(r"(?<![a-z0-9])(?:(\d+)x)?(\d+(?:[._]\d+)?)([bm])(\d)?(?![a-z0-9])", re.I)
+
+
+def parameters_from_name(name: str) -> tuple[float, str] | None:
+    """A model's parameter count read from its name, with the text it came from, or ``None``
+    where the name does not say it (never guessed). ``1_8b`` is 1.8B; an expert count
+    multiplies (``8x7B``: 56B, the experts' sum, not the shared-weight total); ``bloom-1b7``
+    is 1.7B; where a name holds several sizes the largest is taken (``OLMoE-1B-7B``: 7B in
+    all, 1B active; ``granite-3b-a800m``); a context length such as ``1M`` is smaller than
+    any model size taken with it and so never chosen over it.
+
+    Example:
+        >>> parameters_from_name("Qwen/Qwen2.5-7B-Instruct-1M")
+        (7000000000.0, '7B')
+        >>> parameters_from_name("internlm/internlm2-1_8b"), parameters_from_name("gpt2")
+        ((1800000000.0, '1_8b'), None)
+    """
+    best = None
+    for m in _PARAMS.finditer(name):
+        num = m.group(2).replace("_", ".") + (f".{m.group(4)}" if m.group(4) and "."
+                                               not in m.group(2).replace("_", ".") else "")
+        n = float(num) * (1e9 if m.group(3).lower() == "b" else 1e6)
+        n *= float(m.group(1) or 1)
+        if best is None or n > best[0]:
+            best = (n, m.group(0))
+    return best

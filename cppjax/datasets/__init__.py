@@ -27,6 +27,7 @@ import json
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from cppjax.data import NormKind, ScoreMatrix
@@ -50,6 +51,7 @@ __all__ = [
     "load_obsscaling",
     "manifest",
     "load_pythia_arithmetic",
+    "load_openllm_math",
     "synthetic",
     "Synthetic",
     "synthetic_items",
@@ -181,3 +183,33 @@ def load_pythia_arithmetic():
     models = pd.read_csv(FILES / "pythia_arith_models.csv").set_index("model")
     return ItemResponses.from_long(items, models, source_name="cppjax bundled dataset "
                                    "'pythia_arith'")
+
+
+def load_openllm_math(*, unplaced: bool = False):
+    """Per-item exact-match results of 428 public models (the Open LLM Leaderboard v2) on 894
+    MATH level-5 problems: a model zoo for clustering on difficulty, one task ``math_hard``.
+    Compute is the parameter count read from each model's name
+    (:func:`cppjax.data.names.parameters_from_name`); the 57 models whose names do not say it
+    (``gpt2``, ``phi-2``, ``flan-t5-xl``...) are left out, and the returned data's ``source``
+    says how many; ``unplaced=True`` keeps them (blank ``parameters``: anything that needs
+    compute then names the first). Base and instruction-tuned models are mixed.
+
+    Source: Zhang, Dorner, Hardt, *How Benchmark Prediction from Fewer Data Misses the Mark*
+    (2025), github.com/socialfoundations/benchmark-prediction, commit 2e98c82, MIT License.
+
+    Example:
+        >>> data = load_openllm_math()
+        >>> data.n_models, data.n_items, data.tasks
+        (371, 894, ('math_hard',))
+    """
+    from cppjax.data.items import ItemResponses
+
+    wide = pd.read_csv(FILES / "openllm_math_items.csv.gz").set_index("model")
+    models = pd.read_csv(FILES / "openllm_math_models.csv").set_index("model")
+    placed = models["parameters"].notna()
+    keep = models.index if unplaced else models.index[placed]
+    source = (f"cppjax bundled dataset 'openllm_math' ({int(placed.sum())} of {len(models)} "
+              f"models placed by the size in their names"
+              + ("" if unplaced else f"; {int((~placed).sum())} left out") + ")")
+    return ItemResponses(wide.loc[keep].to_numpy(float), list(keep), list(wide.columns),
+                         np.full(wide.shape[1], "math_hard"), models.loc[keep], {}, source)

@@ -168,6 +168,39 @@ def write_pythia_arithmetic(shared: Path, out: Path) -> dict:
                       "flops": "6 x parameters x tokens"}}
 
 
+OPENLLM_CITATION = (
+    "Zhang, Dorner, Hardt. How Benchmark Prediction from Fewer Data Misses the Mark. 2025. "
+    "Data: github.com/socialfoundations/benchmark-prediction, data/scores/openllm_math.jbl, "
+    "commit 2e98c82 (MIT License), from the Open LLM Leaderboard v2 details."
+)
+
+
+def write_openllm_math(shared: Path, out: Path) -> dict:
+    """The model zoo's MATH level-5 results (0/1 per item) as a gzipped wide table, and a model
+    table with the parameter count read from each name (:func:`cppjax.data.names.
+    parameters_from_name`; blank where the name does not say it: the loader leaves those
+    models out and says so)."""
+    from cppjax.data.names import parameters_from_name
+
+    src = shared / "openllm_items" / "math_hard_items.csv.gz"
+    wide = pd.read_csv(src)
+    values = wide.drop(columns="model")
+    if not values.isin([0, 1]).all().all():
+        raise ValueError(f"{src}: results other than 0/1")
+    wide.to_csv(out / "openllm_math_items.csv.gz", index=False,
+                compression={"method": "gzip", "mtime": 0})
+    sizes = [parameters_from_name(m) for m in wide["model"]]
+    models = pd.DataFrame({"model": wide["model"],
+                           "parameters": [s[0] if s else float("nan") for s in sizes],
+                           "parameters_from_name": [s[1] if s else "" for s in sizes]})
+    models.to_csv(out / "openllm_math_models.csv", index=False)
+    return {"files": ["openllm_math_items.csv.gz", "openllm_math_models.csv"],
+            "shape": list(values.shape), "placed": int(models["parameters"].notna().sum()),
+            "citation": OPENLLM_CITATION,
+            "units": {"correct": "exact match, 0/1", "parameters": "count, read from the "
+                      "model's name (blank: the name does not say)"}}
+
+
 def build(shared: Path, out: Path = FILES) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     cpp = read_cpp_reference(shared)
@@ -201,6 +234,7 @@ def build(shared: Path, out: Path = FILES) -> dict:
         },
     }
     manifest["pythia_arith"] = write_pythia_arithmetic(shared, out)
+    manifest["openllm_math"] = write_openllm_math(shared, out)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 

@@ -35,8 +35,13 @@ class SyntheticItems(NamedTuple):
 def synthetic_items(rng_key, *, n_items: int = 300, n_tasks: int = 1, n_families: int = 2,
                     sizes: int = 8, compute_range: tuple[float, float] = (1e20, 1e24),
                     n_trials: int = 20, irregular: float = 0.15, clumps: int = 3,
-                    chance: float = 0.0) -> SyntheticItems:
+                    chance: float = 0.0, difficulty: tuple[float, float] = (-2.0, 2.5)
+                    ) -> SyntheticItems:
     """Generate per-item results from ``rng_key`` (the same key, the same data).
+
+    ``difficulty``: the range of the clumps' centres on the ability scale (abilities run over
+    about -2.4 to 2.4 along the compute range); a range such as ``(1.0, 3.5)`` saturates: most
+    items stay at zero below a size and emerge above it, as Pythia's arithmetic does.
 
     Example:
         >>> s = synthetic_items(0, n_items=60, sizes=5)
@@ -51,6 +56,8 @@ def synthetic_items(rng_key, *, n_items: int = 300, n_tasks: int = 1, n_families
         raise ValueError("n_items, n_tasks, n_families, sizes, n_trials, clumps must be >= 1")
     if not 0.0 <= chance < 1.0:
         raise ValueError(f"chance must be in [0, 1); got {chance}")
+    if not difficulty[0] <= difficulty[1]:
+        raise ValueError(f"difficulty must be a (low, high) range; got {difficulty!r}")
     rng = numpy_rng(rng_key)
     lo, hi = np.log10(compute_range[0]), np.log10(compute_range[1])
     log_c = np.tile(np.linspace(lo, hi, sizes), n_families)
@@ -58,7 +65,7 @@ def synthetic_items(rng_key, *, n_items: int = 300, n_tasks: int = 1, n_families
     slope = rng.normal(1.2, 0.15, n_families)
     offset = rng.normal(0.0, 0.25, n_families)
     theta = offset[fam] + slope[fam] * (log_c - (lo + hi) / 2)  # ability, per model
-    centres = np.sort(rng.uniform(-2.0, 2.5, clumps))
+    centres = np.sort(rng.uniform(difficulty[0], difficulty[1], clumps))
     b = centres[rng.integers(0, clumps, n_items)] + rng.normal(0, 0.25, n_items)
     a = rng.lognormal(np.log(2.0), 0.3, n_items)
     p = chance + (1 - chance) / (1 + np.exp(-a[None, :] * (theta[:, None] - b[None, :])))
