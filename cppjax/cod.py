@@ -9,12 +9,13 @@ For each task:
    difficulty groups);
 3. each cluster's mean accuracy gets a performance-compute law with a floor ``g`` (chance) and
    a ceiling below 1, ``acc(C) = g + (1 - g) exp(-a (C / C_max)^-b - c)`` (the paper's form as
-   we read it), fitted with NUTS, all clusters of all tasks in one model;
-4. a cluster is *predictable* when its law, fitted without the ``holdout`` largest training
-   models, predicts them within ``tolerance`` (and some of its items are ever solved); the
-   kept clusters form the subset;
+   we read it), fitted through the settings' inference object (SVI by default), all clusters
+   of all tasks in one model;
+4. a cluster is *predictable* when its law, fitted without the training models of the
+   ``holdout`` largest compute values, predicts them within ``tolerance`` (and some of its
+   items are ever solved); the kept clusters form the subset;
 5. the subset's accuracy maps to the full task's by ``logit(full) = alpha + beta logit(subset)
-   + noise``, fitted with NUTS on the training models.
+   + noise``, fitted on the training models.
 
 The predictive of a task's accuracy at compute ``C`` is, per posterior draw, the item-weighted
 mean of the kept clusters' laws (each with its model-to-model scatter) mapped through the
@@ -59,7 +60,8 @@ from cppjax.errors import DataError, did_you_mean
 from cppjax.inference import NUTS, SVI, as_key, numpy_rng, run_inference
 from cppjax.posterior.base import NotSaveable, Posterior
 
-METHODS = ("cod", "task_law", "task_sigmoid")
+CHOICES = ("cod", "task_law", "task_sigmoid")
+METHODS = CHOICES + ("auto",)
 CLUSTERINGS = ("meanshift", "kmeans", "irt")
 __all__ = ["COD", "CODPosterior", "METHODS", "difficulty_features", "fit", "law", "law_model",
            "mapping_model", "sigmoid_law"]
@@ -77,7 +79,7 @@ class COD:
     bins: int | None = 16  # features: pass rates of this many compute groups of a model zoo
     law: str = "sigmoid"  # "cod": the paper's form; "sigmoid": a sigmoid in log compute
     mapping: str = "parts"  # "parts": subset + a law for the rest; "logit": the paper's map
-    holdout: int = 1
+    holdout: int = 1  # compute levels held out by the predictability check
     tolerance: float = 0.02
     max_scatter: float = 0.04
     #: how the laws are fitted: ``"svi"`` (the default: ``num_steps`` steps of a low-rank
@@ -120,18 +122,6 @@ class COD:
                              f"each cluster's law); got {self.holdout}")
 
 
-def _nuts(model, args: tuple, y, key, settings: COD, diagnostics: dict, name: str) -> dict:
-    """The package's inference driver (:func:`cppjax.inference.run_inference`) on one of COD's
-    models; its diagnostics recorded under ``name`` (the posterior's :attr:`diagnostics`)."""
-    res = run_inference(model, args, y, inference=settings.inference, rng_key=key,
-                        progress=False, warn=False)
-    diagnostics[name] = res.diagnostics
-    return res.samples
-
-
-def _fit_groups(acc, x, counts, floors, key, settings, form, diagnostics, name):
-    return fit_groups(acc, x, counts, floors, key, settings.inference, form, diagnostics, name)
-
 
 # -- features and the fit --------------------------------------------------------------------
 def difficulty_features(data, task: str, train: list[str], bins: int | None = None
@@ -164,8 +154,6 @@ class _TaskFit:
     scatter: np.ndarray = None  # per cluster: the law's misfit (posterior mean) in the fit
     kept_share: float = 0.0  # share of the task's items in kept clusters ("parts")
     rest_col: int = -1  # the group of the other items ("parts"; -1: none)
-    extrap_sd: float = 0.0  # the kept subset's error on the held-out models (validation)
-    val_gap: float = 1.0  # log compute from the validation fit's largest model to the held out
 
 
 class CODPosterior(Posterior):
@@ -254,16 +242,12 @@ class CODPosterior(Posterior):
             return g[:, :, t]
         tf = p["tasks"][t]
         cols = tf.group_offset + np.flatnonzero(tf.kept)
-        k1, k2, k3 = jax.random.split(rng_key, 3)
+        k1, k3 = jax.random.split(rng_key)
         g = law_draws(p["samples"], x, p["floors"], p["form"], k1)
         sub = 0.0
         if cols.size:
             w = tf.counts[tf.kept] / tf.counts[tf.kept].sum()
             sub = g[:, :, cols] @ w
-        if cols.size:  # the extrapolation error the held-out check measured, per log compute
-            gap = np.clip(np.log(np.maximum(x, 1e-300)) / tf.val_gap, 0.0, None)
-            sub = np.clip(sub + tf.extrap_sd * gap * numpy_rng(k2).standard_normal(sub.shape),
-                          0, 1)
         if p["mapping"] is None:  # "parts": the kept subset and a law for the other items
             rest = g[:, :, tf.rest_col] if tf.rest_col >= 0 else 0.0
             return tf.kept_share * sub + (1 - tf.kept_share) * rest
@@ -306,10 +290,12 @@ class CODPosterior(Posterior):
 def fit(data, *, rng_key, targets=None, target_compute: dict | None = None,
         method: str = "cod", settings: COD | None = None
         ) -> CODPosterior:
-    """Fit COD (or a task-level baseline: ``method="task_law"``, ``"task_sigmoid"``) on the
-    results of every model of ``data`` except ``targets`` (model names, hidden from the fit),
-    and place ``target_compute`` (name -> FLOPs; new rows) too. The posterior's matrix holds the
-    task accuracies: training rows observed, target rows blank (``predict("missing")``).
+    """Fit COD (or a task-level baseline: ``method="task_law"``, ``"task_sigmoid"``; or
+    ``"auto"``: the one of the three with the least backtest error, the posterior then being
+    that method's) on the results of every model of ``data`` except ``targets`` (model names,
+    hidden from the fit), and place ``target_compute`` (name -> FLOPs; new rows) too. The
+    posterior's matrix holds the task accuracies: training rows observed, target rows blank
+    (``predict("missing")``).
 
     With ``settings.calibrate`` (the default) the same method is fitted again inside the
     training models, the models above ``C_max / r`` held out for each ``r`` of
@@ -319,6 +305,8 @@ def fit(data, *, rng_key, targets=None, target_compute: dict | None = None,
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     settings = settings or COD()
+    if method == "auto":
+        return _auto(data, rng_key, targets, target_compute, settings)
     t0 = time.perf_counter()
     k_fit, k_bt = jax.random.split(as_key(rng_key))
     post = _fit_raw(data, k_fit, targets, target_compute, method, settings)
@@ -332,6 +320,29 @@ def fit(data, *, rng_key, targets=None, target_compute: dict | None = None,
     return post
 
 
+def _auto(data, rng_key, targets, target_compute, settings) -> CODPosterior:
+    """``method="auto"``: COD and the task-level laws each fitted and backtested; the one of
+    least backtest error (accuracy points over the backtests' cells) answers, its choice and
+    every candidate's error in ``diagnostics["auto"]`` (decision 0017)."""
+    if not settings.calibrate:
+        raise ValueError('method="auto" chooses by the backtest: it needs calibrate=True')
+    t0, posts, scores = time.perf_counter(), {}, {}
+    for m, k in zip(CHOICES, jax.random.split(as_key(rng_key), len(CHOICES)), strict=True):
+        try:
+            posts[m] = fit(data, rng_key=k, targets=targets, target_compute=target_compute,
+                           method=m, settings=settings)
+            scores[m] = posts[m].diagnostics["calibration"].get("mae", np.inf)
+        except DataError as e:  # e.g. COD with the logit mapping and no predictable cluster
+            scores[m] = str(e)
+    if not posts:
+        raise DataError(f"no method could be fitted: {scores}")
+    best = min(posts, key=lambda m: scores[m])  # ties (no backtest at all): COD, then the laws
+    post = posts[best]
+    post._diagnostics["auto"] = {"chosen": best, "backtest_mae": scores}
+    post.fit_seconds = time.perf_counter() - t0
+    return post
+
+
 def _backtest(data, train, method, settings, key) -> dict:
     """The raw predictive's errors on the training set's own frontier: for each ratio ``r``
     of ``settings.backtests``, the training models above ``C_max / r`` predicted from the
@@ -340,7 +351,7 @@ def _backtest(data, train, method, settings, key) -> dict:
     comp = data.compute().loc[train]
     acc = data.task_accuracy()
     c_max = float(comp.max())
-    resid, var, gap, used = [], [], [], []
+    resid, var, gap, used, err = [], [], [], [], []
     for r, k in zip(settings.backtests, jax.random.split(key, len(settings.backtests)),
                     strict=True):
         held = [m for m in train if comp[m] > c_max / r]
@@ -354,8 +365,10 @@ def _backtest(data, train, method, settings, key) -> dict:
             continue
         x = comp[held].to_numpy() / post._c_max
         for t, task in enumerate(data.tasks):
-            z = logit(post._raw_draws(x, t, jax.random.fold_in(k2, t)))
-            resid.append(logit(acc.loc[held, task].to_numpy()) - z.mean(axis=0))
+            d = post._raw_draws(x, t, jax.random.fold_in(k2, t))
+            z, y = logit(d), acc.loc[held, task].to_numpy()
+            resid.append(logit(y) - z.mean(axis=0))
+            err.append(100 * np.abs(y - d.mean(axis=0)))
             var.append(z.var(axis=0))
             gap.append(np.log(x))
         used.append(r)
@@ -364,7 +377,7 @@ def _backtest(data, train, method, settings, key) -> dict:
                 f"at or below C_max / r for r in {settings.backtests}; the predictive is "
                 f"not widened"}
     cal = fit_extrapolation(np.concatenate(resid), np.concatenate(var), np.concatenate(gap))
-    return {**cal, "backtests": tuple(used)}
+    return {**cal, "backtests": tuple(used), "mae": float(np.concatenate(err).mean())}
 
 
 def _fit_raw(data, rng_key, targets, target_compute, method, settings) -> CODPosterior:
@@ -405,8 +418,8 @@ def _fit_raw(data, rng_key, targets, target_compute, method, settings) -> CODPos
         form = "law" if method == "task_law" else "sigmoid"
         y = acc.loc[train].to_numpy()
         counts = np.array([len(data.task_items(t)) for t in data.tasks], float)
-        samples = _fit_groups(y, x_train, counts, floors_task, keys["law"], settings, form,
-                              diagnostics, "law")
+        samples = fit_groups(y, x_train, counts, floors_task, keys["law"], settings.inference,
+                             form, diagnostics, "law")
         pieces = {"samples": samples, "floors": floors_task, "form": form,
                   "n_draws": len(samples["scatter"])}
         return CODPosterior(sm, method, settings, all_compute, c_max, pieces,
@@ -432,9 +445,11 @@ def _fit_logit_mapping(data, task_fits, G, rows, key, settings, diagnostics):
                         "held-out largest training models (or fits them poorly)")
     args = (jnp.asarray(np.concatenate(subs), jnp.float32),
             jnp.asarray(np.concatenate(tix), jnp.int32))
-    return _nuts(partial(mapping_model, n_tasks=len(data.tasks)), args,
-                 jnp.asarray(np.concatenate(fulls), jnp.float32), key, settings, diagnostics,
-                 "mapping")
+    res = run_inference(partial(mapping_model, n_tasks=len(data.tasks)), args,
+                        jnp.asarray(np.concatenate(fulls), jnp.float32),
+                        inference=settings.inference, rng_key=key, progress=False, warn=False)
+    diagnostics["mapping"] = res.diagnostics
+    return res.samples
 
 
 def _cluster(data, task, train, settings, key):
@@ -453,8 +468,16 @@ def _fit_cod(data, sm, train, compute, c_max, floors_task, keys, settings, all_c
              placed):
     res = data.results
     rows = [data.models.index(m) for m in train]
-    order = np.argsort(compute.loc[train].to_numpy(), kind="stable")
-    fit_rows = [rows[i] for i in order[:-settings.holdout]]
+    # the held-out check: every training model at the ``holdout`` largest compute levels (a
+    # zoo holds several models of one size; holding out one of them extrapolates nothing)
+    c_train = compute.loc[train].to_numpy()
+    levels = np.unique(c_train)
+    if len(levels) <= settings.holdout + 1:
+        raise DataError(f"COD needs more than {settings.holdout + 1} distinct training compute "
+                        f"values; got {len(levels)}")
+    is_held = c_train >= levels[-settings.holdout]
+    fit_rows = [r for r, h in zip(rows, is_held, strict=True) if not h]
+    held = [r for r, h in zip(rows, is_held, strict=True) if h]
     cols, floors, counts, task_fits, rows_cl = [], [], [], [], []
     ck = jax.random.split(keys["cluster"], len(data.tasks))
     for t, task in enumerate(data.tasks):
@@ -480,28 +503,20 @@ def _fit_cod(data, sm, train, compute, c_max, floors_task, keys, settings, all_c
     # 4. predictability: the law without the largest training models, tested on them
     form = "law" if settings.law == "cod" else "sigmoid"
     diagnostics = placed["diagnostics"]
-    val = _fit_groups(G[fit_rows], x_all[fit_rows], counts, floors, keys["validation"], settings,
-                      form, diagnostics, "validation")
-    held = [rows[i] for i in order[-settings.holdout:]]
+    val = fit_groups(G[fit_rows], x_all[fit_rows], counts, floors, keys["validation"],
+                     settings.inference, form, diagnostics, "validation")
     draws = law_draws(val, x_all[held], floors, form, keys["check"])  # (S, holdout, clusters)
     err = np.abs(draws.mean(axis=0) - G[held]).mean(axis=0)
     lo, hi = np.quantile(draws, [0.005, 0.995], axis=0)
     inside = ((G[held] >= lo - settings.tolerance) & (G[held] <= hi + settings.tolerance)).all(
         axis=0)
     scatter = val["scatter"].mean(axis=0)  # the law's misfit on the models it was fitted to
-    # how far the held-out check extrapolated (log compute), to scale its error to a target's
-    val_gap = float(np.log(x_all[held].max() / x_all[fit_rows].max()))
-    signed = (draws.mean(axis=0) - G[held]).mean(axis=0)
     ever = G[rows].max(axis=0) > 0.02
     for tf in task_fits:
         sl = slice(tf.group_offset, tf.group_offset + len(tf.counts))
         tf.holdout_error = err[sl]
         tf.scatter = scatter[sl]
-        tf.val_gap = max(val_gap, 1e-6)
         tf.kept = inside[sl] & (scatter[sl] <= settings.max_scatter) & ever[sl]
-        if tf.kept.any():  # the kept clusters' extrapolation error on the held-out models
-            w = tf.counts[tf.kept] / tf.counts[tf.kept].sum()
-            tf.extrap_sd = float(np.sqrt(w @ signed[sl][tf.kept] ** 2))
     # 3. the laws on every training model (with "parts", one more group per task: the items
     # outside the kept clusters); 5. the mapping
     if settings.mapping == "parts":
@@ -517,8 +532,8 @@ def _fit_cod(data, sm, train, compute, c_max, floors_task, keys, settings, all_c
             G = np.column_stack([G] + [c[0] for c in rest_cols])
             counts = np.concatenate([counts, [c[1] for c in rest_cols]])
             floors = np.concatenate([floors, [c[2] for c in rest_cols]])
-    samples = _fit_groups(G[rows], x_all[rows], counts, floors, keys["law"], settings, form,
-                          diagnostics, "law")
+    samples = fit_groups(G[rows], x_all[rows], counts, floors, keys["law"], settings.inference,
+                         form, diagnostics, "law")
     mapping = None
     if settings.mapping == "logit":
         mapping = _fit_logit_mapping(data, task_fits, G, rows, keys["mapping"], settings,

@@ -128,9 +128,11 @@ def fit_extrapolation(resid, var, gap, level: float = 0.9) -> dict:
     each cell's compute gap ``gap`` (ln of its compute over the largest fitted model's, >= 0).
 
     The added variance ``s0^2 + (s1 gap)^2`` maximises the Normal likelihood of the residuals
-    (a grid); then one factor ``kappa`` >= 1 scales the whole predictive so that the backtest's
-    ``level`` interval covers ``level`` of its cells (a conformal step: residuals are heavier
-    tailed than a Normal). Returns ``{s0, s1, kappa, n}``."""
+    (a grid); then each side of the predictive is scaled by its own factor so that the
+    backtest's residuals fall below and above the ``level`` interval at ``(1 - level) / 2``
+    each (a split-conformal step per side: residuals are heavier tailed than a Normal, and
+    often on one side, e.g. a model zoo's models that score 0; decision 0017). Returns
+    ``{s0, s1, kappa_lo, kappa_hi, n}``; a factor is at least 0.5."""
     r, v, d = (np.asarray(a, float) for a in (resid, var, gap))
     grid0, grid1 = np.linspace(0.05, 2.05, 41), np.linspace(0.0, 2.0, 41)
     tot = v[None, None] + grid0[:, None, None] ** 2 + (grid1[None, :, None] * d) ** 2
@@ -138,18 +140,25 @@ def fit_extrapolation(resid, var, gap, level: float = 0.9) -> dict:
     ll = -0.5 * (np.log(tot) + r ** 2 / tot).sum(axis=-1)
     i, j = np.unravel_index(np.argmax(ll), ll.shape)
     s0, s1 = float(grid0[i]), float(grid1[j])
-    z = np.abs(r) / np.sqrt(np.maximum(v + s0 ** 2 + (s1 * d) ** 2, 1e-6))
+    z = r / np.sqrt(np.maximum(v + s0 ** 2 + (s1 * d) ** 2, 1e-6))
     from scipy.stats import norm
 
-    q = float(np.quantile(z, level)) / float(norm.ppf(0.5 + level / 2))
-    return {"s0": s0, "s1": s1, "kappa": max(1.0, q), "n": int(r.size)}
+    tail, zq = (1 - level) / 2, float(norm.ppf(0.5 + level / 2))
+    # the finite-sample conformal quantile of each side
+    q = min(1.0, np.ceil((r.size + 1) * (1 - tail)) / r.size)
+    hi = float(np.quantile(np.maximum(z, 0), q)) / zq
+    lo = float(np.quantile(np.maximum(-z, 0), q)) / zq
+    return {"s0": s0, "s1": s1, "kappa_lo": max(0.5, lo), "kappa_hi": max(0.5, hi),
+            "n": int(r.size)}
 
 
 def widen(draws, gap, cal: dict, rng) -> np.ndarray:
     """``draws`` ``(S, n)`` of accuracies widened by the backtest's term ``cal`` at compute
-    gaps ``gap`` ``(n,)``, in logit space (never beyond [0, 1], never of zero width)."""
+    gaps ``gap`` ``(n,)``, in logit space around each cell's median, each side by its own
+    factor (never beyond [0, 1], never of zero width)."""
     z = logit(draws)
-    mid = z.mean(axis=0, keepdims=True)
+    mid = np.median(z, axis=0, keepdims=True)
     sd = np.sqrt(cal["s0"] ** 2 + (cal["s1"] * np.maximum(gap, 0.0)) ** 2)
-    z = mid + cal["kappa"] * ((z - mid) + sd * rng.standard_normal(z.shape))
+    dev = (z - mid) + sd * rng.standard_normal(z.shape)
+    z = mid + np.where(dev < 0, cal["kappa_lo"], cal["kappa_hi"]) * dev
     return 1.0 / (1.0 + np.exp(-z))

@@ -156,12 +156,14 @@ def test_extrapolation_term_recovers_a_known_spread_and_widens_in_logit_space():
     resid = rng.normal(0, np.sqrt(0.04 + 0.3 ** 2 + (0.5 * gap) ** 2))
     cal = fit_extrapolation(resid, var, gap)
     assert abs(cal["s0"] - 0.3) < 0.1 and abs(cal["s1"] - 0.5) < 0.1
-    assert 1.0 <= cal["kappa"] < 1.1 and cal["n"] == 4000
-    # most residuals near 0, 15% far out: the Normal's 90% band misses them and the conformal
-    # factor widens it to cover 90% of the residuals
-    spiky = np.where(rng.random(4000) < 0.15, rng.choice([-1.5, 1.5], 4000), 0.0)
+    assert 0.9 < cal["kappa_lo"] < 1.1 and 0.9 < cal["kappa_hi"] < 1.1 and cal["n"] == 4000
+    # most residuals near 0, 10% far below: the Normal's 90% band misses them and the
+    # conformal factor of the lower side widens it, that of the upper side narrows it
+    spiky = np.where(rng.random(4000) < 0.1, -1.5, 0.0) + rng.normal(0, 0.05, 4000)
     heavy = fit_extrapolation(spiky, var, gap)
-    assert heavy["kappa"] > 1.2
+    assert heavy["kappa_lo"] > 1.2 and heavy["kappa_hi"] < 1.0
+    z = spiky / np.sqrt(var + heavy["s0"] ** 2 + (heavy["s1"] * gap) ** 2) / 1.645
+    assert 0.04 < np.mean(z < -heavy["kappa_lo"]) <= 0.05
     # a degenerate predictive (every draw equal, at 1) gets a band of nonzero width in (0, 1)
     out = widen(np.ones((200, 3)), np.array([0.0, 1.0, 2.0]), cal, np.random.default_rng(1))
     assert ((out > 0) & (out < 1)).all()
@@ -169,22 +171,32 @@ def test_extrapolation_term_recovers_a_known_spread_and_widens_in_logit_space():
     assert (w > 0).all() and w[2] > w[0]  # wider further beyond the frontier
 
 
-def test_backtest_calibration_is_in_diagnostics_and_widens_the_bands():
+def test_backtest_calibration_is_in_diagnostics_and_sets_the_bands():
     s = synthetic_items(2, n_items=120, sizes=10, n_families=1)
     target = [m for m in s.data.models if m.endswith("-9")]
     post = cod.fit(s.data, targets=target, rng_key=0, settings=TINY, method="task_sigmoid")
     cal = post.diagnostics["calibration"]
-    assert {"s0", "s1", "kappa", "n", "backtests"} <= set(cal) and cal["n"] > 0
+    assert {"s0", "s1", "kappa_lo", "kappa_hi", "n", "backtests"} <= set(cal) and cal["n"] > 0
     raw = cod.fit(s.data, targets=target, rng_key=0, method="task_sigmoid",
                   settings=cod.COD(num_steps=300, num_samples=60, calibrate=False))
     assert "calibration" not in raw.diagnostics
     w = [np.subtract(*p.predict("missing", rng_key=1).interval(0.9)[::-1])[0]
          for p in (post, raw)]
-    assert w[0] > w[1] > 0
+    # the backtest sets the band: wider or narrower than the raw law's, never of zero width
+    assert min(w) > 0 and abs(w[0] - w[1]) > 0.01
     # too few models below every backtest's cut: said in the diagnostics, the raw band kept
     few = s.data.subset(s.data.models[5:])
     small = cod.fit(few, targets=target, rng_key=0, settings=TINY, method="task_sigmoid")
     assert "no backtest" in small.diagnostics["calibration"]["message"]
+    # "auto": the method of least backtest error answers, every candidate's error recorded
+    auto = cod.fit(s.data, targets=target, rng_key=0, settings=TINY, method="auto")
+    errs = auto.diagnostics["auto"]["backtest_mae"]
+    assert set(errs) == set(cod.CHOICES) and auto.method == min(errs, key=errs.get)
+    assert auto.diagnostics["auto"]["chosen"] == auto.method
+    assert auto.predict("missing", rng_key=1).n_cells == 1
+    with pytest.raises(ValueError, match="needs calibrate=True"):
+        cod.fit(s.data, targets=target, rng_key=0, method="auto",
+                settings=cod.COD(calibrate=False))
     with pytest.raises(ValueError, match="backtests must be compute ratios"):
         cod.COD(backtests=(0.5,))
     with pytest.raises(ValueError, match="inference must be"):

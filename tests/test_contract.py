@@ -110,7 +110,7 @@ def items():
 
 
 @pytest.mark.filterwarnings("ignore::cppjax.CppjaxWarning")
-@pytest.mark.parametrize("method", cod.METHODS)
+@pytest.mark.parametrize("method", cod.CHOICES)
 def test_cod_contract(items, method, tmp_path):
     data, target = items
     settings = cod.COD(num_steps=200, num_samples=30)
