@@ -232,7 +232,7 @@ def main(argv=None):
         for m in g.values():
             if isinstance(m, dict):
                 m.pop("_seed_mae", None)
-        if "cod_auto" in g:  # which method "auto" chose, per seed and case
+        if "cod_auto" in g and name in CHOSEN:  # which method "auto" chose, per seed and case
             g["cod_auto"]["chosen"] = dict(Counter(CHOSEN.get(name, [])))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
     groups["run"] = {"fits": FITS[0], "peak_rss_gb": round(peak, 2),
