@@ -189,8 +189,9 @@ class CODPosterior(Posterior):
 
     @property
     def diagnostics(self) -> dict:
-        """The NUTS diagnostics of each fit behind the posterior (``law``; COD also
-        ``validation``, the laws without the largest training models, and ``mapping``)."""
+        """The inference diagnostics of each fit behind the posterior (``law``; COD also
+        ``validation``, the laws without the largest training models, and ``mapping``), the
+        backtest's ``calibration`` and, with ``method="auto"``, the choice (``auto``)."""
         return self._diagnostics
 
     def refit(self, train, *, rng_key, progress: bool | None = None) -> CODPosterior:
@@ -230,8 +231,8 @@ class CODPosterior(Posterior):
         x = np.atleast_1d(np.asarray(compute, float)) / self._c_max
         rng_key, k_cal = jax.random.split(as_key(rng_key))
         raw = self._raw_draws(x, self.matrix.task_index(task), rng_key)
-        cal = self._pieces.get("calibration")
-        if cal is None:
+        cal = self._diagnostics.get("calibration", {})
+        if "s0" not in cal:  # not calibrated, or no backtest had enough models
             return raw
         return widen(raw, np.log(x), cal, numpy_rng(k_cal))
 
@@ -314,8 +315,6 @@ def fit(data, *, rng_key, targets=None, target_compute: dict | None = None,
         train = [m for m in data.models if m not in post.targets]
         cal = _backtest(data, train, method, settings, k_bt)
         post._diagnostics["calibration"] = cal
-        if "s0" in cal:
-            post._pieces["calibration"] = cal
     post.fit_seconds = time.perf_counter() - t0
     return post
 
@@ -474,7 +473,8 @@ def _fit_cod(data, sm, train, compute, c_max, floors_task, keys, settings, all_c
     levels = np.unique(c_train)
     if len(levels) <= settings.holdout + 1:
         raise DataError(f"COD needs more than {settings.holdout + 1} distinct training compute "
-                        f"values; got {len(levels)}")
+                        f"values; got {len(levels)}: add smaller models or lower "
+                        f"COD(holdout=...)")
     is_held = c_train >= levels[-settings.holdout]
     fit_rows = [r for r, h in zip(rows, is_held, strict=True) if not h]
     held = [r for r, h in zip(rows, is_held, strict=True) if h]
