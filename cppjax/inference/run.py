@@ -246,11 +246,14 @@ def predict_sites(model, samples: dict, args: tuple, sites, rng_key, batch_ndims
     per_draw = max(int(np.prod(v.shape[1:], dtype=np.int64)) for v in one.values())
     chunk = int(min(n, max(1, max_values // max(per_draw, 1))))
     keys = jax.random.split(rng_key, -(-n // chunk))
-    parts = []
+    if chunk >= n:
+        return {k: np.asarray(v) for k, v in run(samples, keys[0]).items()}
+    result = {}  # each chunk copied into one array (no list of parts joined at the end)
     for i, lo in enumerate(range(0, n, chunk)):
         idx = np.minimum(np.arange(lo, lo + chunk), n - 1)  # the last chunk padded
         out = run(jax.tree.map(lambda v, idx=idx: v[idx], samples), keys[i])
-        parts.append({k: np.asarray(v)[: min(chunk, n - lo)] for k, v in out.items()})
-    if len(parts) == 1:
-        return parts[0]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        for k, v in out.items():
+            if k not in result:
+                result[k] = np.empty((n, *v.shape[1:]), v.dtype)
+            result[k][lo:lo + chunk] = np.asarray(v)[: min(chunk, n - lo)]
+    return result

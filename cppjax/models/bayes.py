@@ -24,6 +24,9 @@ class BayesPosterior(SampledPosterior):
         result: samples and diagnostics (:class:`cppjax.inference.InferenceResult`).
     """
 
+    #: _draws computes every array it returns (predictive_noise, predict_sites)
+    _owns_draws = True
+
     def __init__(self, matrix: ScoreMatrix, spec, inference, result: InferenceResult,
                  fit_seconds: float):
         super().__init__(matrix, spec, inference, fit_seconds)

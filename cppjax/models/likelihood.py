@@ -3,6 +3,7 @@ pooled, with a floor; a Normal or Student-t likelihood; padding of the cells to 
 
 from __future__ import annotations
 
+import os
 from contextlib import nullcontext
 
 import jax
@@ -65,29 +66,55 @@ def observe(mean, sigma, task_idx, y, likelihood: str, mask=None,
             numpyro.sample("y", obs, obs=yy)
 
 
+#: draws per block of :func:`predictive_noise`: each block has its own generator, so that the
+#: draws do not depend on how many threads share the blocks
+NOISE_BLOCK = 8
+
+
 def predictive_noise(mean, samples: dict, task_idx, likelihood: str, rng_key) -> np.ndarray:
     """Draws of ``y`` given the draws of its cell means ``mean`` ``(n_draws, n_cells)``: the
     observation model of :func:`observe` (``sigma``, and ``nu`` for Student-t, from
     ``samples``), with the noise drawn by NumPy, seeded from ``rng_key``. JAX's gamma sampler
     (behind Student-t draws) is a rejection loop that took 82 s for 8e7 values on 2 CPU cores,
-    NumPy's 3 s (docs/decisions/0008-pmf-cost-grows-with-the-cells.md). ``mean`` is
-    overwritten where NumPy may write to it."""
+    NumPy's 3 s (docs/decisions/0008-pmf-cost-grows-with-the-cells.md). Blocks of
+    :data:`NOISE_BLOCK` draws, each with a generator spawned from the key's, run on a thread
+    per core (NumPy's samplers and ufuncs release the GIL): the same draws on any machine, 2-3x
+    faster on 2 cores than one generator (decision 0013). ``mean`` is overwritten where NumPy
+    may write to it."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from cppjax.inference.keys import numpy_rng
 
-    rng = numpy_rng(rng_key)
     out = np.asarray(mean, np.float32)
     if not out.flags.writeable:  # an array JAX handed over
         out = out.copy()
     sigma = np.asarray(samples["sigma"], np.float32)
-    for lo in range(0, out.shape[0], 64):  # a few draws at a time: bounded temporary memory
-        rows = slice(lo, lo + 64)
-        eps = rng.standard_normal(out[rows].shape, dtype=np.float32)
-        if likelihood == "student_t":
-            df = np.asarray(samples["nu"], np.float64)[rows, None] + 1.0
-            chi = rng.standard_gamma(np.broadcast_to(df / 2.0, eps.shape)) * (2.0 / df)
-            eps /= np.sqrt(chi).astype(np.float32)
-        eps *= np.take(sigma[rows], task_idx, axis=1)
-        out[rows] += eps
+    df = (np.asarray(samples["nu"], np.float64) + 1.0 if likelihood == "student_t" else None)
+    task_idx = np.asarray(task_idx)
+    starts = range(0, out.shape[0], NOISE_BLOCK)
+    rngs = numpy_rng(rng_key).spawn(len(starts))
+
+    def block(b: int) -> None:
+        rng, lo = rngs[b], starts[b]
+        eps = np.empty(out.shape[1], np.float32)
+        chi = np.empty(out.shape[1], np.float32) if df is not None else None
+        for r in range(lo, min(lo + NOISE_BLOCK, out.shape[0])):
+            rng.standard_normal(dtype=np.float32, out=eps)
+            if df is not None:  # t = z / sqrt(chi2_df / df)
+                rng.standard_gamma(df[r] / 2.0, dtype=np.float32, out=chi)
+                np.multiply(chi, np.float32(2.0 / df[r]), out=chi)
+                np.sqrt(chi, out=chi)
+                np.divide(eps, chi, out=eps)
+            eps *= sigma[r][task_idx]
+            out[r] += eps
+
+    workers = min(len(starts), os.cpu_count() or 1)
+    if workers <= 1 or out.size < 2**20:  # small: threads cost more than they save
+        for b in range(len(starts)):
+            block(b)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(block, range(len(starts))))
     return out
 
 

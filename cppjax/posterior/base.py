@@ -53,6 +53,9 @@ class Posterior(abc.ABC):
         fit_seconds: wall-clock time of the fit (compilation included).
     """
 
+    #: whether ``_draws`` returns a fresh array that predict may clip in place
+    _owns_draws = False
+
     def __init__(self, matrix: ScoreMatrix, spec, inference, fit_seconds: float,
                  method: str | None = None):
         self.matrix = matrix
@@ -160,7 +163,8 @@ class Posterior(abc.ABC):
             out = np.zeros((post.n_draws, 0))
         else:
             raw = post._draws(mi, ti, key, noise)
-            out = _clip_to_scale(self.matrix, np.asarray(raw), mi, ti)
+            out = _clip_to_scale(self.matrix, np.asarray(raw), mi, ti,
+                                 in_place=post._owns_draws)
         return Predictive(self.matrix, mi, ti, out, post._log_lik(mi, ti), self.method)
 
     def _thinned(self, n_cells: int, draws: int | None) -> Posterior:
@@ -248,9 +252,12 @@ class Posterior(abc.ABC):
         return aggregate_rank_posterior(self, tasks, rng_key=rng_key, models=models)
 
 
-def _clip_to_scale(sm: ScoreMatrix, draws: np.ndarray, mi, ti) -> np.ndarray:
+def _clip_to_scale(sm: ScoreMatrix, draws: np.ndarray, mi, ti,
+                   in_place: bool = False) -> np.ndarray:
     """Draws beyond their task's bounds (``sm.task_info``) clipped to them; a ``task_logit``
-    normalisation keeps its bounded tasks' draws inside by construction."""
+    normalisation keeps its bounded tasks' draws inside by construction. ``in_place``: the
+    caller owns ``draws`` (a fresh array), so a writeable float32 one is clipped where it is
+    (10^8 draws: a second array of 0.4 GB and seconds of page faults saved)."""
     lo = sm.task_info["lower"].to_numpy()[ti]
     hi = sm.task_info["upper"].to_numpy()[ti]
     if not (np.isfinite(lo).any() or np.isfinite(hi).any()):
@@ -263,4 +270,8 @@ def _clip_to_scale(sm: ScoreMatrix, draws: np.ndarray, mi, ti) -> np.ndarray:
                         -np.inf)
         hi_n = np.where(np.isfinite(hi), sm.normalize(np.where(np.isfinite(hi), hi, 0.0), mi, ti),
                         np.inf)
+    if draws.dtype == np.float32:  # float32 draws (the Bayesian models') stay float32: half
+        lo_n, hi_n = lo_n.astype(np.float32), hi_n.astype(np.float32)  # the memory and time
+        if in_place and draws.flags.writeable:
+            return np.clip(draws, lo_n, hi_n, out=draws)
     return np.clip(draws, lo_n, hi_n)
