@@ -88,7 +88,10 @@ class Programs:
 
     def __init__(self, model, inference, args, kw):
         self.model, self.inf = model, inference
-        sites, sizes = abstract_sites(model, args, kw)
+        sites, sizes, cells = _trace_sites(model, args, kw)
+        #: deterministic sites of the ``cells`` plate (a value per observed cell): SVI's draws
+        #: leave them out (see _build_svi)
+        self.cell_sites = cells
         self.slot = _InitSlot()
         if inference.name == "nuts":
             self._build_nuts(sizes)
@@ -205,6 +208,10 @@ class Programs:
         # MAP watches its validation error after each chunk: finer chunks (decision 0012)
         self.chunk = _chunk(s.num_steps, most=100 if s.name == "map" else 500)
         n = 1 if s.name == "map" else s.num_samples
+        if s.name != "map":  # a value per observed cell and draw: 0.9 GB and 5 s at 2e5 cells
+            # x 1,000 draws that no SVI fit reads (MAP's one draw feeds its monitor; NUTS's
+            # r-hats read them); predictions recompute cell means (decision 0013)
+            sites = [k for k in sites if k not in self.cell_sites]
 
         def init(key, args, kw):
             k_init, k_svi = jax.random.split(key)
@@ -331,7 +338,13 @@ def abstract_sites(model, args: tuple, kw: dict) -> tuple[list[str], dict[str, i
     """The latent sample sites and the deterministic sites of ``model(*args, **kw)``, and the
     number of unconstrained values of each latent site, found by an abstract trace (nothing is
     compiled or run)."""
-    names, sizes = [], {}
+    return _trace_sites(model, args, kw)[:2]
+
+
+def _trace_sites(model, args: tuple, kw: dict):
+    """:func:`abstract_sites` and, third, the deterministic sites inside a plate named
+    ``cells`` (the observation plate of :func:`cppjax.models.likelihood.observe`)."""
+    names, sizes, cells = [], {}, set()
 
     def find(args, kw):
         tr = handlers.trace(handlers.seed(model, 0)).get_trace(*args, **kw)
@@ -339,10 +352,13 @@ def abstract_sites(model, args: tuple, kw: dict) -> tuple[list[str], dict[str, i
             latent = site["type"] == "sample" and not site["is_observed"]
             if latent or site["type"] == "deterministic":
                 names.append(k)
+            if site["type"] == "deterministic" and any(
+                    f.name == "cells" for f in site.get("cond_indep_stack", ())):
+                cells.add(k)
             if latent and not site["fn"].support.is_discrete:
                 shape = biject_to(site["fn"].support).inverse_shape(jnp.shape(site["value"]))
                 sizes[k] = int(np.prod(shape, dtype=int))
 
     jax.eval_shape(find, args, kw)
-    return names, sizes
+    return names, sizes, cells
 
