@@ -58,6 +58,7 @@ HEADER = ("| protocol | method | MSE | coverage 50/80/90/95 | ± se (50 / 90) | 
           "| s per fit (first / later) | r-hat |\n|---|---|---|---|---|---|---|---|---|")
 #: the benchmarks' own pages, in the order they appear
 PAGES = ("suite", "table1", "table1_kfold", "beyond", "extrapolation", "importance", "speed",
+         "speed_gpu",
          "scale", "scale_gpu", "guide", "planning", "leaderboard", "cod", "fuzz")
 
 

@@ -92,7 +92,9 @@ def cli(cache: str, timeout: float) -> list[float]:
     with tempfile.TemporaryDirectory() as work:
         for _ in range(2):
             t0 = time.perf_counter()
-            res = subprocess.run(["cppjax", "predict", "--out", f"{work}/out", "--overwrite"],
+            # the interpreter running this script (its cppjax), not whichever is first on PATH
+            res = subprocess.run([sys.executable, "-m", "cppjax.cli", "predict", "--out",
+                                  f"{work}/out", "--overwrite"],
                                  capture_output=True, text=True, timeout=timeout, env=env)
             if res.returncode != 0:
                 raise RuntimeError(f"cppjax predict failed:\n{res.stderr[-3000:]}")
@@ -112,16 +114,19 @@ def main():
         print(json.dumps(child(args.child)))
         return
     sys.path.insert(0, os.path.dirname(__file__))
+    import jax
     from common import RESULTS, write_results
 
+    # the targets are for 2 CPU cores; on an accelerator the same jobs go to their own file
+    name = "speed" if jax.default_backend() == "cpu" else f"speed_{jax.default_backend()}"
     groups, rows, previous = {}, [], ()
     rerun = {t for j in args.only.split(",") for t in TARGETS if t.endswith(j.split("_", 1)[-1])
              or t == j}
-    if args.merge and (RESULTS / "speed.json").exists():  # the other targets' rows kept
-        old = json.loads((RESULTS / "speed.json").read_text())
+    if args.merge and (RESULTS / f"{name}.json").exists():  # the other targets' rows kept
+        old = json.loads((RESULTS / f"{name}.json").read_text())
         previous = (old["command"],)
         groups = {k: v for k, v in old["groups"].items() if k not in rerun}
-        rows = [line for line in (RESULTS / "speed.md").read_text().splitlines()
+        rows = [line for line in (RESULTS / f"{name}.md").read_text().splitlines()
                 if line.startswith("| ") and line.split("|")[1].strip() in groups]
 
     def add(target, method, seconds, extra=""):
@@ -172,7 +177,7 @@ def main():
           "the same cache.\n\n"
           "| target | run | seconds | target | met | notes |\n|---|---|---|---|---|---|\n"
           + "\n".join(rows) + "\n")
-    write_results("speed", "the issue-34 speed targets, defaults, fresh processes (see "
+    write_results(name, "the issue-34 speed targets, defaults, fresh processes (see "
                   "benchmarks/speed.py)", groups, md, previous_commands=previous)
     print(md)
 
