@@ -229,6 +229,17 @@ def main(argv=None):
                 else:
                     cells.append(fmt(r[c], 4))
             md.append(f"| {method} | " + " | ".join(cells) + " |")
+        ranked = {m: r for m, r in g.items() if "rank_pit_coverage_50" in r}
+        if ranked:  # the rank intervals: integer ones as shown, and the randomised PIT
+            md.append("\nRank intervals (nominal 0.50 / 0.80 / 0.90), mean over splits: the "
+                      "integer intervals a user is shown, and the randomised PIT of the rank "
+                      "distribution (`metrics.rank_calibration`)\n")
+            md.append("| method | integer intervals | randomised PIT |\n|---|---|---|")
+            for method, r in ranked.items():
+                md.append(f"| {method} | " + " / ".join(
+                    f"{r[f'rank_coverage_{lev}']['mean']:.2f}" for lev in (50, 80, 90))
+                    + " | " + " / ".join(f"{r[f'rank_pit_coverage_{lev}']['mean']:.2f}"
+                                         for lev in (50, 80, 90)) + " |")
     protocol = (f"random cells 5% (seeds {args.first_seed}-{args.first_seed + args.seeds - 1})"
                 if args.protocol == "random" else f"{args.folds}-fold") + \
         ("" if args.skip_cold else f"; cold start {', '.join(cold)}") + \

@@ -272,7 +272,12 @@ def rank_calibration(truth, model_idx, task_idx, draws, higher_is_better=None,
     :meth:`cppjax.posterior.ranks.RankPosterior.interval`); ``beats_right``: among the pairs of a
     held-out cell and another model's cell on its task whose ``prob_beats`` exceeds
     ``threshold`` (either way round), the share where the favoured model truly scores better
-    (ties count as wrong), and ``beats_pairs``, their number.
+    (ties count as wrong), and ``beats_pairs``, their number. ``rank_pit_coverage_<level>``: the
+    same with the randomised PIT of the integer ranks (Czado, Gneiting and Held 2009): a cell
+    counts by the share of ``[P(rank < true), P(rank <= true)]`` inside the central ``level``
+    band, the expectation of the randomised PIT falling there. It is nominal for a calibrated
+    rank distribution, where the integer intervals over-cover by construction (both end ranks
+    included; decision 0012): it judges the rank probabilities, the other the intervals shown.
 
     ``truth``: ``(n_models, n_tasks)`` true scores of train and held-out cells (NaN elsewhere);
     ``draws``: ``(n_draws, n_cells)`` in the same units; ``higher_is_better``: one bool per
@@ -284,6 +289,8 @@ def rank_calibration(truth, model_idx, task_idx, draws, higher_is_better=None,
         >>> r = rank_calibration(truth, [0, 1], [0, 0], d)
         >>> r["rank_coverage_90"], r["beats_right"], r["beats_pairs"]
         (1.0, 1.0, 3)
+        >>> r["rank_pit_coverage_50"]  # each rank certain and right: the PIT uniform on [0, 1]
+        0.5
     """
     truth = np.asarray(truth, float)
     mi, ti = np.asarray(model_idx, int), np.asarray(task_idx, int)
@@ -291,6 +298,7 @@ def rank_calibration(truth, model_idx, task_idx, draws, higher_is_better=None,
     hib = (np.ones(truth.shape[1], bool) if higher_is_better is None
            else np.asarray(higher_is_better, bool))
     covered = {lev: np.zeros(mi.size, bool) for lev in levels}
+    pit = {lev: np.zeros(mi.size) for lev in levels}
     right = n_pairs = 0
     for j in np.unique(ti):
         sel = np.flatnonzero(ti == j)
@@ -308,6 +316,13 @@ def rank_calibration(truth, model_idx, task_idx, draws, higher_is_better=None,
             lo, hi = np.quantile(ranks, [(1 - lev) / 2, (1 + lev) / 2], axis=0,
                                  method="inverted_cdf")
             covered[lev][sel] = (true >= lo) & (true <= hi)
+        f_lt, f_le = (ranks < true).mean(axis=0), (ranks <= true).mean(axis=0)
+        mass = f_le - f_lt
+        for lev in levels:
+            a, b = (1 - lev) / 2, (1 + lev) / 2
+            inside = np.clip(np.minimum(f_le, b) - np.maximum(f_lt, a), 0.0, None)
+            pit[lev][sel] = np.where(mass > 0, inside / np.where(mass > 0, mass, 1.0),
+                                     (f_le >= a) & (f_le <= b))
         # pairs: each held-out cell against every fixed model, and against each other
         p_fixed = (x[:, :, None] > fixed[None, None, :]).mean(axis=0)
         p_lose = (x[:, :, None] < fixed[None, None, :]).mean(axis=0)  # ties: neither way
@@ -325,6 +340,8 @@ def rank_calibration(truth, model_idx, task_idx, draws, higher_is_better=None,
         n_pairs += int(fav.sum())
     out = {f"rank_coverage_{int(round(100 * lev))}": float(covered[lev].mean())
            for lev in levels}
+    out.update({f"rank_pit_coverage_{int(round(100 * lev))}": float(pit[lev].mean())
+                for lev in levels})
     out["beats_right"] = float(right / n_pairs) if n_pairs else float("nan")
     out["beats_pairs"] = n_pairs
     return out

@@ -160,6 +160,22 @@ def test_rank_calibration_matches_rank_posteriors():
     assert lower["rank_coverage_80"] == r["rank_coverage_80"]
 
 
+def test_randomised_rank_pit_is_nominal_where_integer_intervals_over_cover():
+    # a calibrated forecast: each task's held-out score and its draws come from one Uniform(0,
+    # 10), nine fixed models at 1..9, so the rank distribution is right and integer-valued
+    rng = np.random.default_rng(1)
+    n_tasks = 600
+    truth = np.vstack([np.tile(np.arange(1.0, 10.0)[:, None], (1, n_tasks)),
+                       rng.uniform(0, 10, (1, n_tasks))])
+    mi, ti = np.full(n_tasks, 9), np.arange(n_tasks)
+    draws = rng.uniform(0, 10, (2000, n_tasks))
+    r = M.rank_calibration(truth, mi, ti, draws, levels=(0.5, 0.8, 0.9))
+    for lev in (50, 80, 90):  # nominal within 3 binomial s.e. of 600 cells
+        se = np.sqrt(lev / 100 * (1 - lev / 100) / n_tasks)
+        assert abs(r[f"rank_pit_coverage_{lev}"] - lev / 100) < 3 * se + 0.01
+    assert r["rank_coverage_50"] > 0.6  # the integer intervals include both end ranks
+
+
 def test_map_predicts_its_mode_and_stops_early():
     sm = load_cpp_crowdsource()
     split = S.kfold_cells(sm, 20, rng_key=0)[0]
