@@ -18,7 +18,9 @@ Every split fits its normalisation on the training cells only. MSE, MAE, width a
 dataset's units (OSL: fraction; CPP: percent points); coverage of the central intervals pooled
 over the held-out cells of a protocol, ± binomial standard error; ``rank_coverage_*``: the share
 of held-out cells whose true rank among every model with a score on the task lies in the rank
-interval; ``beats_right``: pairs with ``prob_beats`` > 0.9 that were right. Per benchmark:
+interval; ``rank_pit_coverage_*``: the same judged by the randomised PIT of the integer rank
+draws (nominal for a calibrated rank distribution; ``metrics.rank_calibration``);
+``beats_right``: pairs with ``prob_beats`` > 0.9 that were right. Per benchmark:
 ``<dataset>/<protocol>/<task>`` groups (MSE, MAE, 90% coverage).
 """
 
@@ -113,7 +115,8 @@ def score(rows, sm):
         out["width_90"] = {"mean": M.interval_width(d, 0.9), "std": 0.0, "n": int(y.size)}
         out["crps"] = {"mean": M.crps(d, y), "std": 0.0, "n": int(y.size)}
         cells = sum(c for _, c in rank)
-        for key in ("rank_coverage_50", "rank_coverage_80", "rank_coverage_90"):
+        for key in ("rank_coverage_50", "rank_coverage_80", "rank_coverage_90",
+                    "rank_pit_coverage_50", "rank_pit_coverage_80", "rank_pit_coverage_90"):
             out[key] = {"mean": float(sum(r[key] * c for r, c in rank) / cells), "std": 0.0,
                         "n": int(cells)}
         pairs = sum(r["beats_pairs"] for r, _ in rank)
@@ -189,6 +192,7 @@ def main(argv=None):
 def markdown(groups) -> str:
     cols = ("mse", "mae", "coverage_50", "coverage_80", "coverage_90", "coverage_95",
             "width_90", "crps", "rank_coverage_50", "rank_coverage_80", "rank_coverage_90",
+            "rank_pit_coverage_50", "rank_pit_coverage_80", "rank_pit_coverage_90",
             "beats_right", "fit_seconds")
     lines = ["# Beyond the table: stronger and newer models than the training ones", "",
              __doc__.split("\n\n", 2)[2].strip(), ""]
