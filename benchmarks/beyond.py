@@ -207,7 +207,7 @@ def markdown(groups) -> str:
             for c in cols:
                 if c not in r:
                     cells.append("–")
-                elif c.startswith(("coverage", "rank_cov", "beats")):
+                elif c.startswith(("coverage", "rank_cov", "rank_pit", "beats")):
                     cells.append(f"{r[c]['mean']:.2f}")
                 elif c == "fit_seconds":
                     cells.append(f"{r[c]['mean']:.1f}")
