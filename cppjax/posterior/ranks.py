@@ -59,7 +59,10 @@ class RankPosterior:
         return self.score_draws if self.higher_is_better else -self.score_draws
 
     def interval(self, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
-        """Central credible interval of each model's rank (integers)."""
+        """Central credible interval of each model's rank (integers). Both end ranks are
+        included, so at low levels an interval holds more than ``level`` of the draws (on CPP a
+        50% interval covered 0.68 of held-out true ranks while the rank probabilities were
+        calibrated: ``metrics.rank_calibration``'s randomised PIT, decision 0018)."""
         lo, hi = np.quantile(self.draws, [(1 - level) / 2, (1 + level) / 2], axis=0,
                              method="inverted_cdf")
         return lo.astype(int), hi.astype(int)
