@@ -48,6 +48,8 @@ PROTOCOL_PEERS = {"a": ("pca3_sigmoid",), "b_k0": ("scaling_law_unpooled",
                   "b_k2": ("scaling_law_unpooled", "scaling_law_hierarchical"),
                   "c": ("compute_sigmoid_family", "pca3_sigmoid")}
 LEVELS = (0.5, 0.8, 0.9, 0.95)
+#: the rank-calibration figures of each protocol (metrics.rank_calibration), pooled over cells
+RANK_KEYS = tuple(f"rank_{kind}coverage_{lev}" for kind in ("", "pit_") for lev in (50, 80, 90))
 
 
 def parse_value(v: str):
@@ -115,8 +117,7 @@ def score(rows, sm):
         out["width_90"] = {"mean": M.interval_width(d, 0.9), "std": 0.0, "n": int(y.size)}
         out["crps"] = {"mean": M.crps(d, y), "std": 0.0, "n": int(y.size)}
         cells = sum(c for _, c in rank)
-        for key in ("rank_coverage_50", "rank_coverage_80", "rank_coverage_90",
-                    "rank_pit_coverage_50", "rank_pit_coverage_80", "rank_pit_coverage_90"):
+        for key in RANK_KEYS:
             out[key] = {"mean": float(sum(r[key] * c for r, c in rank) / cells), "std": 0.0,
                         "n": int(cells)}
         pairs = sum(r["beats_pairs"] for r, _ in rank)
@@ -191,9 +192,7 @@ def main(argv=None):
 
 def markdown(groups) -> str:
     cols = ("mse", "mae", "coverage_50", "coverage_80", "coverage_90", "coverage_95",
-            "width_90", "crps", "rank_coverage_50", "rank_coverage_80", "rank_coverage_90",
-            "rank_pit_coverage_50", "rank_pit_coverage_80", "rank_pit_coverage_90",
-            "beats_right", "fit_seconds")
+            "width_90", "crps", *RANK_KEYS, "beats_right", "fit_seconds")
     lines = ["# Beyond the table: stronger and newer models than the training ones", "",
              __doc__.split("\n\n", 2)[2].strip(), ""]
     for key, g in groups.items():

@@ -576,3 +576,23 @@ def test_predict_draws_are_bounded_and_chosen(pmf_svi, monkeypatch):
     assert post.predict("missing", rng_key=0, draws=300).n_draws == 300  # asked: as asked
     with pytest.raises(ValueError, match="draws must be a positive integer"):
         post.predict("missing", rng_key=0, draws=0)
+
+
+@pytest.mark.parametrize("likelihood", ["normal", "student_t"])
+def test_predictive_noise_is_the_same_on_one_thread_or_many(monkeypatch, likelihood):
+    # blocks of draws have their own spawned generators: the thread count cannot change a draw
+    from cppjax.models import likelihood as L
+
+    rng = np.random.default_rng(0)
+    n_draws, n_cells, n_tasks = 40, 2**15, 7  # 1.3M values: the threaded path
+    mean = rng.normal(size=(n_draws, n_cells)).astype(np.float32)
+    samples = {"sigma": rng.uniform(0.1, 0.3, (n_draws, n_tasks)),
+               "nu": rng.uniform(1.0, 9.0, n_draws)}
+    ti = rng.integers(0, n_tasks, n_cells)
+    many = L.predictive_noise(mean.copy(), samples, ti, likelihood, 3)
+    monkeypatch.setattr(L.os, "cpu_count", lambda: 1)
+    one = L.predictive_noise(mean.copy(), samples, ti, likelihood, 3)
+    np.testing.assert_array_equal(many, one)
+    assert not np.array_equal(many, mean)  # noise was added
+    again = L.predictive_noise(mean.copy(), samples, ti, likelihood, 4)
+    assert not np.array_equal(many, again)  # another key, other draws

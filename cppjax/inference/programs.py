@@ -89,16 +89,13 @@ class Programs:
     def __init__(self, model, inference, args, kw):
         self.model, self.inf = model, inference
         sites, sizes, cells = _trace_sites(model, args, kw)
-        #: deterministic sites of the ``cells`` plate (a value per observed cell): SVI's draws
-        #: leave them out (see _build_svi)
-        self.cell_sites = cells
         self.slot = _InitSlot()
         if inference.name == "nuts":
             self._build_nuts(sizes)
         else:
             # draws of the latent sites from the guide and of the deterministic ones (offsets,
             # noise scales...) from the model, in one program: NUTS samples hold both
-            self._build_svi(sites, sizes)
+            self._build_svi(sites, sizes, cells)
 
     # -- NUTS ----------------------------------------------------------------------------------
     def _build_nuts(self, latent_sizes: dict[str, int]):
@@ -192,7 +189,9 @@ class Programs:
         return samples, np.concatenate(divs, 1), np.concatenate(steps, 1)
 
     # -- SVI / MAP -----------------------------------------------------------------------------
-    def _build_svi(self, sites: list[str], latent_sizes: dict[str, int]):
+    def _build_svi(self, sites: list[str], latent_sizes: dict[str, int], cell_sites: set[str]):
+        """``cell_sites``: the deterministic sites of the ``cells`` plate (a value per observed
+        cell), which SVI's draws leave out."""
         s = self.inf
         #: the guide fitted (SVI(guide="auto") resolved by the model's size); None for MAP
         self.guide = None if s.name == "map" else resolve_guide(s.guide, sum(latent_sizes.values()))
@@ -211,7 +210,7 @@ class Programs:
         if s.name != "map":  # a value per observed cell and draw: 0.9 GB and 5 s at 2e5 cells
             # x 1,000 draws that no SVI fit reads (MAP's one draw feeds its monitor; NUTS's
             # r-hats read them); predictions recompute cell means (decision 0013)
-            sites = [k for k in sites if k not in self.cell_sites]
+            sites = [k for k in sites if k not in cell_sites]
 
         def init(key, args, kw):
             k_init, k_svi = jax.random.split(key)
