@@ -146,7 +146,23 @@ def test_backtest_of_a_checkpoint_ladder_holds_out_each_runs_latest():
     from cppjax.stacking import _features
     i = split.train.model_index(finals[0])
     f = _features(split.train, np.array([i]), np.array([0]))
-    assert f[0, 0] > 0 and f[0, 1] == 0 and f[0, 2] == 1
+    assert f[0, 0] > 0 and f[0, 1] == 0 and f[0, 2] == 1 and f[0, 3] == 1
+
+
+def test_a_distance_from_a_reference_the_backtest_never_saw_gets_its_mean():
+    """Leave-family-out: every backtest cell measures its distance from the task's frontier
+    (no family member trained), every test cell from its family's smallest model. The distance
+    term was fitted on the first: the test cells get the backtest's mean distance, not theirs."""
+    from cppjax.stacking import _in_backtest_terms
+    bt = np.array([[0.1, 1, 1, 0], [0.3, 1, 1, 0]], float)
+    test = np.array([[2.5, 0, 1, 1], [0.0, 0, 1, 1]], float)
+    out = _in_backtest_terms(test, bt)
+    np.testing.assert_allclose(out[:, 0], [0.2, 0.2])
+    np.testing.assert_array_equal(out[:, 1:], test[:, 1:])
+    assert test[0, 0] == 2.5  # the caller's array is not altered
+    seen = np.array([[0.7, 0, 0, 0], [1.5, 1, 1, 1]], float)
+    np.testing.assert_array_equal(_in_backtest_terms(seen, np.vstack([bt, [[0.4, 0, 1, 1]]])),
+                                  seen)  # both references seen: distances kept
 
 
 def test_stacking_weights_pool_towards_equal_and_the_spread_is_set_by_crps():
