@@ -165,11 +165,12 @@ def test_a_distance_from_a_reference_the_backtest_never_saw_gets_its_mean():
                                   seen)  # both references seen: distances kept
 
 
-def test_stacking_weights_pool_towards_equal_and_the_spread_is_set_by_crps():
+def test_stacking_weights_pool_towards_equal_and_the_spread_is_set_by_the_log_score():
     """Known truth: candidate 0's density is the truth's, candidate 1's is off by 2 sd. Plain
     stacking puts (nearly) all the weight on 0; the Dirichlet prior moves the weights towards
     equal ones in proportion to its strength; a mixture of two calibrated candidates that
-    disagree is narrowed (factor < 1), a single calibrated one is left alone (about 1)."""
+    disagree is narrowed (factor < 1), a single calibrated one is left alone (about 1), one
+    whose spread is half the truth's is widened (about 2)."""
     from scipy import stats
 
     from cppjax.stacking import _sharpness, _weights
@@ -186,6 +187,8 @@ def test_stacking_weights_pool_towards_equal_and_the_spread_is_set_by_crps():
     assert 0.85 <= _sharpness([one], np.array([1.0]), rng) <= 1.15
     apart = [(y - 1.5, np.ones_like(y), 30.0), (y + 1.5, np.ones_like(y), 30.0)]
     assert _sharpness(apart, np.array([0.5, 0.5]), rng) < 1.0
+    narrow = (y, np.full_like(y, 0.5), 30.0)
+    assert 1.8 <= _sharpness([narrow], np.array([1.0]), rng) <= 2.0
     with pytest.raises(ValueError, match="prior_weight"):
         Stack(prior_weight=-1)
 
