@@ -23,6 +23,7 @@ import time
 import jax
 import numpy as np
 from common import write_results
+from guide import latent_values
 from suite import splits_for
 
 from cppjax.datasets import load_cpp_crowdsource
@@ -30,7 +31,7 @@ from cppjax.models.registry import make_spec
 from cppjax.splits import random_cells
 from cppjax.stacking import candidate_draws
 
-GUIDES = {"rank_sqrt": {"guide": "lowrank", "guide_rank": None},
+GUIDES = {"rank_sqrt": {"guide": "lowrank", "guide_rank": "sqrt"},  # NumPyro's default
           "rank_16": {"guide": "lowrank", "guide_rank": 16},
           "rank_8": {"guide": "lowrank", "guide_rank": 8},
           "meanfield": {"guide": "meanfield"}}
@@ -68,7 +69,11 @@ def main():
         span = (info["upper"] - info["lower"]).to_numpy(float)[ti]
         for method in args.methods.split(","):
             for g in guides:
-                spec, inf = make_spec(method, **GUIDES[g])
+                kw = dict(GUIDES[g])
+                if kw.get("guide_rank") == "sqrt":
+                    kw["guide_rank"] = int(round(latent_values(make_spec(method)[0],
+                                                               split.train) ** 0.5))
+                spec, inf = make_spec(method, **kw)
                 for seed in range(args.seeds):
                     t0 = time.perf_counter()
                     post = spec.fit(split.train, rng_key=seed, inference=inf, progress=False)

@@ -236,6 +236,21 @@ def test_guide_rank_is_checked():
         BNCF(guide_rank=0).default_inference("svi")  # the first form: checked when used
 
 
+def test_low_rank_guide_rank_capped_by_default(planted):
+    from cppjax.inference.objects import GUIDE_RANK_CAP
+
+    def fit(**kw):
+        return PMF(rank=2).fit(planted, rng_key=0, progress=False,
+                               inference=SVI(num_steps=20, num_samples=4, guide="lowrank", **kw))
+
+    capped, chosen = fit(), fit(guide_rank=3)
+    # the guide's own factor matrix has the rank the diagnostics report
+    assert capped.diagnostics["guide_rank"] == GUIDE_RANK_CAP  # sqrt(latent values) > the cap
+    assert capped.result.params["auto_cov_factor"].shape[1] == GUIDE_RANK_CAP
+    assert chosen.diagnostics["guide_rank"] == 3
+    assert chosen.result.params["auto_cov_factor"].shape[1] == 3
+
+
 def test_padding_cells_leaves_the_density_unchanged(planted):
     from numpyro import handlers
     from numpyro.infer.util import log_density

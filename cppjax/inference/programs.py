@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from cppjax.inference.cache import ProgramCache  # noqa: F401 (its home before 0.6)
 from cppjax.inference.initialization import init_strategy
-from cppjax.inference.objects import resolve_guide
+from cppjax.inference.objects import resolve_guide, resolve_rank
 
 # XLA options for programs that run once per fit (set-up, drawing from a guide): the least
 # optimisation, since their compile time is most of their cost
@@ -90,6 +90,7 @@ class Programs:
         self.model, self.inf = model, inference
         sites, sizes, cells = _trace_sites(model, args, kw)
         self.slot = _InitSlot()
+        self.guide = self.rank = None
         if inference.name == "nuts":
             self._build_nuts(sizes)
         else:
@@ -194,12 +195,15 @@ class Programs:
         cell), which SVI's draws leave out."""
         s = self.inf
         #: the guide fitted (SVI(guide="auto") resolved by the model's size); None for MAP
-        self.guide = None if s.name == "map" else resolve_guide(s.guide, sum(latent_sizes.values()))
+        n_latent = sum(latent_sizes.values())
+        self.guide = None if s.name == "map" else resolve_guide(s.guide, n_latent)
+        #: the low-rank guide's rank (None for the other guides)
+        self.rank = resolve_rank(s.guide_rank, n_latent) if self.guide == "lowrank" else None
         if s.name == "map":
             g = AutoDelta(self.model, init_loc_fn=self.slot.strategy)
         elif self.guide == "lowrank":
             g = AutoLowRankMultivariateNormal(self.model, init_loc_fn=self.slot.strategy,
-                                              init_scale=0.01, rank=s.guide_rank)
+                                              init_scale=0.01, rank=self.rank)
         else:
             g = AutoNormal(self.model, init_loc_fn=self.slot.strategy, init_scale=0.01)
         optim = numpyro.optim.optax_to_numpyro(_adam_schedule(s.lr, s.num_steps))

@@ -140,6 +140,8 @@ def run_inference(
             diag["warm_start"] = warm
         if progs.guide is not None:
             diag["guide"] = progs.guide
+        if progs.rank is not None:
+            diag["guide_rank"] = progs.rank
         if scores:
             diag["monitor"] = scores
             diag["chunk_steps"] = progs.chunk
