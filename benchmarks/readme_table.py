@@ -59,7 +59,7 @@ HEADER = ("| protocol | method | MSE | coverage 50/80/90/95 | ± se (50 / 90) | 
 #: the benchmarks' own pages, in the order they appear
 PAGES = ("suite", "table1", "table1_kfold", "beyond", "extrapolation", "importance", "speed",
          "speed_gpu",
-         "scale", "scale_gpu", "guide", "planning", "leaderboard", "cod", "fuzz")
+         "scale", "scale_gpu", "guide", "guide_rank", "planning", "leaderboard", "cod", "fuzz")
 
 
 def calibration_table(results: Path = RESULTS) -> str:
