@@ -179,10 +179,13 @@ def peer_pc3(cutoff):
 
 
 # -- scoring -----------------------------------------------------------------------------------
-def cell_rows(draws, y, floor):
-    """Per-cell errors and interval hits of one predictor (draws in original units)."""
+def cell_rows(draws, y, floor, groups=None):
+    """Per-cell errors and interval hits of one predictor (draws in original units);
+    ``groups`` names each cell's held-out model (its errors are shared: coverage's standard
+    error is over these clusters)."""
     med = np.median(draws, axis=0)
-    rec = {"err": med - y, "unit_err": (med - y) / (1 - floor)}
+    rec = {"err": med - y, "unit_err": (med - y) / (1 - floor),
+           "group": np.arange(len(y)).astype(str) if groups is None else np.asarray(groups)}
     if draws.shape[0] > 1:
         for lev in (0.5, 0.9):
             lo, hi = np.quantile(draws, [(1 - lev) / 2, (1 + lev) / 2], axis=0)
@@ -201,6 +204,7 @@ def run_protocol(protocol, seeds, log):
         span = (info["upper"] - info["lower"]).to_numpy(float)[ti]
         floor = np.nan_to_num((info["chance"].fillna(info["lower"]) - info["lower"])
                               .to_numpy(float)[ti] / span)
+        groups = np.array([f"{split.name}/{test.models[i]}" for i in mi])
         with np.errstate(all="ignore"):
             fill = np.nanmedian(np.where(split.train.mask, split.train.scores, np.nan), axis=0)[ti]
         for seed in seeds:
@@ -208,18 +212,19 @@ def run_protocol(protocol, seeds, log):
             post = Stack().fit(split.train, rng_key=seed, progress=False)
             secs = time.perf_counter() - t0
             d = post.predict((mi.astype(np.int32), ti.astype(np.int32)), rng_key=seed + 100)
-            add(rows, "auto", cell_rows(d.draws, y, floor), span, secs)
+            add(rows, "auto", cell_rows(d.draws, y, floor, groups), span, secs)
             for name, cand in post.fits.items():
                 dr = candidate_draws(cand, (mi.astype(np.int32), ti.astype(np.int32)),
                                       jax.random.PRNGKey(seed))
                 ok = np.isfinite(dr).all(axis=0)
                 dr = np.where(ok, dr, fill)  # a cell it cannot place: the task's training median
-                add(rows, f"cand:{name}", cell_rows(dr, y, floor), span, cand.fit_seconds)
+                add(rows, f"cand:{name}", cell_rows(dr, y, floor, groups), span,
+                    cand.fit_seconds)
             # the issue's copy-the-largest-sibling, as defined there (the candidate copies a
             # checkpoint's own run on a ladder: decision 0016)
             base = CopySibling(same_size=False).fit(split.train)
             dr = candidate_draws(base, (mi.astype(np.int32), ti.astype(np.int32)), None)
-            add(rows, "base:copy_largest_sibling", cell_rows(dr, y, floor), span,
+            add(rows, "base:copy_largest_sibling", cell_rows(dr, y, floor, groups), span,
                 base.fit_seconds)
             w = ", ".join(f"{c} {x:.2f}" for c, x in post.weights.items() if x > 0)
             log(f"{protocol} {split.name} seed {seed}: {len(y)} cells, {secs:.0f} s; {w}")
@@ -259,9 +264,12 @@ def summarise_rows(rows):
                "mae_unit": float(np.abs(uerr).mean()), "mse_unit": float((uerr ** 2).mean()),
                "cells": int(err.size), "fit_seconds": float(np.mean([p["secs"] for p in parts]))}
         if "hit_90" in parts[0]:
+            groups = np.concatenate([p["group"] for p in parts])
             for lev in (50, 90):
-                rec[f"coverage_{lev}"] = float(np.concatenate([p[f"hit_{lev}"]
-                                                               for p in parts]).mean())
+                hits = np.concatenate([p[f"hit_{lev}"] for p in parts])
+                rec[f"coverage_{lev}"] = {"mean": float(hits.mean()),
+                                          "std": cluster_se(hits, groups),
+                                          "n": int(len(np.unique(groups)))}
             widths = np.concatenate([p["width_90"] / p["span"] for p in parts])
             rec["width_90"] = float(np.median(widths))
             rec["min_width_90"] = float(widths.min())
@@ -276,6 +284,51 @@ def summarise_rows(rows):
     return out
 
 
+def cluster_se(hits, groups) -> float:
+    """Standard error of a coverage over clusters of cells (a held-out model's cells share its
+    errors, so they are not independent draws): the sandwich estimator with the G / (G - 1)
+    correction."""
+    hits = np.asarray(hits, float)
+    _, g = np.unique(groups, return_inverse=True)
+    n_g = g.max() + 1
+    if n_g < 2:
+        return float("nan")
+    resid = np.bincount(g, weights=hits - hits.mean(), minlength=n_g)
+    return float(np.sqrt((resid ** 2).sum() * n_g / (n_g - 1)) / hits.size)
+
+
+BANDS = {"coverage_50": (0.42, 0.58), "coverage_90": (0.85, 0.95)}
+
+
+def verdicts(groups):
+    """The issue's targets per protocol: the stack's MAE and MSE at or below every other row,
+    coverage in its band, and (coverage being an estimate from few held-out models) whether the
+    band lies within two cluster standard errors of the figure."""
+    lines = ["## Targets (the stack, per protocol)\n",
+             "Coverage: the figure, its standard error over the held-out models (cells of one "
+             "model share its errors), and, for a figure outside its band, whether the band is "
+             "within two standard errors of it (``consistent``).\n",
+             "| protocol | MAE <= best | MSE <= best | 50% in .42-.58 | 90% in .85-.95 |",
+             "|---|---|---|---|---|"]
+    for g, rows in groups.items():
+        a = rows.get("auto")
+        if g == "pooled" or a is None:
+            continue
+        cells = [("met" if a[k]["mean"] <= 1 else "not met") + f" ({a[k]['mean']:.2f})"
+                 for k in ("ratio_mae", "ratio_mse") if k in a]
+        for k, (lo, hi) in BANDS.items():
+            m, se = a[k]["mean"], a[k]["std"]
+            if lo <= m <= hi:
+                verdict = "met"
+            elif np.isfinite(se) and se > 0 and lo - 2 * se <= m <= hi + 2 * se:
+                verdict = "not met, consistent"
+            else:
+                verdict = "not met"
+            cells.append(f"{verdict} ({m:.2f} ± {se:.2f})")
+        lines.append(f"| {g} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 COLS = ("mae", "mse", "mae_unit", "mse_unit", "ratio_mae", "ratio_mse", "coverage_50",
         "coverage_90", "width_90", "min_width_90", "cells", "fit_seconds")
 
@@ -283,7 +336,8 @@ COLS = ("mae", "mse", "mae_unit", "mse_unit", "ratio_mae", "ratio_mse", "coverag
 def markdown(groups):
     lines = ["# Development suite: models beyond the training table\n", __doc__.split("\n\n", 2)[2],
              "Errors as shares of each task's range (``mae``, ``mse``) and in the peer's units "
-             "``(y - floor) / (1 - floor)`` (``*_unit``).\n"]
+             "``(y - floor) / (1 - floor)`` (``*_unit``); coverage ± its standard error over "
+             "the held-out models (pooled: ± the spread over protocols).\n", *verdicts(groups)]
     for g, rows in groups.items():
         lines += [f"## {g}\n", "| row | " + " | ".join(COLS) + " |",
                   "|---|" + "---|" * len(COLS)]
@@ -299,6 +353,8 @@ def markdown(groups):
                     cells.append(f"{int(v['mean'])}")
                 elif c == "fit_seconds":
                     cells.append(f"{v['mean']:.1f}")
+                elif c.startswith("coverage") and v.get("std", 0) > 0:
+                    cells.append(f"{v['mean']:.2f} ± {v['std']:.2f}")
                 elif c.startswith(("coverage", "ratio")):
                     cells.append(f"{v['mean']:.2f}")
                 else:

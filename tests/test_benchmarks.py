@@ -169,6 +169,11 @@ def test_suite_tables_and_pooling(calibration):
     assert out["auto"]["mae"]["mean"] == pytest.approx(0.01)
     assert out["auto"]["ratio_mae"]["mean"] == pytest.approx(0.5)
     assert "coverage_90" in out["auto"] and "coverage_90" not in out["cand:x"]
+    # coverage's standard error is over held-out models: two models, one covered, one not
+    assert suite.cluster_se(np.array([1.0, 1.0, 0.0, 0.0]), np.array(list("aabb"))) == \
+        pytest.approx(0.5)
+    assert suite.cluster_se(np.array([1.0, 0.0, 1.0, 0.0]), np.array(list("aabb"))) == 0.0
+    assert "| p | met (0.50) |" in suite.markdown({"p": out})
 
 
 def test_leaderboard_budget_shares_on_known_curves(calibration):
