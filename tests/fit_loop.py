@@ -1,6 +1,6 @@
 """Fits of changing shapes in one process, run by tests/test_memory.py: ``python fit_loop.py N``
 runs N fits (point models mostly, and each Bayesian inference path) and prints the number of
-memory maps of the process after the 10th and the last fit. The test runs 50 of them, and a
+memory maps of the process after the 10th and the last fit. The test runs 16 of them, and a
 shorter loop with ``JAX_CHECK_TRACER_LEAKS=1`` (which makes every trace slow)."""
 
 import sys
