@@ -71,6 +71,9 @@ def run_protocol(method, splits, seed, settings, group_by="model"):
         pred = post.predict(split.test, rng_key=key)
         m = score_predictive(pred, split)
         m["fit_seconds"] = post.fit_seconds
+        if pred.n_draws > 1:  # intervals of zero width in the table's units (draws clipped)
+            lo, hi = pred.interval(0.9)
+            m["zero_width_90"] = float(np.mean(np.asarray(hi) - np.asarray(lo) <= 1e-9))
         for lev in LEVELS:  # pooled below
             m.pop(f"coverage_{int(lev * 100)}", None)
         per.append(m)
@@ -143,6 +146,10 @@ def main(argv=None):
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting of the Bayesian methods' specs (repeatable), e.g. "
                         "--set likelihood=student_t --set max_tree_depth=7")
+    p.add_argument("--normalization", choices=["task_minmax", "task_logit"],
+                   default="task_minmax",
+                   help="the table's normalisation (task_logit: every task through the logit of "
+                        "its place between its bounds; results/calibration_task_logit.*)")
     p.add_argument("--out", default=None)
     p.add_argument("--merge", action="store_true",
                    help="keep the other methods' figures of the existing results file and "
@@ -153,7 +160,7 @@ def main(argv=None):
     spec_settings = parse_settings(args.set)
     settings.update(spec_settings)
 
-    sm = load_cpp_crowdsource()
+    sm = load_cpp_crowdsource(args.normalization)
     protocols = {}
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     if args.protocol == "random" and not args.skip_random:
@@ -175,6 +182,8 @@ def main(argv=None):
 
     out_dir = Path(args.out) if args.out else RESULTS
     name = "calibration" if args.protocol == "random" else "calibration_kfold"
+    if args.normalization != "task_minmax":
+        name += f"_{args.normalization}"
     groups, commands = {}, []
     if args.merge and (out_dir / f"{name}.json").exists():
         old = json.loads((out_dir / f"{name}.json").read_text())
@@ -196,12 +205,15 @@ def main(argv=None):
                   f"fit {r['fit_seconds']['mean']:.1f}s ({time.perf_counter() - t0:.0f}s total)",
                   flush=True)
 
-    cols = ["mse", "l1", "rank_acc", "mae_at_2", "coverage_50", "coverage_80", "coverage_90",
-            "coverage_95", "width_90", "crps", "lpd", "fit_seconds", "fit_seconds_first",
-            "fit_seconds_later", "max_rhat", "divergences"]
+    cols = ["mse", "l1", "mae", "rank_acc", "mae_at_2", "coverage_50", "coverage_80",
+            "coverage_90", "coverage_95", "width_90", "zero_width_90", "crps", "lpd",
+            "fit_seconds", "fit_seconds_first", "fit_seconds_later", "max_rhat", "divergences"]
     md = ["# Calibration of the Bayesian models on the CPP crowdsource data\n",
-          "MSE, L1, width (of the 90% interval), CRPS and LPD on normalised scores (per-task "
-          "min-max); rank accuracy and MAE@2 in percent with our rank rule; coverage pooled over "
+          f"Table normalisation: `{args.normalization}`. MSE, L1, width (of the 90% interval), "
+          "CRPS and LPD on normalised scores (not comparable across normalisations); `mae` in "
+          "the table's units (points); `zero_width_90`: the share of held-out cells whose 90% "
+          "interval has zero width in the table's units (draws clipped at a bound); rank "
+          "accuracy and MAE@2 in percent with our rank rule; coverage pooled over "
           "all held-out cells of the protocol (nominal 0.50 / 0.80 / 0.90 / 0.95), ± its standard "
           "error from a bootstrap over the held-out models (tasks on CPP-T0/T2), whose cells "
           "share their errors; the other metrics: mean ± sd over splits. `fit_seconds`: per "
