@@ -6,8 +6,7 @@ from pathlib import Path
 # claim an accelerator's memory
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # XLA's backend optimisation off in the tests (and the subprocesses they start): a test's time
-# is mostly compiling programs it runs for a few steps; 527 -> 400 s on 23 of the slowest tests
-# (decision 0021). Users' programs keep the default level; the tests check behaviour, not speed.
+# is mostly compiling programs it runs for a few steps (decision 0021); users' programs keep it.
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                                + " --xla_backend_optimization_level=0").strip()

@@ -1,8 +1,6 @@
-"""Fits of changing shapes in one process: 16 of them (50 until 0.5, 25 until 0.10; the same
-bound per fit: 100 maps, where the module-level cache of 0.4 added about 380), whose dropped
-programs must be freed (the
-process's memory maps do not keep growing: compiled programs belong to inference objects, not to
-module-level caches), and a short loop over every inference path under
+"""Fits of changing shapes in one process, 16 of them (decision 0021), whose dropped programs
+must be freed (the process's memory maps do not keep growing: compiled programs belong to
+inference objects, not to module-level caches), and a short loop over every inference path under
 ``JAX_CHECK_TRACER_LEAKS=1`` (no traced value outlives its trace; a leak fails the fit there).
 The loop is ``tests/fit_loop.py``, run in a fresh process each time."""
 

@@ -75,12 +75,12 @@ def predictive_noise(mean, samples: dict, task_idx, likelihood: str, rng_key) ->
     """Draws of ``y`` given the draws of its cell means ``mean`` ``(n_draws, n_cells)``: the
     observation model of :func:`observe` (``sigma``, and ``nu`` for Student-t, from
     ``samples``), with the noise drawn by NumPy, seeded from ``rng_key``. JAX's gamma sampler
-    (behind Student-t draws) is a rejection loop that took 82 s for 8e7 values on 2 CPU cores,
-    NumPy's 3 s (docs/decisions/0008-pmf-cost-grows-with-the-cells.md). Blocks of
+    (behind Student-t draws) is a rejection loop, far slower on CPU than NumPy's
+    (docs/decisions/0008-pmf-cost-grows-with-the-cells.md). Blocks of
     :data:`NOISE_BLOCK` draws, each with a generator spawned from the key's, run on a thread
     per core (NumPy's samplers and ufuncs release the GIL), one draw row at a time into reused
-    float32 buffers: the same draws on any machine and thread count; the noise of a 5000 x 200
-    prediction (800k cells x 200 draws) 10.7 -> 2.2 s on 2 cores (decision 0013). ``mean`` is
+    float32 buffers: the same draws on any machine and thread count, and the noise of a large
+    prediction is no longer its slowest part (decision 0013). ``mean`` is
     overwritten where NumPy may write to it."""
     from concurrent.futures import ThreadPoolExecutor
 
