@@ -195,3 +195,37 @@ def test_leaderboard_budget_shares_on_known_curves(calibration):
     assert out["vpc_top"]["missing_share"] == 5 / 40
     tau = leaderboard.budget_shares(recs, "kendall_tau", 4, missing=40, reps=50)
     assert tau["vpc_top"]["ratio"] == 0.25
+
+
+def test_normalization_scores_bounds_and_combines_runs(calibration, tmp_path):
+    """``benchmarks/normalization.py``: zero-width and at-bound intervals counted in the
+    table's units, coverage per level, and ``--combine`` merging the rows of two runs (other
+    methods on the same protocol) without fitting."""
+    import normalization
+    import numpy as np
+
+    from cppjax import ScoreMatrix
+    from cppjax.splits import split_cells
+
+    sm = ScoreMatrix(np.array([[0.2, 0.9], [0.5, 1.0]]), ["a", "b"], ["x", "y"],
+                     scale="fraction")
+    split = split_cells(sm, [0, 1], [1, 1], "t", {}, "train")
+    mi, ti = np.array([0, 1]), np.array([1, 1])
+    draws = np.stack([np.array([0.8, 1.0])] * 3 + [np.array([0.95, 1.0])])  # b's draws all 1
+    rec = normalization.score(draws, split, mi, ti, True, 0)
+    assert rec["zero_width_90"].tolist() == [False, True]
+    assert rec["at_bound_90"].tolist() == [False, True]
+    assert rec["hit_90"].tolist() == [True, True] and rec["hit_50"].tolist() == [False, True]
+    assert set(rec["group"]) == {"t/a", "t/b"}
+    stats = normalization.summarise([{**rec, "secs": 1.0}])
+    assert stats["zero_width_90"]["mean"] == 0.5 and stats["coverage_90"]["n"] == 2
+    for name, row in (("a", "m1/task_minmax"), ("b", "m2/task_logit")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "normalization.json").write_text(json.dumps(
+            {"command": f"run {name}", "groups": {"p": {row: stats}}}))
+    normalization.main(["--out", str(tmp_path / "a"), "--merge",
+                        "--combine", str(tmp_path / "b" / "normalization.json")])
+    doc = json.loads((tmp_path / "a" / "normalization.json").read_text())
+    assert set(doc["groups"]["p"]) == set(doc["groups"]["pooled"]) == {"m1/task_minmax",
+                                                                       "m2/task_logit"}
+    assert "run a && run b" in doc["command"]

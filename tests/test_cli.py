@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -18,6 +19,30 @@ def test_predict_bundled_writes_csv_and_figures(tmp_path, capsys):
         assert (tmp_path / f).stat().st_size > 10_000
     out = capsys.readouterr().out
     assert "1210 unobserved cells predicted" in out
+    # PMF models CPP's percent tasks through the logit (decision 0023): no interval of zero
+    # width, none clipped onto 0 or 100
+    assert "bounded tasks modelled through the logit" in out
+    assert (df["upper_90"] > df["lower_90"]).all()
+    assert ((df["lower_90"] > 0) & (df["upper_90"] < 100)).all()
+
+
+def test_normalization_follows_the_method_unless_given():
+    from argparse import Namespace
+
+    from cppjax.cli.common import normalization_for
+    from cppjax.datasets import load_cpp_crowdsource
+
+    sm = load_cpp_crowdsource()
+    auto = Namespace(method="pmf_svi", normalization="auto")
+    assert normalization_for(sm, auto).normalization.kind == "task_logit"
+    assert normalization_for(sm, Namespace(method="mf", normalization="auto")) is sm
+    assert normalization_for(sm, Namespace(method="pmf_svi", normalization="task_minmax")) is sm
+    logit = normalization_for(sm, Namespace(method="mf", normalization="task_logit"))
+    assert logit.normalization.kind == "task_logit"
+    # names, scores and factors are the user's, unchanged
+    assert logit.models == sm.models and logit.tasks == sm.tasks
+    np.testing.assert_array_equal(logit.scores, sm.scores)
+    assert logit.model_factors.equals(sm.model_factors)
 
 
 def test_predict_user_csv_and_rank(tmp_path, capsys):

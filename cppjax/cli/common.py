@@ -38,3 +38,58 @@ def refuse_overwrite(args, names) -> None:
     if there and not args.overwrite:
         raise ValueError(f"--out {args.out} already holds {', '.join(there)} from an earlier "
                          f"run: pass --overwrite to replace them, or choose another --out")
+
+
+def task_info_of(args):
+    """``--task-info FILE`` (a table: task, lower, upper, higher_is_better, chance) and
+    ``--lower-is-better TASK ...`` as one task_info table (None without either)."""
+    import pandas as pd
+
+    from cppjax.data.tables import read_table
+    from cppjax.errors import DataError
+
+    info = None
+    if args.task_info:
+        t = read_table(args.task_info, label_column=None, sep=args.sep)
+        info = t.frame.copy()
+        info.index = t.row_labels
+        if info.empty and not len(info.index):
+            raise DataError(f"{args.task_info}: no task in --task-info")
+    for task in args.lower_is_better or ():
+        if info is None:
+            info = pd.DataFrame(columns=["higher_is_better"])
+        info.loc[task, "higher_is_better"] = False
+    return info
+
+
+#: methods whose model fits bounded tasks better through the logit of their place between the
+#: bounds (pooled over 10 protocols of 5 tables: docs/decisions/0023-logit-for-pmf.md)
+LOGIT_METHODS = ("pmf_svi", "pmf_map", "pmf_nuts")
+
+
+def add_normalization_arg(group) -> None:
+    group.add_argument("--normalization", choices=["auto", "task_minmax", "task_logit"],
+                       default="auto", help="how bounded tasks are modelled: auto (default: "
+                       "the logit for the pmf_* methods, the table's own otherwise), "
+                       "task_minmax, task_logit")
+
+
+def normalization_for(sm, args):
+    """The table re-normalised for ``--method``: a percent or fraction table's bounded tasks
+    through the logit for the PMF methods (no interval clipped onto a bound), as
+    ``--normalization`` says; the line printed when it changes."""
+    from dataclasses import replace
+
+    kind = getattr(args, "normalization", "auto")
+    if kind == "auto":
+        kind = ("task_logit" if getattr(args, "method", None) in LOGIT_METHODS
+                and sm.normalization.kind == "task_minmax" else sm.normalization.kind)
+    if kind == sm.normalization.kind:
+        return sm
+    new = replace(sm, normalization=kind, _index=None)
+    if kind == "task_logit" and new.normalization.logit is None:
+        return sm  # no bounded task: nothing to change
+    print(f"bounded tasks modelled through the {'logit' if kind == 'task_logit' else 'min-max'}"
+          f" of their place between their bounds (--normalization {kind}; "
+          f"docs/decisions/0023-logit-for-pmf.md)")
+    return new

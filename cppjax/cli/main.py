@@ -16,7 +16,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from cppjax.cli.common import check_common, refuse_overwrite
+from cppjax.cli.common import (
+    add_normalization_arg,
+    check_common,
+    normalization_for,
+    refuse_overwrite,
+    task_info_of,
+)
 
 DEFAULT_METHOD = "pmf_svi"
 
@@ -26,23 +32,24 @@ def _load(args):
     from cppjax.datasets import load_cpp_crowdsource, load_obsscaling
 
     if args.scores is None:
-        return {"cpp": load_cpp_crowdsource, "obsscaling": load_obsscaling}[args.dataset]()
+        sm = {"cpp": load_cpp_crowdsource, "obsscaling": load_obsscaling}[args.dataset]()
+        return normalization_for(sm, args)
     path = Path(args.scores)
     if path.is_dir() or path.suffix.lower() == ".json":  # lm-evaluation-harness result files
         sm = ScoreMatrix.from_harness(path, model_factors=(
             read_factors(args.model_factors, sep=args.sep) if args.model_factors else None),
-            task_info=_task_info(args))
+            task_info=task_info_of(args))
         print(f"read {sm.n_models} models x {sm.n_tasks} tasks from lm-evaluation-harness "
               f"results in {path} (one metric per task: cppjax.data.harness.METRIC_ORDER)")
-        return sm
+        return normalization_for(sm, args)
     mf = read_factors(args.model_factors, sep=args.sep) if args.model_factors else None
     tf = (read_factors(args.task_factors, names_as=args.task_factors_as, sep=args.sep)
           if args.task_factors else None)
     common = dict(scale=args.scale, model_factors=mf, task_factors=tf,
-                  drop_empty=args.drop_empty, sep=args.sep, task_info=_task_info(args))
+                  drop_empty=args.drop_empty, sep=args.sep, task_info=task_info_of(args))
     if args.long:
         common.pop("drop_empty")
-        return ScoreMatrix.from_long(args.scores, **common)
+        return normalization_for(ScoreMatrix.from_long(args.scores, **common), args)
     models_as = args.models_as
     if models_as == "auto":  # decided from the labels, and said (cppjax.data.names)
         from cppjax.data.names import orientation
@@ -52,7 +59,8 @@ def _load(args):
         o = orientation(table.row_labels, table.col_labels, str(args.scores))
         print(o.line)
         models_as = o.models_as
-    return ScoreMatrix.from_wide(args.scores, models_as=models_as, **common)
+    return normalization_for(ScoreMatrix.from_wide(args.scores, models_as=models_as, **common),
+                             args)
 
 
 def _describe_tasks(sm, shown: int = 12) -> None:
@@ -89,28 +97,6 @@ def _warn_sparse(sm, shown: int = 8) -> None:
             print(f"warning: {len(names)} {kind}(s) with fewer than 3 observed scores: "
                   f"{', '.join(names[:shown])}{more}; their predictions lean on the other "
                   f"{kind}s and the priors", file=sys.stderr)
-
-
-def _task_info(args):
-    """``--task-info FILE`` (a table: task, lower, upper, higher_is_better, chance) and
-    ``--lower-is-better TASK ...`` as one task_info table (None without either)."""
-    import pandas as pd
-
-    from cppjax.data.tables import read_table
-    from cppjax.errors import DataError
-
-    info = None
-    if args.task_info:
-        t = read_table(args.task_info, label_column=None, sep=args.sep)
-        info = t.frame.copy()
-        info.index = t.row_labels
-        if info.empty and not len(info.index):
-            raise DataError(f"{args.task_info}: no task in --task-info")
-    for task in args.lower_is_better or ():
-        if info is None:
-            info = pd.DataFrame(columns=["higher_is_better"])
-        info.loc[task, "higher_is_better"] = False
-    return info
 
 
 #: CLI flag -> inference setting (each applies to the inferences that take it)
@@ -444,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument("--chains", type=int, help="NUTS chains")
         g.add_argument("--steps", type=int, help="SVI/MAP optimisation steps, or Adam steps "
                        "of a point model")
+        add_normalization_arg(g)
         g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
         g.add_argument("--level", type=float, default=0.9,
                        help="credible interval level, in (0, 1) (default 0.9)")
