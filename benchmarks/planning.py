@@ -51,8 +51,9 @@ STRATEGIES = ("random", "popular", "variance", "vpc_aggregate", "vpc_scores")
 
 def setup(name: str, thin: float, key):
     """The full matrix (the truth), the matrix campaigns start from (``thin``: the share of the
-    observed cells kept), the aggregate's tasks, and the ranked models (every one of those
-    tasks observed in the full matrix), among whom the campaign models are drawn."""
+    observed cells kept, and 2 per task at least), the aggregate's tasks, and the ranked models
+    (every one of those tasks observed in the full matrix), among whom the campaign models are
+    drawn."""
     full = load_cpp_crowdsource() if name == "cpp" else load_obsscaling()
     if name == "cpp":  # the 5 tasks 40+ models have; 30 models have all 5
         tasks = [full.tasks[j] for j in np.flatnonzero(full.mask.sum(axis=0) >= 40)]
@@ -62,7 +63,14 @@ def setup(name: str, thin: float, key):
     ranked = [m for i, m in enumerate(full.models) if full.mask[i, tj].all()]
     base = full
     if thin < 1:
-        keep = np.asarray(jax.random.uniform(key, full.shape)) < thin
+        u = np.asarray(jax.random.uniform(key, full.shape))
+        keep = u < thin
+        # every task keeps its 2 first-drawn observed cells at least: one beside a new model's,
+        # so that no training table has a task with nothing to normalise on (CPP has tasks of
+        # 5-10 models, which a 30% draw can empty)
+        order = np.argsort(np.where(full.mask, u, np.inf), axis=0)[:2]
+        for j in range(full.n_tasks):
+            keep[order[:, j], j] |= full.mask[order[:, j], j]
         base = full.with_scores(np.where(keep, full.scores, np.nan))
     return full, base, tasks, ranked
 

@@ -144,7 +144,8 @@ class ScoreMatrix:
         if norm == "auto":
             norm = "task_logit" if self.scale == "mixed" else "task_minmax"
         if isinstance(norm, str):
-            norm = Normalization.fit(scores, norm, self.scale, names=None,
+            norm = Normalization.fit(scores, norm, self.scale,  # names for its errors
+                                     names=models if norm == "model_max" else tasks,
                                      lower=info["lower"].to_numpy(),
                                      upper=info["upper"].to_numpy())
         else:
