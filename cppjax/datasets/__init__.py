@@ -128,8 +128,9 @@ def load_cpp_crowdsource(normalization: NormKind = "task_minmax") -> ScoreMatrix
     EMNLP 2024, arXiv:2407.01300 (public repository, ``data/``, commit 4c4319a).
 
     Args:
-        normalization: ``"task_minmax"`` (the paper's evaluation) or ``"model_max"`` (the official
-            code's), see :class:`cppjax.Normalization`.
+        normalization: ``"task_minmax"`` (the paper's evaluation), ``"task_logit"`` (each task
+            through the logit of its place in [0, 100]: PMF's better choice, decision 0023) or
+            ``"model_max"`` (the official code's), see :class:`cppjax.Normalization`.
 
     Example:
         >>> sm = load_cpp_crowdsource()
