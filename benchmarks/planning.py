@@ -3,6 +3,7 @@ evaluations of a new model settles its leaderboard rank and its profile with the
 
     python benchmarks/planning.py                        # CPP and OSL, 20 campaigns each
     python benchmarks/planning.py --datasets osl --thin 0.3 --merge   # OSL 30%-observed
+    python benchmarks/planning.py --datasets emergent --merge  # OSL base + emergent tasks
     python benchmarks/planning.py --quick --out planning-smoke  # smoke test
 
 A campaign starts from a new model with 0 revealed scores (``splits.new_model``, k = 0): each
@@ -54,7 +55,12 @@ def setup(name: str, thin: float, key):
     observed cells kept, and 2 per task at least), the aggregate's tasks, and the ranked models
     (every one of those tasks observed in the full matrix), among whom the campaign models are
     drawn."""
-    full = load_cpp_crowdsource() if name == "cpp" else load_obsscaling()
+    if name == "emergent":  # OSL's 8 base + 7 emergent tasks of 84 models (benchmarks/suite.py)
+        from suite import osl_emergent
+
+        full = osl_emergent()
+    else:
+        full = load_cpp_crowdsource() if name == "cpp" else load_obsscaling()
     if name == "cpp":  # the 5 tasks 40+ models have; 30 models have all 5
         tasks = [full.tasks[j] for j in np.flatnonzero(full.mask.sum(axis=0) >= 40)]
     else:
@@ -364,7 +370,7 @@ def figure(all_curves, path):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--datasets", default="cpp,osl")
+    p.add_argument("--datasets", default="cpp,osl", help="cpp, osl, emergent (comma-separated)")
     p.add_argument("--campaigns", type=int, default=20, help="new models per dataset")
     p.add_argument("--task-sets", choices=["fixed", "random"], default="random",
                    help="the aggregate's tasks: random sets of 5-8 tasks per campaign "
