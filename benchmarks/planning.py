@@ -4,6 +4,8 @@ evaluations of a new model settles its leaderboard rank and its profile with the
     python benchmarks/planning.py                        # CPP and OSL, 20 campaigns each
     python benchmarks/planning.py --datasets osl --thin 0.3 --merge   # OSL 30%-observed
     python benchmarks/planning.py --datasets emergent --merge  # OSL base + emergent tasks
+    python benchmarks/planning.py --datasets pythia --merge    # Pythia-v1 sizes x checkpoints
+    python benchmarks/planning.py --datasets pythia --costs items --merge  # costs in items
     python benchmarks/planning.py --quick --out planning-smoke  # smoke test
 
 A campaign starts from a new model with 0 revealed scores (``splits.new_model``, k = 0): each
@@ -59,6 +61,10 @@ def setup(name: str, thin: float, key):
         from suite import osl_emergent
 
         full = osl_emergent()
+    elif name == "pythia":  # Pythia-v1 sizes x checkpoints on 8 tasks: a new checkpoint
+        from suite import pythia_ladder
+
+        full = pythia_ladder()
     else:
         full = load_cpp_crowdsource() if name == "cpp" else load_obsscaling()
     if name == "cpp":  # the 5 tasks 40+ models have; 30 models have all 5
@@ -79,6 +85,29 @@ def setup(name: str, thin: float, key):
             keep[order[:, j], j] |= full.mask[order[:, j], j]
         base = full.with_scores(np.where(keep, full.scores, np.nan))
     return full, base, tasks, ranked
+
+
+def item_costs(name: str, full) -> dict:
+    """The cost model ``--costs items``: a task costs its number of items (a new model's
+    parameters are the same on every task, so items x parameters orders its cells as items
+    do). Pythia's harness files give each score's standard error, so the count is read from
+    the data: ``n = p (1 - p) / se^2 + 1``, the median over the table's models (the tasks' test
+    sets: arc_challenge 1172, arc_easy 2376, piqa 1838, ...). The other tables record no
+    items."""
+    if name != "pythia":
+        raise SystemExit(f"--costs items: the {name} table records no item counts (only the "
+                         f"pythia setting has them, from the harness's standard errors)")
+    import pandas as pd
+    from suite import SHARED
+
+    ev = pd.read_csv(SHARED / "data" / "pythia_v1_evals" / "evals_long.csv.gz")
+    ev = ev[(ev["shots"] == 0) & (ev["metric"] == "acc") & ev["task"].isin(full.tasks)
+            & (ev["stderr"] > 0)]
+    n = (ev["value"] * (1 - ev["value"]) / ev["stderr"] ** 2 + 1).groupby(ev["task"]).median()
+    missing = [t for t in full.tasks if t not in n.index]
+    if missing:
+        raise SystemExit(f"--costs items: no standard errors for {missing}")
+    return {t: float(round(n[t])) for t in full.tasks}
 
 
 def random_task_set(full, key, min_ranked: int = 10):
@@ -102,9 +131,10 @@ def true_rank(post, full, model, tasks, ranked):
     return int(ranks_from_scores(x[None, :])[0, ranked.index(model)])
 
 
-def choose(strategy, post, model, remaining, per_round, tasks, ranked, key):
+def choose(strategy, post, model, remaining, per_round, tasks, ranked, key, costs=None):
     """The next cells (task indices of ``model``) of a strategy, and the plan's expected width
-    (value-per-cost strategies)."""
+    (value-per-cost strategies). ``costs``: by task name (the value-per-cost strategies divide
+    by them; the others do not read them)."""
     sm = post.matrix
     i = sm.model_index(model)
     rem = np.asarray(remaining)
@@ -120,7 +150,7 @@ def choose(strategy, post, model, remaining, per_round, tasks, ranked, key):
     target = (planning.aggregate(model, tasks, ranked) if strategy == "vpc_aggregate"
               else planning.scores(cells=[(model, sm.tasks[j]) for j in rem]))
     cand = ([model] * rem.size, [sm.tasks[j] for j in rem])
-    p = planning.plan(post, target, rng_key=key, k=per_round, candidates=cand)
+    p = planning.plan(post, target, rng_key=key, k=per_round, candidates=cand, costs=costs)
     picks = [sm.task_index(t) for _, t in p.cells]
     return picks, float(p.steps["expected_width"].iloc[-1])
 
@@ -156,7 +186,10 @@ def evaluate(post, full, model, held, tasks, ranked, key, plan_cells=None):
     return out
 
 
-def campaign(full, base, model, tasks, ranked, inference, spec, rounds, per_round, key, log):
+def campaign(full, base, model, tasks, ranked, inference, spec, rounds, per_round, key, log,
+             costs=None):
+    """One new model's campaign; ``spent`` counts evaluations, or their cost where ``costs``
+    (by task name) is given."""
     i = full.model_index(model)
     scores = np.array(base.scores)
     scores[i] = np.nan  # a new model: none of its scores revealed
@@ -175,7 +208,7 @@ def campaign(full, base, model, tasks, ranked, inference, spec, rounds, per_roun
                 break
             t0 = time.perf_counter()
             picks, expected = choose(s, post, model, remaining, per_round, tasks, ranked,
-                                     keys[k])
+                                     keys[k], costs)
             plan_s = time.perf_counter() - t0
             revealed += [int(j) for j in picks]
             train = start.add_scores({(model, full.tasks[j]): full.scores[i, j]
@@ -184,7 +217,9 @@ def campaign(full, base, model, tasks, ranked, inference, spec, rounds, per_roun
             held = [j for j in truth_tasks if j not in revealed]
             rec = evaluate(post, full, model, held, tasks, ranked, keys[k + 2],
                            plan_cells=remaining if s == "vpc_scores" else None)
-            rec.update(strategy=s, round=r, spent=len(revealed), plan_seconds=plan_s,
+            spent = (len(revealed) if costs is None
+                     else float(sum(costs[full.tasks[j]] for j in revealed)))
+            rec.update(strategy=s, round=r, spent=spent, plan_seconds=plan_s,
                        expected_width=expected)
             records.append(rec)
             k += 3
@@ -254,8 +289,12 @@ def budget_ratios(records, metric, rounds, reps: int = 1000, seed: int = 0) -> d
                  "n": len(camps)} for st in point}
 
 
-def summarise_dataset(name, records, rounds):
+def summarise_dataset(name, records, rounds, unit: str = "evaluations"):
+    """``unit``: what ``spent`` counts (``"items"``: the cost model of :func:`item_costs`)."""
     groups, md = {}, [f"## {name}\n"]
+    if unit != "evaluations":
+        md.append(f"Costs: each evaluation costs its task's {unit} (`--costs items`); budgets "
+                  f"below are in {unit}, and the value-per-cost strategies divide by them.\n")
     by = {}
     for rec in records:
         by.setdefault((rec["strategy"], rec["round"]), []).append(rec)
@@ -279,7 +318,7 @@ def summarise_dataset(name, records, rounds):
             curves.setdefault(s, []).append((np.mean([x["spent"] for x in recs]), g[s]))
     summary = groups[f"{name}/summary"] = {}
     final = curves["random"][-1][1]
-    md.append("Budget (evaluations) each strategy needs to reach the error random reaches with "
+    md.append(f"Budget ({unit}) each strategy needs to reach the error random reaches with "
               f"its full budget ({int(curves['random'][-1][0])}); '>' = not within it:\n")
     md.append("| strategy | rank error: budget | final rank error | profile MSE: budget | "
               "final MSE |\n|---|---|---|---|---|")
@@ -314,7 +353,9 @@ def summarise_dataset(name, records, rounds):
             md.append(f"| {s} | " + " | ".join(cells).replace("inf", "∞") + " |")
     for metric, digits in (("rank_error", 2), ("rank_coverage_90", 2), ("mse", 4),
                            ("coverage_90", 3), ("width_90", 3)):
-        md.append(f"\n**{metric}** by round (budget spent = round x per-round):\n")
+        md.append(f"\n**{metric}** by round (budget spent = round x per-round"
+                  + ("" if unit == "evaluations" else f"; in {unit}: the 'spent' of the JSON")
+                  + "):\n")
         md.append("| strategy | " + " | ".join(f"r{r}" for r in range(rounds + 1)) + " |")
         md.append("|---|" + "---|" * (rounds + 1))
         for s, c in curves.items():
@@ -359,7 +400,8 @@ def figure(all_curves, path):
             for s, c in curves.items():
                 pts = [(b, x[metric]["mean"]) for b, x in c if metric in x]
                 ax.plot(*zip(*pts, strict=True), marker="o", label=s)
-            ax.set_xlabel("evaluations revealed")
+            ax.set_xlabel("items evaluated" if name.endswith("_items")
+                          else "evaluations revealed")
             ax.set_ylabel({"rank_error": "aggregate rank error", "mse": "profile MSE"}[metric])
             ax.set_title(name, fontsize=9)
     axes[0, 0].legend(fontsize=7)
@@ -370,7 +412,8 @@ def figure(all_curves, path):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--datasets", default="cpp,osl", help="cpp, osl, emergent (comma-separated)")
+    p.add_argument("--datasets", default="cpp,osl",
+                   help="cpp, osl, emergent, pythia (comma-separated)")
     p.add_argument("--campaigns", type=int, default=20, help="new models per dataset")
     p.add_argument("--task-sets", choices=["fixed", "random"], default="random",
                    help="the aggregate's tasks: random sets of 5-8 tasks per campaign "
@@ -383,6 +426,9 @@ def main(argv=None):
                    help="evaluations per round (default: 2 on CPP, 1 on OSL)")
     p.add_argument("--thin", type=float, default=1.0,
                    help="share of the other models' cells kept (0.3: a 30%%-observed matrix)")
+    p.add_argument("--costs", choices=["uniform", "items"], default="uniform",
+                   help="uniform: one per evaluation; items: a task's number of items (pythia: "
+                   "read from the harness's standard errors); budgets are then in items")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=None)
@@ -405,13 +451,16 @@ def main(argv=None):
         groups, commands = old["groups"], [old["command"]]
     for name in a.datasets.split(","):
         label = name if a.thin >= 1 else f"{name}_thin{a.thin:g}"
+        label += "_items" if a.costs == "items" else ""
         k_set, k_run, k_time, key = jax.random.split(key, 4)
         full, base, tasks, ranked = setup(name, a.thin, k_set)
+        costs = item_costs(name, full) if a.costs == "items" else None
         per_round = a.per_round or (2 if name == "cpp" else 1)
         order = np.asarray(jax.random.permutation(k_run, len(ranked)))[:a.campaigns]
         sets = "random sets of 5-8 tasks" if a.task_sets == "random" else f"{len(tasks)} tasks"
         print(f"{label}: {full}; aggregate over {sets}; {a.campaigns} campaigns x {a.rounds} "
-              f"rounds of {per_round}; refits {spec_note}", flush=True)
+              f"rounds of {per_round}; refits {spec_note}"
+              + ("" if costs is None else f"; costs in items {costs}"), flush=True)
         records = []
         for n in range(a.campaigns):
             t0 = time.perf_counter()
@@ -424,13 +473,14 @@ def main(argv=None):
                 c_tasks, c_ranked = tasks, ranked
                 model = ranked[order[n % len(order)]]
             recs = campaign(full, base, model, c_tasks, c_ranked, inference, spec, a.rounds,
-                            per_round, k_c, lambda _m: None)
+                            per_round, k_c, lambda _m: None, costs)
             for r in recs:
                 r["campaign"] = n
             records += recs
             print(f" campaign {n + 1}/{a.campaigns} ({model}, {len(c_tasks)} tasks) "
                   f"{time.perf_counter() - t0:.0f}s", flush=True)
-        g, m, curves = summarise_dataset(label, records, a.rounds)
+        g, m, curves = summarise_dataset(label, records, a.rounds,
+                                         unit="evaluations" if costs is None else "items")
         if name == "cpp":
             t = timing(base, tasks, ranked, inference, spec, k_time)
             g[f"{label}/summary"]["plan_10_seconds"] = {

@@ -197,6 +197,29 @@ def test_leaderboard_budget_shares_on_known_curves(calibration):
     assert tau["vpc_top"]["ratio"] == 0.25
 
 
+def test_planning_item_costs_from_the_standard_errors(calibration):
+    """``benchmarks/planning.py --costs items``: a Pythia task costs its test set's items, read
+    from the harness's standard errors; a table without them is refused; budgets in items."""
+    import planning
+    import suite
+
+    if not (suite.SHARED / "data" / "pythia_v1_evals").exists():
+        pytest.skip("../shared/data is not beside the repository")
+    costs = planning.item_costs("pythia", suite.pythia_ladder())
+    assert costs["arc_challenge"] == 1172 and costs["piqa"] == 1838  # the published sizes
+    assert costs["arc_easy"] == 2376 and costs["winogrande"] == 1267
+    with pytest.raises(SystemExit, match="no item counts"):
+        planning.item_costs("cpp", None)
+    # a strategy spending 100 items reaches what random reaches with its full 1000
+    recs = [{"strategy": s, "round": r, "spent": float(sp), "campaign": c, "rank_error": e}
+            for c in range(2)
+            for s, pts in (("random", [(0, 4.0), (500, 3.0), (1000, 2.0)]),
+                           ("vpc_aggregate", [(0, 4.0), (100, 2.0), (300, 1.0)]))
+            for r, (sp, e) in enumerate(pts)]
+    out = planning.budget_ratios(recs, "rank_error", 2, reps=20)
+    assert out["random"]["ratio"] == 1.0 and out["vpc_aggregate"]["ratio"] == 0.1
+
+
 def test_normalization_scores_bounds_and_combines_runs(calibration, tmp_path):
     """``benchmarks/normalization.py``: zero-width and at-bound intervals counted in the
     table's units, coverage per level, and ``--combine`` merging the rows of two runs (other
