@@ -2,7 +2,7 @@
 stronger, larger or newer than the training ones, the stacked predictor (``fit("auto")``) beside
 each of its candidates, the closed-form baselines and the peers' own code, per protocol and pooled.
 
-    python benchmarks/suite.py                       # every protocol (about 25 min on 2 cores)
+    python benchmarks/suite.py                       # every protocol (about 45 min on 2 cores)
     python benchmarks/suite.py --protocols osl_emergent,pythia_largest --merge
 
 Protocols (``<protocol>`` groups of the JSON; cells pooled over the protocol's splits):
@@ -212,20 +212,20 @@ def run_protocol(protocol, seeds, log):
             post = Stack().fit(split.train, rng_key=seed, progress=False)
             secs = time.perf_counter() - t0
             d = post.predict((mi.astype(np.int32), ti.astype(np.int32)), rng_key=seed + 100)
-            add(rows, "auto", cell_rows(d.draws, y, floor, groups), span, secs)
+            add(rows, "auto", cell_rows(d.draws, y, floor, groups), span, secs, seed)
             for name, cand in post.fits.items():
                 dr = candidate_draws(cand, (mi.astype(np.int32), ti.astype(np.int32)),
                                       jax.random.PRNGKey(seed))
                 ok = np.isfinite(dr).all(axis=0)
                 dr = np.where(ok, dr, fill)  # a cell it cannot place: the task's training median
                 add(rows, f"cand:{name}", cell_rows(dr, y, floor, groups), span,
-                    cand.fit_seconds)
+                    cand.fit_seconds, seed)
             # the issue's copy-the-largest-sibling, as defined there (the candidate copies a
             # checkpoint's own run on a ladder: decision 0016)
             base = CopySibling(same_size=False).fit(split.train)
             dr = candidate_draws(base, (mi.astype(np.int32), ti.astype(np.int32)), None)
             add(rows, "base:copy_largest_sibling", cell_rows(dr, y, floor, groups), span,
-                base.fit_seconds)
+                base.fit_seconds, seed)
             w = ", ".join(f"{c} {x:.2f}" for c, x in post.weights.items() if x > 0)
             log(f"{protocol} {split.name} seed {seed}: {len(y)} cells, {secs:.0f} s; {w}")
         if peer_arg is not None:
@@ -242,8 +242,25 @@ def run_protocol(protocol, seeds, log):
     return rows
 
 
-def add(rows, name, rec, span, secs):
-    rows.setdefault(name, []).append({**rec, "span": span, "secs": secs})
+def add(rows, name, rec, span, secs, seed=0):
+    rows.setdefault(name, []).append({**rec, "span": span, "secs": secs, "seed": seed})
+
+
+ERRORS = ("mae", "mse", "mae_unit", "mse_unit")
+
+
+def per_seed(parts) -> dict:
+    """Each error pooled over a row's splits within each stack seed: {error: [one per seed]}
+    (one value where the row was fitted with one seed)."""
+    out = {k: [] for k in ERRORS}
+    for s in sorted({p.get("seed", 0) for p in parts}):
+        mine = [p for p in parts if p.get("seed", 0) == s]
+        err = np.concatenate([p["err"] / p["span"] for p in mine])
+        uerr = np.concatenate([p["unit_err"] / p["span"] for p in mine])
+        for k, e in (("mae", np.abs(err)), ("mse", err ** 2), ("mae_unit", np.abs(uerr)),
+                     ("mse_unit", uerr ** 2)):
+            out[k].append(float(e.mean()))
+    return out
 
 
 def summarise_rows(rows):
@@ -275,12 +292,17 @@ def summarise_rows(rows):
             rec["min_width_90"] = float(widths.min())
         out[name] = {k: ({"mean": v, "std": 0.0, "n": len(parts)} if not isinstance(v, dict)
                          else v) for k, v in rec.items()}
+        seeds = per_seed(parts)
+        if len(seeds["mae"]) > 1:  # the spread over stack seeds (the pooled figure kept)
+            for k in ERRORS:
+                out[name][k].update(std=float(np.std(seeds[k], ddof=1)), n=len(seeds[k]))
     others = [r for n, r in out.items() if n != "auto"]
     if "auto" in out and others:
         for m, key in (("mae", "mae_unit"), ("mse", "mse_unit")):
             best = min(r[key]["mean"] for r in others)
-            out["auto"][f"ratio_{m}"] = {"mean": out["auto"][key]["mean"] / best, "std": 0.0,
-                                         "n": 1}
+            a = out["auto"][key]
+            out["auto"][f"ratio_{m}"] = {"mean": a["mean"] / best, "std": a["std"] / best,
+                                         "n": a["n"] if a["std"] > 0 else 1}
     return out
 
 
@@ -314,7 +336,8 @@ def verdicts(groups):
         a = rows.get("auto")
         if g == "pooled" or a is None:
             continue
-        cells = [("met" if a[k]["mean"] <= 1 else "not met") + f" ({a[k]['mean']:.2f})"
+        cells = [("met" if a[k]["mean"] <= 1 else "not met") + f" ({a[k]['mean']:.2f}"
+                 + (f" ± {a[k]['std']:.2f} over {a[k]['n']} seeds)" if a[k]["std"] > 0 else ")")
                  for k in ("ratio_mae", "ratio_mse") if k in a]
         for k, (lo, hi) in BANDS.items():
             m, se = a[k]["mean"], a[k]["std"]
@@ -337,7 +360,9 @@ def markdown(groups):
     lines = ["# Development suite: models beyond the training table\n", __doc__.split("\n\n", 2)[2],
              "Errors as shares of each task's range (``mae``, ``mse``) and in the peer's units "
              "``(y - floor) / (1 - floor)`` (``*_unit``); coverage ± its standard error over "
-             "the held-out models (pooled: ± the spread over protocols).\n", *verdicts(groups)]
+             "the held-out models (pooled: ± the spread over protocols); where a protocol ran "
+             "several stack seeds (``--seeds``), errors and ratios are pooled over them, ± their "
+             "standard deviation over the seeds.\n", *verdicts(groups)]
     for g, rows in groups.items():
         lines += [f"## {g}\n", "| row | " + " | ".join(COLS) + " |",
                   "|---|" + "---|" * len(COLS)]
@@ -357,6 +382,8 @@ def markdown(groups):
                     cells.append(f"{v['mean']:.2f} ± {v['std']:.2f}")
                 elif c.startswith(("coverage", "ratio")):
                     cells.append(f"{v['mean']:.2f}")
+                elif c in ERRORS and v.get("std", 0) > 0:  # ± the spread over stack seeds
+                    cells.append(f"{v['mean']:.4f} ± {v['std']:.4f}")
                 else:
                     cells.append(f"{v['mean']:.4f}")
             lines.append(f"| {n} | " + " | ".join(cells) + " |")

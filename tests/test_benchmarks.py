@@ -174,6 +174,19 @@ def test_suite_tables_and_pooling(calibration):
         pytest.approx(0.5)
     assert suite.cluster_se(np.array([1.0, 0.0, 1.0, 0.0]), np.array(list("aabb"))) == 0.0
     assert "| p | met (0.50) |" in suite.markdown({"p": out})
+    # several stack seeds: the figures pooled over them, ± their spread over the seeds
+    rows = {}
+    for seed, off in ((0, 0.01), (1, 0.03)):
+        suite.add(rows, "auto", suite.cell_rows(np.stack([y + off] * 2), y, np.zeros(2)), span,
+                  1.0, seed)
+        suite.add(rows, "cand:x", suite.cell_rows(y[None] + 0.02, y, np.zeros(2)), span, 1.0,
+                  seed)
+    out = suite.summarise_rows(rows)
+    assert out["auto"]["mae"]["mean"] == pytest.approx(0.02)
+    assert out["auto"]["mae"]["std"] == pytest.approx(0.02 ** 0.5 / 10) and \
+        out["auto"]["mae"]["n"] == 2
+    assert out["cand:x"]["mae"]["std"] == 0.0
+    assert "over 2 seeds" in suite.markdown({"p": out})
 
 
 def test_leaderboard_budget_shares_on_known_curves(calibration):
