@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import jax
@@ -50,6 +51,15 @@ from cppjax.posterior.ranks import ranks_from_scores, task_units  # noqa: E402
 from cppjax.splits import new_model  # noqa: E402
 
 STRATEGIES = ("random", "popular", "variance", "vpc_aggregate", "vpc_scores")
+#: with costs (``--costs items``), uncertainty sampling per cost beside them: the cost-aware
+#: form of the variance baseline (appended, so the others' keys and records are unchanged)
+COST_STRATEGIES = (*STRATEGIES, "variance_per_cost")
+
+
+def present(records) -> list[str]:
+    """The strategies a run's records hold, in the order above."""
+    have = {r["strategy"] for r in records}
+    return [s for s in COST_STRATEGIES if s in have]
 
 
 def setup(name: str, thin: float, key):
@@ -143,9 +153,11 @@ def choose(strategy, post, model, remaining, per_round, tasks, ranked, key, cost
     if strategy == "popular":
         order = np.lexsort((rem, -sm.mask[:, rem].sum(axis=0)))
         return list(rem[order][:per_round]), None
-    if strategy == "variance":
+    if strategy in ("variance", "variance_per_cost"):
         pred = post.predict((np.full(rem.size, i), rem), rng_key=key)
         var = task_units(sm, pred.draws, rem).var(axis=0)
+        if strategy == "variance_per_cost":
+            var = var / np.array([costs[sm.tasks[j]] for j in rem])
         return list(rem[np.argsort(-var, kind="stable")][:per_round]), None
     target = (planning.aggregate(model, tasks, ranked) if strategy == "vpc_aggregate"
               else planning.scores(cells=[(model, sm.tasks[j]) for j in rem]))
@@ -195,12 +207,13 @@ def campaign(full, base, model, tasks, ranked, inference, spec, rounds, per_roun
     scores[i] = np.nan  # a new model: none of its scores revealed
     start = base.with_scores(scores)
     truth_tasks = list(np.flatnonzero(full.mask[i]))
-    keys = jax.random.split(key, 2 + len(STRATEGIES) * rounds * 3)
+    strategies = STRATEGIES if costs is None else COST_STRATEGIES
+    keys = jax.random.split(key, 2 + len(strategies) * rounds * 3)
     post0 = spec.fit(start, rng_key=keys[0], inference=inference, progress=False)
     first = evaluate(post0, full, model, truth_tasks, tasks, ranked, keys[1])
-    records = [{"strategy": s, "round": 0, "spent": 0, **first} for s in STRATEGIES]
+    records = [{"strategy": s, "round": 0, "spent": 0, **first} for s in strategies]
     k = 2
-    for s in STRATEGIES:
+    for s in strategies:
         post, revealed = post0, []
         for r in range(1, rounds + 1):
             remaining = [j for j in truth_tasks if j not in revealed]
@@ -264,7 +277,7 @@ def budget_ratios(records, metric, rounds, reps: int = 1000, seed: int = 0) -> d
     def ratios(sample):
         out = {}
         curves = {}
-        for st in STRATEGIES:
+        for st in present(records):
             rows = [table.get((st, c), {}) for c in sample]
             pts = []
             for rd in range(rounds + 1):
@@ -294,14 +307,15 @@ def summarise_dataset(name, records, rounds, unit: str = "evaluations"):
     groups, md = {}, [f"## {name}\n"]
     if unit != "evaluations":
         md.append(f"Costs: each evaluation costs its task's {unit} (`--costs items`); budgets "
-                  f"below are in {unit}, and the value-per-cost strategies divide by them.\n")
+                  f"below are in {unit}; the value-per-cost strategies and variance_per_cost "
+                  f"(uncertainty sampling per cost) divide by them, the others do not.\n")
     by = {}
     for rec in records:
         by.setdefault((rec["strategy"], rec["round"]), []).append(rec)
     curves = {}
     for r in range(rounds + 1):
         g = groups[f"{name}/round_{r}"] = {}
-        for s in STRATEGIES:
+        for s in present(records):
             recs = by.get((s, r), [])
             if not recs:
                 continue
@@ -342,7 +356,7 @@ def summarise_dataset(name, records, rounds, unit: str = "evaluations"):
                   "campaigns:\n")
         md.append("| strategy | rank error | profile MSE |\n|---|---|---|")
         ratio = {m: budget_ratios(records, m, rounds) for m in ("rank_error", "sq_mean")}
-        for s in STRATEGIES:
+        for s in present(records):
             cells = []
             for m in ("rank_error", "sq_mean"):
                 r = ratio[m][s]
@@ -362,7 +376,7 @@ def summarise_dataset(name, records, rounds, unit: str = "evaluations"):
             md.append(f"| {s} | " + " | ".join(fmt(x.get(metric), digits) for _, x in c) + " |")
     pooled = {}
     for r in range(1, rounds + 1):
-        for s in STRATEGIES:
+        for s in present(records):
             pooled.setdefault(r, []).extend(by.get((s, r), []))
     md.append("\nCoverage of the profile's 90% intervals pooled over every strategy and "
               "campaign, by round: " + ", ".join(
@@ -408,6 +422,13 @@ def figure(all_curves, path):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def drop_sections(md: str, labels) -> str:
+    """``md`` without the ``## <label>`` sections of ``labels`` (a setting run again)."""
+    parts = md.split("\n## ")
+    keep = [parts[0]] + [x for x in parts[1:] if x.split("\n", 1)[0].strip() not in labels]
+    return "\n## ".join(keep)
 
 
 def main(argv=None):
@@ -506,7 +527,10 @@ def main(argv=None):
     if a.merge and (out_dir / "planning.md").exists():
         prev = (out_dir / "planning.md").read_text().split("-->", 1)[-1].lstrip("\n")
         prev = prev.split("\n", 1)[-1] if prev.startswith("Device") else prev
-        head = [prev.strip(), ""]
+        head = [drop_sections(prev, list(all_curves)).strip(), ""]
+        # a setting run again replaces its earlier run: its command is named once
+        this = "python " + " ".join(["benchmarks/planning.py", *(argv or sys.argv[1:])])
+        commands = [c for c in " && ".join(commands).split(" && ") if c and c != this]
     write_results("planning", protocol, groups, "\n".join(head + md) + "\n", out_dir=out_dir,
                   previous_commands=commands)
 

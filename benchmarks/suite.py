@@ -382,7 +382,7 @@ def markdown(groups):
                     cells.append(f"{v['mean']:.2f} ± {v['std']:.2f}")
                 elif c.startswith(("coverage", "ratio")):
                     cells.append(f"{v['mean']:.2f}")
-                elif c in ERRORS and v.get("std", 0) > 0:  # ± the spread over stack seeds
+                elif c in ERRORS and v.get("std", 0) >= 5e-5:  # ± the spread over seeds
                     cells.append(f"{v['mean']:.4f} ± {v['std']:.4f}")
                 else:
                     cells.append(f"{v['mean']:.4f}")

@@ -231,6 +231,11 @@ def test_planning_item_costs_from_the_standard_errors(calibration):
             for r, (sp, e) in enumerate(pts)]
     out = planning.budget_ratios(recs, "rank_error", 2, reps=20)
     assert out["random"]["ratio"] == 1.0 and out["vpc_aggregate"]["ratio"] == 0.1
+    assert planning.present(recs) == ["random", "vpc_aggregate"]
+    # a setting run again with --merge replaces its section (and its figure) of the page
+    md = "head\n\n## cpp\n\nx\n\n## pythia_items\n\nold\n\n![p](f.png)\n\n## emergent\n\ny\n"
+    assert planning.drop_sections(md, ["pythia_items"]) == \
+        "head\n\n## cpp\n\nx\n\n## emergent\n\ny\n"
 
 
 def test_normalization_scores_bounds_and_combines_runs(calibration, tmp_path):
