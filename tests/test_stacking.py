@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 import cppjax
+from cppjax import planning
 from cppjax import splits as S
 from cppjax.backtest import backtest_split
 from cppjax.data import ScoreMatrix
@@ -213,6 +214,12 @@ def test_stack_weights_calibration_and_intervals(stacked, largest, tmp_path):
     np.testing.assert_array_equal(pred.draws, again.draws)
     rank = stacked.rank("MMLU", rng_key=0)
     assert rank is not None
+    # a plan for a held-out model beyond the table, from the stack's joint draws
+    model = largest.train.models[int(np.flatnonzero(~largest.train.mask.any(axis=1))[0])]
+    plan = planning.plan(stacked, planning.scores(model), rng_key=0, k=2)
+    assert [m for m, _ in plan.cells] == [model, model]
+    widths = plan.steps["expected_width"].to_numpy()
+    assert widths[-1] < widths[0]
     with pytest.raises(NotSaveable):
         stacked.save(tmp_path / "never.npz")
     with pytest.raises(TypeError, match="noise"):
