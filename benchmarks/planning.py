@@ -106,7 +106,8 @@ def item_costs(name: str, full) -> dict:
     items."""
     if name != "pythia":
         raise SystemExit(f"--costs items: the {name} table records no item counts (only the "
-                         f"pythia setting has them, from the harness's standard errors)")
+                         f"pythia setting has them, from the harness's standard errors); run "
+                         f"{name} with --costs uniform")
     import pandas as pd
     from suite import SHARED
 

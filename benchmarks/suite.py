@@ -249,18 +249,18 @@ def add(rows, name, rec, span, secs, seed=0):
 ERRORS = ("mae", "mse", "mae_unit", "mse_unit")
 
 
-def per_seed(parts) -> dict:
-    """Each error pooled over a row's splits within each stack seed: {error: [one per seed]}
-    (one value where the row was fitted with one seed)."""
-    out = {k: [] for k in ERRORS}
-    for s in sorted({p.get("seed", 0) for p in parts}):
-        mine = [p for p in parts if p.get("seed", 0) == s]
-        err = np.concatenate([p["err"] / p["span"] for p in mine])
-        uerr = np.concatenate([p["unit_err"] / p["span"] for p in mine])
-        for k, e in (("mae", np.abs(err)), ("mse", err ** 2), ("mae_unit", np.abs(uerr)),
-                     ("mse_unit", uerr ** 2)):
-            out[k].append(float(e.mean()))
-    return out
+def errors(parts) -> dict:
+    """The :data:`ERRORS` of ``parts`` pooled, as shares of each task's range."""
+    err = np.concatenate([p["err"] / p["span"] for p in parts])
+    uerr = np.concatenate([p["unit_err"] / p["span"] for p in parts])
+    return {"mae": float(np.abs(err).mean()), "mse": float((err ** 2).mean()),
+            "mae_unit": float(np.abs(uerr).mean()), "mse_unit": float((uerr ** 2).mean())}
+
+
+def per_seed(parts) -> list[dict]:
+    """:func:`errors` within each stack seed (one entry where the row had one seed)."""
+    seeds = sorted({p.get("seed", 0) for p in parts})
+    return [errors([p for p in parts if p.get("seed", 0) == s]) for s in seeds]
 
 
 def summarise_rows(rows):
@@ -275,11 +275,8 @@ def summarise_rows(rows):
                          "mse_unit": {"mean": sum(p["unit_sq"] for p in parts) / n, "std": 0.0,
                                       "n": len(parts)}}
             continue
-        err = np.concatenate([p["err"] / p["span"] for p in parts])
-        uerr = np.concatenate([p["unit_err"] / p["span"] for p in parts])
-        rec = {"mae": float(np.abs(err).mean()), "mse": float((err ** 2).mean()),
-               "mae_unit": float(np.abs(uerr).mean()), "mse_unit": float((uerr ** 2).mean()),
-               "cells": int(err.size), "fit_seconds": float(np.mean([p["secs"] for p in parts]))}
+        rec = {**errors(parts), "cells": int(sum(p["err"].size for p in parts)),
+               "fit_seconds": float(np.mean([p["secs"] for p in parts]))}
         if "hit_90" in parts[0]:
             groups = np.concatenate([p["group"] for p in parts])
             for lev in (50, 90):
@@ -293,9 +290,10 @@ def summarise_rows(rows):
         out[name] = {k: ({"mean": v, "std": 0.0, "n": len(parts)} if not isinstance(v, dict)
                          else v) for k, v in rec.items()}
         seeds = per_seed(parts)
-        if len(seeds["mae"]) > 1:  # the spread over stack seeds (the pooled figure kept)
+        if len(seeds) > 1:  # the spread over stack seeds (the pooled figure kept)
             for k in ERRORS:
-                out[name][k].update(std=float(np.std(seeds[k], ddof=1)), n=len(seeds[k]))
+                out[name][k].update(std=float(np.std([e[k] for e in seeds], ddof=1)),
+                                    n=len(seeds))
     others = [r for n, r in out.items() if n != "auto"]
     if "auto" in out and others:
         for m, key in (("mae", "mae_unit"), ("mse", "mse_unit")):
