@@ -13,7 +13,9 @@ before trusting an extrapolation:
 2. **Score every candidate on it** (ScalingMF, PMF, NCF with factors, the hierarchical scaling
    law, the PC-sigmoid of observational scaling laws, copy-the-largest-sibling; see
    :data:`DEFAULT_CANDIDATES`), fitted once on the backtest table and once on the full table, the
-   compiled programs of one inference object reused between the two.
+   compiled programs of one inference object reused between the two; each reads the table in
+   the normalisation its model prefers (``ModelSpec.preferred_normalization``: PMF a percent
+   table's tasks through the logit, decision 0023), its draws compared in the table's units.
 3. **Calibrate each candidate's intervals on the backtest residuals**, in a space where the
    errors are comparable across tasks (the logit of the share of a bounded task's range, a
    standardised score otherwise): the candidate's own spread scaled by ``alpha`` plus an
@@ -161,9 +163,15 @@ class Stack(ModelSpec):
                 continue
             say(f"stack: [{n + 1}/{len(self._made())}] {name}")
             k1, k2, k3 = jax.random.split(jax.random.fold_in(key_fit, n), 3)
+            # each candidate reads the table in the normalisation its model prefers (PMF: a
+            # bounded task through the logit; decision 0023); its draws come back in the
+            # table's units, so the stack compares them all the same way
+            prefer = getattr(spec, "preferred_normalization", None)
             try:
-                bt = spec.fit(split.train, rng_key=k1, inference=inf, progress=False)
-                full = spec.fit(train, rng_key=k2, inference=inf, progress=False)
+                bt = spec.fit(split.train.renormalized(prefer), rng_key=k1, inference=inf,
+                              progress=False)
+                full = spec.fit(train.renormalized(prefer), rng_key=k2, inference=inf,
+                                progress=False)
             except (ValueError, KeyError, DataError, np.linalg.LinAlgError) as e:
                 skipped[name] = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
                 say(f"stack: {name} skipped: {skipped[name]}")

@@ -118,6 +118,28 @@ def test_normalisation_is_invertible_and_shared():
     assert np.isfinite(const.normalized).all()
 
 
+def test_renormalized_changes_the_units_of_the_fit_not_the_scores():
+    sm = ScoreMatrix.from_wide(
+        pd.DataFrame({"a": [10.0, 30.0, 50.0], "b": [5.0, np.nan, 7.0]}, index=["x", "y", "z"]),
+        scale="percent",
+    )
+    logit = sm.renormalized("task_logit")
+    assert logit.normalization.kind == "task_logit" and sm.normalization.kind == "task_minmax"
+    np.testing.assert_array_equal(logit.scores, sm.scores)
+    obs = sm.observed()
+    raw = sm.scores[obs.model_idx, obs.task_idx]
+    back = logit.denormalize(logit.normalize(raw, obs.model_idx, obs.task_idx),
+                             obs.model_idx, obs.task_idx)
+    np.testing.assert_allclose(back, raw, rtol=1e-4)
+    assert sm.renormalized(None) is sm and sm.renormalized("task_minmax") is sm
+    assert logit.renormalized("task_minmax").normalization.kind == "task_minmax"
+    # units the user asked for are kept: a model_max or unbounded table is not relinked
+    mm = ScoreMatrix(sm.scores, sm.models, sm.tasks, scale="percent", normalization="model_max")
+    assert mm.renormalized("task_logit") is mm
+    free = ScoreMatrix(sm.scores, sm.models, sm.tasks, scale="unbounded")
+    assert free.renormalized("task_logit") is free
+
+
 def test_factors_join_by_name_and_report_mismatches(tmp_path):
     scores = pd.DataFrame({"t": [0.1, 0.2, 0.3]}, index=["Luminous Base-13B", "m2", "m3"])
     f = pd.DataFrame(

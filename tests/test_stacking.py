@@ -226,6 +226,23 @@ def test_stack_weights_calibration_and_intervals(stacked, largest, tmp_path):
         stacked.predict(largest.test, noise=False)
 
 
+def test_a_candidate_reads_the_table_in_the_normalisation_its_model_prefers(largest):
+    from cppjax.inference import SVI
+    from cppjax.models import PMF
+
+    pmf = ("pmf_svi", PMF(rank=2), SVI(num_steps=200, num_samples=50))
+    post = Stack(candidates=("copy_sibling", pmf)).fit(largest.train, rng_key=0, progress=False)
+    assert largest.train.normalization.kind == "task_minmax"
+    assert post.fits["pmf_svi"].matrix.normalization.kind == "task_logit"  # decision 0023
+    assert post.fits["copy_sibling"].matrix is largest.train
+    pred = post.predict(largest.test, rng_key=1)  # the stack's draws in the table's units
+    assert pred.matrix is largest.train
+    assert np.isfinite(pred.draws).all() and (pred.draws >= 0).all() and (pred.draws <= 1).all()
+    np.testing.assert_allclose(pred.draws_normalized,
+                               largest.train.normalize(pred.draws, pred.model_idx, pred.task_idx),
+                               atol=1e-6)
+
+
 def test_select_keeps_one_candidate(largest):
     post = Stack(candidates=FAST[:2], combine="select").fit(largest.train, rng_key=0,
                                                            progress=False)

@@ -62,11 +62,6 @@ def task_info_of(args):
     return info
 
 
-#: methods whose model fits bounded tasks better through the logit of their place between the
-#: bounds (pooled over 10 protocols of 5 tables: docs/decisions/0023-logit-for-pmf.md)
-LOGIT_METHODS = ("pmf_svi", "pmf_map", "pmf_nuts")
-
-
 def add_normalization_arg(group) -> None:
     group.add_argument("--normalization", choices=["auto", "task_minmax", "task_logit"],
                        default="auto", help="how bounded tasks are modelled: auto (default: "
@@ -76,20 +71,25 @@ def add_normalization_arg(group) -> None:
 
 def normalization_for(sm, args):
     """The table re-normalised for ``--method``: a percent or fraction table's bounded tasks
-    through the logit for the PMF methods (no interval clipped onto a bound), as
-    ``--normalization`` says; the line printed when it changes."""
-    from dataclasses import replace
-
+    through the logit for the methods whose model prefers it (the PMF methods:
+    ``ModelSpec.preferred_normalization``, decision 0023), as ``--normalization`` says; the line
+    printed when it changes."""
     kind = getattr(args, "normalization", "auto")
     if kind == "auto":
-        kind = ("task_logit" if getattr(args, "method", None) in LOGIT_METHODS
-                and sm.normalization.kind == "task_minmax" else sm.normalization.kind)
-    if kind == sm.normalization.kind:
-        return sm
-    new = replace(sm, normalization=kind, _index=None)
-    if kind == "task_logit" and new.normalization.logit is None:
-        return sm  # no bounded task: nothing to change
-    print(f"bounded tasks modelled through the {'logit' if kind == 'task_logit' else 'min-max'}"
-          f" of their place between their bounds (--normalization {kind}; "
-          f"docs/decisions/0023-logit-for-pmf.md)")
+        kind = preferred_normalization(getattr(args, "method", None))
+    new = sm.renormalized(kind)
+    if new is not sm:
+        print(f"bounded tasks modelled through the "
+              f"{'logit' if new.normalization.kind == 'task_logit' else 'min-max'} of their "
+              f"place between their bounds (--normalization {new.normalization.kind}; "
+              f"docs/decisions/0023-logit-for-pmf.md)")
     return new
+
+
+def preferred_normalization(method: str | None) -> str | None:
+    """The normalisation the model behind a method name prefers (None: the table's own)."""
+    from cppjax.models.registry import METHODS, make_spec
+
+    if method not in METHODS:
+        return None
+    return make_spec(method)[0].preferred_normalization

@@ -256,6 +256,27 @@ class ScoreMatrix:
         """Same names, factors, scale and normalisation, other scores (used by the splits)."""
         return replace(self, scores=scores, _index=None)
 
+    def renormalized(self, kind: NormKind | None) -> ScoreMatrix:
+        """This matrix with its normalisation fitted anew as ``kind`` (scores, names, factors
+        and bounds unchanged; a prediction's draws in original units are the same whichever
+        the fit read); itself where ``kind`` is None or its own kind, or where ``"task_logit"``
+        would change nothing (no bounded task). Only a ``task_minmax`` table is re-normalised
+        to ``task_logit``: a ``model_max`` or ``none`` table keeps the units it was asked in.
+
+        Example:
+            >>> from cppjax.datasets import load_cpp_crowdsource
+            >>> load_cpp_crowdsource().renormalized("task_logit").normalization.kind
+            'task_logit'
+        """
+        if kind is None or kind == self.normalization.kind:
+            return self
+        if kind == "task_logit" and self.normalization.kind != "task_minmax":
+            return self
+        new = replace(self, normalization=kind, _index=None)
+        if kind == "task_logit" and not np.any(new.normalization.logit):
+            return self
+        return new
+
     def add_scores(self, new) -> ScoreMatrix:
         """This matrix with newly observed scores: a long table ``model, task, score`` or a dict
         ``{(model, task): score}``; names, factors and normalisation kept (a refit then reads

@@ -47,6 +47,10 @@ class ModelSpec(LegacyAttributes):
     inference_defaults: ClassVar[dict[str, dict]] = {}
     #: posterior site -> its named dimensions (for ArviZ)
     dims: ClassVar[dict[str, list[str]]] = {}
+    #: the normalisation this model fits a percent or fraction table's bounded tasks best
+    #: through (``None``: the table's own); what the stack's candidates and the command line use
+    #: (``ScoreMatrix.renormalized``; decision 0023)
+    preferred_normalization: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

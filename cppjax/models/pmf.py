@@ -165,6 +165,9 @@ class PMF(BayesSpec):
     family: str | None = "family"
 
     kind: ClassVar[str] = "pmf"
+    #: bounded tasks through the logit of their place between the bounds: lower error on 9 of
+    #: 10 protocols of 5 tables and no interval clipped onto a bound (decision 0023)
+    preferred_normalization: ClassVar[str | None] = "task_logit"
     dims: ClassVar[dict] = {
         "family_offset_z": ["families"], "family_latent_z": ["families", "latent"],
         "model_offset": ["models"], "task_offset": ["tasks"], "sigma": ["tasks"],
