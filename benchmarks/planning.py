@@ -6,6 +6,7 @@ evaluations of a new model settles its leaderboard rank and its profile with the
     python benchmarks/planning.py --datasets emergent --merge  # OSL base + emergent tasks
     python benchmarks/planning.py --datasets pythia --merge    # Pythia-v1 sizes x checkpoints
     python benchmarks/planning.py --datasets pythia --costs items --merge  # costs in items
+    python benchmarks/planning.py --datasets pythia --normalization task_logit --merge
     python benchmarks/planning.py --quick --out planning-smoke  # smoke test
 
 A campaign starts from a new model with 0 revealed scores (``splits.new_model``, k = 0): each
@@ -184,10 +185,14 @@ def evaluate(post, full, model, held, tasks, ranked, key, plan_cells=None):
     if held.size:
         pred = post.predict((np.full(held.size, i), held), rng_key=k2)
         y = full.scores[i, held]
-        yn = sm.normalize(y, np.full(held.size, i), held)
+        # errors in the table's own normalisation, whichever the planner's fit read
+        # (``--normalization``), so that the settings compare
+        mi = np.full(held.size, i)
+        yn = full.normalize(y, mi, held)
+        dn = full.normalize(pred.draws, mi, held)
         plo, phi = pred.interval(0.9)
-        nlo, nhi = pred.interval(0.9, normalized=True)
-        sq = (pred.mean(normalized=True) - yn) ** 2
+        nlo, nhi = np.quantile(dn, [(1 - 0.9) / 2, (1 + 0.9) / 2], axis=0)  # as pred.interval
+        sq = (dn.mean(axis=0) - yn) ** 2
         out["sq_mean"] = float(sq.mean())
         out.update(sq=sq.tolist(),
                    covered=((y >= plo) & (y <= phi)).astype(float).tolist(),
@@ -200,13 +205,14 @@ def evaluate(post, full, model, held, tasks, ranked, key, plan_cells=None):
 
 
 def campaign(full, base, model, tasks, ranked, inference, spec, rounds, per_round, key, log,
-             costs=None):
+             costs=None, normalization=None):
     """One new model's campaign; ``spent`` counts evaluations, or their cost where ``costs``
-    (by task name) is given."""
+    (by task name) is given; ``normalization``: the one the planner's fits read (None: the
+    table's)."""
     i = full.model_index(model)
     scores = np.array(base.scores)
     scores[i] = np.nan  # a new model: none of its scores revealed
-    start = base.with_scores(scores)
+    start = base.with_scores(scores).renormalized(normalization)
     truth_tasks = list(np.flatnonzero(full.mask[i]))
     strategies = STRATEGIES if costs is None else COST_STRATEGIES
     keys = jax.random.split(key, 2 + len(strategies) * rounds * 3)
@@ -451,6 +457,10 @@ def main(argv=None):
     p.add_argument("--costs", choices=["uniform", "items"], default="uniform",
                    help="uniform: one per evaluation; items: a task's number of items (pythia: "
                    "read from the harness's standard errors); budgets are then in items")
+    p.add_argument("--normalization", choices=["table", "task_logit"], default="table",
+                   help="what the planner's PMF fits read: the table's min-max (default) or "
+                   "its bounded tasks through the logit, as `cppjax plan` does (label suffix "
+                   "_logit); errors are in the table's units either way")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=None)
@@ -474,6 +484,7 @@ def main(argv=None):
     for name in a.datasets.split(","):
         label = name if a.thin >= 1 else f"{name}_thin{a.thin:g}"
         label += "_items" if a.costs == "items" else ""
+        label += "_logit" if a.normalization == "task_logit" else ""
         k_set, k_run, k_time, key = jax.random.split(key, 4)
         full, base, tasks, ranked = setup(name, a.thin, k_set)
         costs = item_costs(name, full) if a.costs == "items" else None
@@ -495,7 +506,8 @@ def main(argv=None):
                 c_tasks, c_ranked = tasks, ranked
                 model = ranked[order[n % len(order)]]
             recs = campaign(full, base, model, c_tasks, c_ranked, inference, spec, a.rounds,
-                            per_round, k_c, lambda _m: None, costs)
+                            per_round, k_c, lambda _m: None, costs,
+                            None if a.normalization == "table" else a.normalization)
             for r in recs:
                 r["campaign"] = n
             records += recs
@@ -503,6 +515,11 @@ def main(argv=None):
                   f"{time.perf_counter() - t0:.0f}s", flush=True)
         g, m, curves = summarise_dataset(label, records, a.rounds,
                                          unit="evaluations" if costs is None else "items")
+        if a.normalization == "task_logit":
+            m.insert(1, "The planner's PMF fits read the bounded tasks through the logit "
+                     "(`--normalization task_logit`, as `cppjax plan` does; decision 0023); "
+                     "errors and widths in the table's min-max units, as in the other "
+                     "settings.\n")
         if name == "cpp":
             t = timing(base, tasks, ranked, inference, spec, k_time)
             g[f"{label}/summary"]["plan_10_seconds"] = {

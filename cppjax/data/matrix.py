@@ -9,11 +9,9 @@ A :class:`ScoreMatrix` holds
   columns, missing values kept as missing);
 * ``scale``: the declared unit of the scores (``"percent"`` 0-100, ``"fraction"`` 0-1 or
   ``"unbounded"``), fixed for the whole table;
-* ``normalization``: the invertible affine map used for modelling (per-task min-max over observed
-  cells as in the CPP paper, or the official CPP code's per-model division by the row maximum).
-
-Every model in cppjax fits normalised scores and reports predictions back in original units through
-``ScoreMatrix.denormalize``.
+* ``normalization``: the invertible map every model fits through (per-task min-max over observed
+  cells as in the CPP paper, a bounded task's logit first, or the official code's division by the
+  row maximum); predictions come back in original units (``ScoreMatrix.denormalize``).
 
 Example:
     >>> import pandas as pd
@@ -190,13 +188,11 @@ class ScoreMatrix:
         return int(self.mask.sum())
 
     def __repr__(self) -> str:
-        return (
-            f"ScoreMatrix({self.n_models} models x {self.n_tasks} tasks, "
-            f"{self.n_observed} observed "
-            f"({self.n_observed / max(self.scores.size, 1):.0%}), scale={self.scale!r}, "
-            f"normalization={self.normalization.kind!r}, model factors="
-            f"{list(self.model_factors.columns)}, task factors={list(self.task_factors.columns)})"
-        )
+        mf, tf = list(self.model_factors.columns), list(self.task_factors.columns)
+        return (f"ScoreMatrix({self.n_models} models x {self.n_tasks} tasks, {self.n_observed} "
+                f"observed ({self.n_observed / max(self.scores.size, 1):.0%}), scale="
+                f"{self.scale!r}, normalization={self.normalization.kind!r}, model factors={mf}, "
+                f"task factors={tf})")
 
     # -- names ------------------------------------------------------------------------------
     def model_index(self, name: str) -> int:
@@ -257,17 +253,10 @@ class ScoreMatrix:
         return replace(self, scores=scores, _index=None)
 
     def renormalized(self, kind: NormKind | None) -> ScoreMatrix:
-        """This matrix with its normalisation fitted anew as ``kind`` (scores, names, factors
-        and bounds unchanged; a prediction's draws in original units are the same whichever
-        the fit read); itself where ``kind`` is None or its own kind, or where ``"task_logit"``
-        would change nothing (no bounded task). Only a ``task_minmax`` table is re-normalised
-        to ``task_logit``: a ``model_max`` or ``none`` table keeps the units it was asked in.
-
-        Example:
-            >>> from cppjax.datasets import load_cpp_crowdsource
-            >>> load_cpp_crowdsource().renormalized("task_logit").normalization.kind
-            'task_logit'
-        """
+        """The same scores, names, factors and bounds, the normalisation refitted as ``kind``
+        (a fit on it predicts in the same original units; what each model reads:
+        ``ModelSpec.preferred_normalization``). Itself for None, its own kind, or a logit that
+        changes nothing; only a ``task_minmax`` table goes to ``task_logit``."""
         if kind is None or kind == self.normalization.kind:
             return self
         if kind == "task_logit" and self.normalization.kind != "task_minmax":
