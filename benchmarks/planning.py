@@ -484,7 +484,8 @@ def main(argv=None):
     for name in a.datasets.split(","):
         label = name if a.thin >= 1 else f"{name}_thin{a.thin:g}"
         label += "_items" if a.costs == "items" else ""
-        label += "_logit" if a.normalization == "task_logit" else ""
+        relink = None if a.normalization == "table" else a.normalization  # renormalized()'s
+        label += "_logit" if relink else ""
         k_set, k_run, k_time, key = jax.random.split(key, 4)
         full, base, tasks, ranked = setup(name, a.thin, k_set)
         costs = item_costs(name, full) if a.costs == "items" else None
@@ -506,8 +507,7 @@ def main(argv=None):
                 c_tasks, c_ranked = tasks, ranked
                 model = ranked[order[n % len(order)]]
             recs = campaign(full, base, model, c_tasks, c_ranked, inference, spec, a.rounds,
-                            per_round, k_c, lambda _m: None, costs,
-                            None if a.normalization == "table" else a.normalization)
+                            per_round, k_c, lambda _m: None, costs, relink)
             for r in recs:
                 r["campaign"] = n
             records += recs
@@ -515,7 +515,7 @@ def main(argv=None):
                   f"{time.perf_counter() - t0:.0f}s", flush=True)
         g, m, curves = summarise_dataset(label, records, a.rounds,
                                          unit="evaluations" if costs is None else "items")
-        if a.normalization == "task_logit":
+        if relink:
             m.insert(1, "The planner's PMF fits read the bounded tasks through the logit "
                      "(`--normalization task_logit`, as `cppjax plan` does; decision 0023); "
                      "errors and widths in the table's min-max units, as in the other "

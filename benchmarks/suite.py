@@ -207,6 +207,11 @@ def run_protocol(protocol, seeds, log):
         groups = np.array([f"{split.name}/{test.models[i]}" for i in mi])
         with np.errstate(all="ignore"):
             fill = np.nanmedian(np.where(split.train.mask, split.train.scores, np.nan), axis=0)[ti]
+        # the copy-the-largest-sibling, as defined there (the candidate copies a
+        # checkpoint's own run on a ladder: decision 0016); deterministic: once per split
+        base = CopySibling(same_size=False).fit(split.train)
+        base_rows = cell_rows(candidate_draws(base, (mi.astype(np.int32), ti.astype(np.int32)),
+                                              None), y, floor, groups)
         for seed in seeds:
             t0 = time.perf_counter()
             post = Stack().fit(split.train, rng_key=seed, progress=False)
@@ -220,12 +225,7 @@ def run_protocol(protocol, seeds, log):
                 dr = np.where(ok, dr, fill)  # a cell it cannot place: the task's training median
                 add(rows, f"cand:{name}", cell_rows(dr, y, floor, groups), span,
                     cand.fit_seconds, seed)
-            # the copy-the-largest-sibling, as defined there (the candidate copies a
-            # checkpoint's own run on a ladder: decision 0016)
-            base = CopySibling(same_size=False).fit(split.train)
-            dr = candidate_draws(base, (mi.astype(np.int32), ti.astype(np.int32)), None)
-            add(rows, "base:copy_largest_sibling", cell_rows(dr, y, floor, groups), span,
-                base.fit_seconds, seed)
+            add(rows, "base:copy_largest_sibling", base_rows, span, base.fit_seconds, seed)
             w = ", ".join(f"{c} {x:.2f}" for c, x in post.weights.items() if x > 0)
             log(f"{protocol} {split.name} seed {seed}: {len(y)} cells, {secs:.0f} s; {w}")
         if peer_arg is not None:
