@@ -35,6 +35,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 
 import jax
 import matplotlib
@@ -212,7 +213,11 @@ def campaign(full, base, model, tasks, ranked, inference, spec, rounds, per_roun
     i = full.model_index(model)
     scores = np.array(base.scores)
     scores[i] = np.nan  # a new model: none of its scores revealed
-    start = base.with_scores(scores).renormalized(normalization)
+    start = base.with_scores(scores)
+    # None: the table's min-max as it is, pinned (PMF would read an automatic one through the
+    # logit since decision 0024; these campaigns measured min-max, --normalization the other)
+    start = (replace(start, normalization=replace(start.normalization, auto=False))
+             if normalization is None else start.renormalized(normalization))
     truth_tasks = list(np.flatnonzero(full.mask[i]))
     strategies = STRATEGIES if costs is None else COST_STRATEGIES
     keys = jax.random.split(key, 2 + len(strategies) * rounds * 3)

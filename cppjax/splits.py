@@ -129,8 +129,9 @@ def _train_normalization(sm: ScoreMatrix, train: np.ndarray):
     without training cells keeps the parent's (there is nothing else to fit it on)."""
     empty = np.isnan(train).all(axis=0)
     fit_on = np.where(empty[None, :], sm.scores, train)
-    return replace(sm, scores=fit_on, normalization=sm.normalization.kind,
+    norm = replace(sm, scores=fit_on, normalization=sm.normalization.kind,
                    _index=None).normalization
+    return replace(norm, auto=sm.normalization.auto)  # chosen by cppjax or by the user
 
 
 @_old_keyword

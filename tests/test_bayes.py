@@ -612,3 +612,46 @@ def test_predictive_noise_is_the_same_on_one_thread_or_many(monkeypatch, likelih
     assert not np.array_equal(many, mean)  # noise was added
     again = L.predictive_noise(mean.copy(), samples, ti, likelihood, 4)
     assert not np.array_equal(many, again)  # another key, other draws
+
+
+def test_pmf_reads_an_automatic_normalisation_through_the_logit(pmf_svi, tmp_path):
+    """Decision 0024: a table whose min-max cppjax chose is fitted through the logit, the
+    posterior presented on the user's table; a named normalisation is the one fitted."""
+    from cppjax.posterior.renormalized import RenormalizedPosterior
+
+    split, post = pmf_svi
+    assert split.train.normalization.auto  # the split kept "chosen by cppjax"
+    assert isinstance(post, RenormalizedPosterior) and post.matrix is split.train
+    assert post.diagnostics["normalization"] == "task_logit"
+    assert post.inner.matrix.normalization.kind == "task_logit"
+    assert set(post.samples) == set(post.inner.samples)  # the fit's own attributes reachable
+    pred = post.predict(split.test, rng_key=1)
+    direct = post.inner.predict(split.test, rng_key=1)
+    # the same draws in original units; normalised ones in the user's table's units
+    np.testing.assert_allclose(pred.draws, direct.draws, atol=1e-5)
+    y = split.test.observed().values
+    np.testing.assert_allclose(split.test.normalize(pred.draws, pred.model_idx, pred.task_idx),
+                               pred.draws_normalized, atol=1e-4)
+    # strictly inside the bounds: no interval of zero width, none on 0 or 1
+    lo, hi = pred.interval(0.9)
+    assert (hi - lo > 0).all() and (lo > 0).all() and (hi < 1).all()
+    # the log density is of the user's normalised units: the change of variables integrates
+    j = int(np.argmin(np.abs(y - 0.5)))
+    mi, ti = pred.model_idx[j:j + 1], pred.task_idx[j:j + 1]
+    grid = np.linspace(*split.test.normalize(np.array([0.0, 1.0]), mi, ti), 2001)
+    ll = post._log_lik(np.repeat(mi, grid.size), np.repeat(ti, grid.size))
+    assert abs(np.trapezoid(np.exp(np.asarray(ll(grid))).mean(axis=0), grid) - 1) < 0.02
+    # refit and save/load keep the presentation
+    again = post.refit(split.train, rng_key=2)
+    assert isinstance(again, RenormalizedPosterior) and again.matrix is split.train
+    back = BayesPosterior.load(post.save(tmp_path / "post"))
+    assert isinstance(back, RenormalizedPosterior) and back.matrix.normalization.auto
+    np.testing.assert_array_equal(back.predict("missing", rng_key=5).draws,
+                                  post.predict("missing", rng_key=5).draws)
+    # a normalisation the user named is fitted as it is
+    named = split.train.subset()
+    pinned = cppjax.ScoreMatrix(named.scores, named.models, named.tasks, scale="fraction",
+                                normalization="task_minmax")
+    fit = PMF(rank=2).fit(pinned, rng_key=0, inference=SVI(num_steps=50, num_samples=20),
+                          progress=False)
+    assert isinstance(fit, BayesPosterior) and fit.matrix is pinned

@@ -178,7 +178,7 @@ def test_randomised_rank_pit_is_nominal_where_integer_intervals_over_cover():
 
 
 def test_map_predicts_its_mode_and_stops_early():
-    sm = load_cpp_crowdsource()
+    sm = load_cpp_crowdsource("task_minmax")  # named, so the one fitted (decision 0024)
     split = S.kfold_cells(sm, 20, rng_key=0)[0]
     spec, _ = make_spec("pmf_map")
     post = spec.fit(split.train, rng_key=0, progress=False,

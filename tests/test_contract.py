@@ -23,7 +23,8 @@ from cppjax.posterior import NotSaveable, Posterior
 
 #: every posterior kind and where this file exercises it
 COVERED = {"BayesPosterior", "ScalingLawPosterior", "PointPosterior", "CODPosterior",
-           "BaselinePosterior", "StackPosterior"}
+           "BaselinePosterior", "StackPosterior",
+           "RenormalizedPosterior"}  # PMF on the fraction table below (decision 0024)
 
 # tiny settings per inference: the contract, not the accuracy
 TINY = {
@@ -57,6 +58,8 @@ def test_method_contract(table, name, tmp_path):
     spec, inference = make_spec(name, **TINY[METHODS[name][2]])
     post = cppjax.fit(spec, table, rng_key=0, inference=inference, progress=False)
     assert post.method == name
+    # PMF reads the table's automatic min-max through the logit (decision 0024)
+    assert (type(post).__name__ == "RenormalizedPosterior") == name.startswith("pmf")
     cells = post.placed_cells("missing")
     assert cells[0].size > 0
     pred = post.predict(cells, rng_key=1)

@@ -9,9 +9,9 @@ A :class:`ScoreMatrix` holds
   columns, missing values kept as missing);
 * ``scale``: the declared unit of the scores (``"percent"`` 0-100, ``"fraction"`` 0-1 or
   ``"unbounded"``), fixed for the whole table;
-* ``normalization``: the invertible map every model fits through (per-task min-max over observed
-  cells as in the CPP paper, a bounded task's logit first, or the official code's division by the
-  row maximum); predictions come back in original units (``ScoreMatrix.denormalize``).
+* ``normalization``: the invertible map models fit through (per-task min-max as in the CPP paper,
+  a bounded task's logit first, or the row maximum; one chosen by cppjax may be read through
+  another by a model, decision 0024); predictions come back in original units.
 
 Example:
     >>> import pandas as pd
@@ -139,13 +139,15 @@ class ScoreMatrix:
         info = task_info_frame(scores, tasks, self.scale, info, self.source)
         check_task_range(scores, models, tasks, info, self.scale, self.source)
         norm = self.normalization
-        if norm == "auto":
+        if auto := isinstance(norm, str) and norm == "auto":
             norm = "task_logit" if self.scale == "mixed" else "task_minmax"
         if isinstance(norm, str):
             norm = Normalization.fit(scores, norm, self.scale,  # names for its errors
                                      names=models if norm == "model_max" else tasks,
                                      lower=info["lower"].to_numpy(),
                                      upper=info["upper"].to_numpy())
+            if auto:  # cppjax chose it: a model may read the table through another (0024)
+                norm = replace(norm, auto=True)
         else:
             expected = {(1, len(tasks)), (len(models), 1)}
             if norm.loc.shape not in expected:
@@ -254,9 +256,10 @@ class ScoreMatrix:
 
     def renormalized(self, kind: NormKind | None) -> ScoreMatrix:
         """The same scores, names, factors and bounds, the normalisation refitted as ``kind``
-        (a fit on it predicts in the same original units; what each model reads:
-        ``ModelSpec.preferred_normalization``). Itself for None, its own kind, or a logit that
-        changes nothing; only a ``task_minmax`` table goes to ``task_logit``."""
+        (chosen by the caller) and predicting in the same original units: what a model reads an
+        automatic normalisation through (``ModelSpec.preferred_normalization``, decision 0024).
+        Itself for None, its own kind, or a logit that changes nothing; only a ``task_minmax``
+        table goes to ``task_logit``."""
         if kind is None or kind == self.normalization.kind:
             return self
         if kind == "task_logit" and self.normalization.kind != "task_minmax":
@@ -296,13 +299,11 @@ class ScoreMatrix:
         mi = [self.model_index(m) for m in models]
         ti = [self.task_index(t) for t in tasks]
         return ScoreMatrix(
-            self.scores[np.ix_(mi, ti)],
-            models,
-            tasks,
+            self.scores[np.ix_(mi, ti)], models, tasks,
             model_factors=self.model_factors.loc[models],
             task_factors=self.task_factors.loc[tasks],
             scale=self.scale,
-            normalization=self.normalization.kind,
+            normalization="auto" if self.normalization.auto else self.normalization.kind,
             source=self.source,
             task_info=self.task_info.loc[tasks],
         )
@@ -321,11 +322,8 @@ class ScoreMatrix:
 
     def to_wide(self) -> pd.DataFrame:
         """Wide table, models as rows, in original units."""
-        return pd.DataFrame(
-            self.scores,
-            index=pd.Index(self.models, name="model"),
-            columns=pd.Index(self.tasks, name="task"),
-        )
+        return pd.DataFrame(self.scores, index=pd.Index(self.models, name="model"),
+                            columns=pd.Index(self.tasks, name="task"))
 
     # -- constructors ------------------------------------------------------------------------
     @classmethod

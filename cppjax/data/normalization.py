@@ -39,6 +39,8 @@ class Normalization:
     ``loc`` and ``scale`` have shape ``(1, n_tasks)`` for per-task normalisation and
     ``(n_models, 1)`` for per-model normalisation; they broadcast to the score matrix.
     ``lower``, ``upper``, ``logit``: ``(1, n_tasks)`` or None (no task uses the logit).
+    ``auto``: the kind was chosen by cppjax (``ScoreMatrix(normalization="auto")``), not by
+    the user, so that a model may fit through the one it reads best (decision 0024).
     """
 
     kind: NormKind
@@ -47,6 +49,7 @@ class Normalization:
     lower: np.ndarray | None = None
     upper: np.ndarray | None = None
     logit: np.ndarray | None = None
+    auto: bool = False
 
     @classmethod
     def fit(cls, scores: np.ndarray, kind: NormKind, unit: str, names=None, lower=None,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -87,7 +88,7 @@ CHANCE = {
 }
 
 
-def _load(name: str, normalization: NormKind) -> ScoreMatrix:
+def _load(name: str, normalization: NormKind | Literal["auto"]) -> ScoreMatrix:
     info = manifest()[name]
     scores = pd.read_csv(FILES / f"{name}_scores.csv", keep_default_na=False)
     models = pd.read_csv(FILES / f"{name}_models.csv", keep_default_na=False, dtype=str)
@@ -114,7 +115,7 @@ def _load(name: str, normalization: NormKind) -> ScoreMatrix:
     )
 
 
-def load_cpp_crowdsource(normalization: NormKind = "task_minmax") -> ScoreMatrix:
+def load_cpp_crowdsource(normalization: NormKind | Literal["auto"] = "auto") -> ScoreMatrix:
     """The CPP paper's collaborative dataset: 72 LLMs x 29 tasks, 878 observed scores (percent).
 
     Model factors: ``family``, ``tokens``, ``parameters`` (counts), ``finetuned``, ``gpu_hours``,
@@ -128,8 +129,10 @@ def load_cpp_crowdsource(normalization: NormKind = "task_minmax") -> ScoreMatrix
     EMNLP 2024, arXiv:2407.01300 (public repository, ``data/``, commit 4c4319a).
 
     Args:
-        normalization: ``"task_minmax"`` (the paper's evaluation), ``"task_logit"`` (each task
-            through the logit of its place in [0, 100]: PMF's better choice, decision 0023) or
+        normalization: ``"auto"`` (default: ``task_minmax``, the paper's evaluation, which a
+            model that reads bounded tasks better through the logit, PMF, fits through it;
+            decision 0024), or one every model fits through: ``"task_minmax"``,
+            ``"task_logit"`` (each task through the logit of its place in [0, 100]) or
             ``"model_max"`` (the official code's), see :class:`cppjax.Normalization`.
 
     Example:
@@ -140,7 +143,7 @@ def load_cpp_crowdsource(normalization: NormKind = "task_minmax") -> ScoreMatrix
     return _load("cpp_crowdsource", normalization)
 
 
-def load_obsscaling(normalization: NormKind = "task_minmax") -> ScoreMatrix:
+def load_obsscaling(normalization: NormKind | Literal["auto"] = "auto") -> ScoreMatrix:
     """Observational Scaling Laws base models: 148 pretrained LLMs x 8 benchmarks (fraction 0-1).
 
     Tasks: MMLU, ARC-C, HellaSwag, Winograd, TruthfulQA, GSM8K, XWinograd, HumanEval.
@@ -150,6 +153,9 @@ def load_obsscaling(normalization: NormKind = "task_minmax") -> ScoreMatrix:
     Source: Ruan, Maddison, Hashimoto, *Observational Scaling Laws and the Predictability of
     Language Model Performance*, NeurIPS 2024, arXiv:2405.10938 (public repository,
     ``eval_results/base_llm_benchmark_eval.csv``, commit 4d6e1e4; Apache License 2.0).
+
+    Args:
+        normalization: as :func:`load_cpp_crowdsource`'s.
 
     Example:
         >>> sm = load_obsscaling()

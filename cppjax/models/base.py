@@ -176,7 +176,20 @@ class BayesSpec(ModelSpec):
                 their names (this model's defaults); default NUTS. ``method=`` is the same.
             start: an SVI fit's guide parameters to start from, with ``inference.warm_steps``
                 steps (what :meth:`BayesPosterior.refit` passes; decision 0015).
+
+        A table whose normalisation cppjax chose (``normalization="auto"``) is read through
+        :attr:`preferred_normalization` where this model has one, the posterior presented on
+        ``train`` (:class:`~cppjax.posterior.renormalized.RenormalizedPosterior`; decision
+        0024); a normalisation the user named is the one fitted.
         """
+        if train.normalization.auto:
+            through = train.renormalized(self.preferred_normalization)
+            if through is not train:
+                from cppjax.posterior.renormalized import RenormalizedPosterior
+
+                inner = self.fit(through, rng_key=rng_key, inference=inference, method=method,
+                                 progress=progress, start=start)
+                return RenormalizedPosterior(inner, train)
         inference = self.resolve_inference(inference, method)
         can_warm = bool(getattr(inference, "warm_steps", None))
         start = start if can_warm else None

@@ -231,7 +231,7 @@ class Posterior(abc.ABC):
         from cppjax.posterior.files import load
 
         post = load(path)
-        if not isinstance(post, cls):
+        if not isinstance(post, cls) and not isinstance(getattr(post, "inner", None), cls):
             raise TypeError(f"{path} holds a {type(post).__name__}, not a {cls.__name__}")
         return post
 

@@ -35,6 +35,9 @@ VERSION = 3  # 3: task_info and the logit link of mixed tables (0.3)
 #: model kind -> specification class, filled as each class is defined
 #: (:meth:`cppjax.models.base.ModelSpec.__init_subclass__`), so that this module needs no model
 SPEC_CLASSES: dict[str, type] = {}
+#: a posterior's meta key -> the class that wraps the model's own posterior when the key is
+#: there (``"fit_normalization"``: :mod:`cppjax.posterior.renormalized`), filled by that module
+WRAPPER_CLASSES: dict[str, type] = {}
 
 
 def _digest(a: np.ndarray) -> str:
@@ -44,7 +47,8 @@ def _digest(a: np.ndarray) -> str:
 def _matrix_meta(sm: ScoreMatrix) -> dict:
     return {
         "models": list(sm.models), "tasks": list(sm.tasks), "scale": sm.scale,
-        "norm_kind": sm.normalization.kind, "source": sm.source,
+        "norm_kind": sm.normalization.kind, "norm_auto": sm.normalization.auto,
+        "source": sm.source,
         "model_factors": sm.model_factors.to_json(orient="split"),
         "task_factors": sm.task_factors.to_json(orient="split"),
         "model_factor_dtypes": {c: str(t) for c, t in sm.model_factors.dtypes.items()},
@@ -75,7 +79,8 @@ def _matrix_from(meta: dict, scores, loc, scale, link=()) -> ScoreMatrix:
         scores, meta["models"], meta["tasks"],
         _frame(meta["model_factors"], meta["model_factor_dtypes"], meta["models"]),
         _frame(meta["task_factors"], meta["task_factor_dtypes"], meta["tasks"]),
-        scale=meta["scale"], normalization=Normalization(meta["norm_kind"], loc, scale, *link),
+        scale=meta["scale"], normalization=Normalization(meta["norm_kind"], loc, scale, *link,
+                                                         auto=meta.get("norm_auto", False)),
         source=meta["source"], task_info=info)
 
 
@@ -198,5 +203,8 @@ def load(path):
                  if k in arrays)
     sm = _matrix_from(meta["matrix"], arrays.pop("scores"), arrays.pop("norm_loc"),
                       arrays.pop("norm_scale"), link)
-    return spec.posterior_class()._restore(sm, spec, inference, meta["posterior"], arrays,
-                                           meta["fit_seconds"])
+    restore = spec.posterior_class()._restore
+    for key, cls in WRAPPER_CLASSES.items():  # e.g. fitted through another normalisation
+        if key in meta["posterior"]:
+            restore = cls._restore
+    return restore(sm, spec, inference, meta["posterior"], arrays, meta["fit_seconds"])
