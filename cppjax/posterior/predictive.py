@@ -68,8 +68,9 @@ class Predictive:
             # draws were clipped to the scale in normalised units; clip again here so that the
             # round trip's rounding cannot put a score at -1e-15
             info = self.matrix.task_info
-            self._cache["draws"] = np.clip(d, info["lower"].to_numpy()[self.task_idx],
-                                           info["upper"].to_numpy()[self.task_idx])
+            lo, hi = (info[c].to_numpy()[self.task_idx].astype(d.dtype) for c in ("lower", "upper"))
+            self._cache["draws"] = np.clip(d, lo, hi, out=d if d is not self.draws_normalized
+                                           else None)
         return self._cache["draws"]
 
     def _pick(self, normalized: bool) -> np.ndarray:
