@@ -221,7 +221,8 @@ def main(argv=None):
           "per CPU device, 4 devices on the cores); `fit_seconds_first`: the protocol's first "
           "fit, which compiles the programs; `fit_seconds_later`: the other fits, which reuse "
           "them (same model, settings and shapes). `max_rhat`: the largest split r-hat of the "
-          "fitted cell means in a fit; `divergences`: per fit (NUTS only).\n"]
+          "fitted cell means in a fit (rank-normalised in rows run with cppjax 0.10, the "
+          "classic one before: decision 0025); `divergences`: per fit (NUTS only).\n"]
     for gname, g in groups.items():
         n_cells = next((r["coverage_90"]["n"] for r in g.values() if "coverage_90" in r), None)
         md.append(f"\n## {gname}" + (f" ({n_cells} held-out cells)" if n_cells else "") + "\n")

@@ -166,7 +166,7 @@ class Stack(ModelSpec):
             # each candidate reads the table in the normalisation its model prefers (PMF: a
             # bounded task through the logit; decision 0023); its draws come back in the
             # table's units, so the stack compares them all the same way
-            prefer = getattr(spec, "preferred_normalization", None)
+            prefer = spec.normalization_for(inf) if hasattr(spec, "normalization_for") else None
             try:
                 bt = spec.fit(split.train.renormalized(prefer), rng_key=k1, inference=inf,
                               progress=False)

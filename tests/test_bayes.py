@@ -49,6 +49,31 @@ def test_pmf_svi_intervals_cover_planted_cells(pmf_svi):
     assert pred.n_draws == post.n_draws
 
 
+def test_rank_rhat_is_arviz_and_sees_what_the_classic_one_misses():
+    """The fits' r-hat is ArviZ's rank-normalised one (so a warning and ``az.summary`` agree),
+    ties averaged; it flags chains that agree in the mean but not in the spread, which the
+    classic split r-hat passes."""
+    import arviz as az
+    from numpyro.diagnostics import split_gelman_rubin
+
+    from cppjax.inference import rank_rhat
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_t(3, size=(4, 600, 6))
+    x[2, :, 1] += 2.0  # one chain elsewhere
+    x[:, :300, 2] = 0.25  # ties: every chain stood still for a while
+    x[0, :, 3] *= 4.0  # one chain as wide as four: same centre, other tails
+    x[:, :, 4] = 1.0  # a constant
+    ours = rank_rhat(x)
+    theirs = az.rhat(az.convert_to_dataset(x), method="rank")["x"].values
+    np.testing.assert_allclose(ours[:4], theirs[:4], rtol=1e-10)
+    assert np.isnan(ours[4])
+    assert ours[1] > 1.05 and ours[3] > 1.05 and ours[0] < 1.01
+    assert split_gelman_rubin(x)[3] < 1.05  # the classic one passes the wide chain
+    with pytest.raises(ValueError, match="draws >= 4"):
+        rank_rhat(np.zeros((2, 3)))
+
+
 def test_pmf_nuts_small(planted):
     import warnings
 
@@ -621,6 +646,9 @@ def test_pmf_reads_an_automatic_normalisation_through_the_logit(pmf_svi, tmp_pat
 
     split, post = pmf_svi
     assert split.train.normalization.auto  # the split kept "chosen by cppjax"
+    # SVI and MAP read it through the logit; NUTS keeps the min-max (decision 0025)
+    assert [PMF().normalization_for(n) for n in ("svi", "map", "nuts")] == [
+        "task_logit", "task_logit", None]
     assert isinstance(post, RenormalizedPosterior) and post.matrix is split.train
     assert post.diagnostics["normalization"] == "task_logit"
     assert post.inner.matrix.normalization.kind == "task_logit"

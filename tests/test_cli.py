@@ -36,6 +36,10 @@ def test_normalization_follows_the_method_unless_given():
     auto = Namespace(method="pmf_svi", normalization="auto")
     assert normalization_for(sm, auto).normalization.kind == "task_logit"
     assert normalization_for(sm, Namespace(method="mf", normalization="auto")) is sm
+    # PMF's NUTS keeps the min-max (decision 0025); asked by name, it gets the logit
+    assert normalization_for(sm, Namespace(method="pmf_nuts", normalization="auto")) is sm
+    named = normalization_for(sm, Namespace(method="pmf_nuts", normalization="task_logit"))
+    assert named.normalization.kind == "task_logit"
     assert normalization_for(sm, Namespace(method="pmf_svi", normalization="task_minmax")) is sm
     logit = normalization_for(sm, Namespace(method="mf", normalization="task_logit"))
     assert logit.normalization.kind == "task_logit"

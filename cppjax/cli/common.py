@@ -87,9 +87,11 @@ def normalization_for(sm, args):
 
 
 def preferred_normalization(method: str | None) -> str | None:
-    """The normalisation the model behind a method name prefers (None: the table's own)."""
+    """The normalisation the model behind a method name prefers under its inference (None: the
+    table's own; decision 0025)."""
     from cppjax.models.registry import METHODS, make_spec
 
     if method not in METHODS:
         return None
-    return make_spec(method)[0].preferred_normalization
+    spec, inference = make_spec(method)
+    return spec.normalization_for(inference)

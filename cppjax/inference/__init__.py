@@ -5,6 +5,7 @@ training loop (:mod:`~cppjax.inference.train`), the one predictive path
 posteriors and models (``docs/architecture.md``)."""
 
 from cppjax.inference.cache import ProgramCache, enable_compilation_cache
+from cppjax.inference.convergence import rank_rhat
 from cppjax.inference.keys import as_key, numpy_rng
 from cppjax.inference.objects import (
     INFERENCES,
@@ -28,4 +29,4 @@ from cppjax.inference.train import run_sgd
 __all__ = ["INFERENCES", "LEGACY_NAMES", "MAP", "NUTS", "SVI", "Adam", "Inference",
            "InferenceResult", "ProgramCache", "as_key", "enable_compilation_cache",
            "log_likelihood", "make_inference", "numpy_rng", "predict_sites", "progress_enabled",
-           "run_inference", "run_sgd"]
+           "rank_rhat", "run_inference", "run_sgd"]

@@ -16,10 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
-from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
+from numpyro.diagnostics import effective_sample_size
 from numpyro.infer import Predictive
 
 from cppjax.errors import CppjaxWarning
+from cppjax.inference.convergence import rank_rhat
 from cppjax.inference.objects import MAP, NUTS, SVI, progress_enabled
 from cppjax.inference.programs import ProgramCache, Programs
 
@@ -35,7 +36,9 @@ class InferenceResult:
         samples: latent sites, each ``(n_draws, ...)`` (chains concatenated for NUTS).
         method: ``"nuts"``, ``"svi"`` or ``"map"``.
         num_chains: chains behind the samples (1 for SVI/MAP).
-        diagnostics: ``max_rhat``, ``min_ess``, ``divergences`` (NUTS), ``final_loss`` (SVI/MAP).
+        diagnostics: ``max_rhat`` (the largest rank-normalised split r-hat, ArviZ's,
+            :mod:`cppjax.inference.convergence`), ``min_ess``, ``divergences`` (NUTS),
+            ``final_loss`` (SVI/MAP).
         losses: the ELBO (or MAP objective) trace of SVI/MAP.
         seconds: wall-clock time (compilation included).
     """
@@ -87,8 +90,8 @@ def run_inference(
             a number of chunks to stop after (:meth:`cppjax.inference.programs.Programs.run_svi`).
         chains_are_modes: NUTS only: the model's posterior has symmetric modes that chains
             cannot cross (a network's weight permutations), so its chains are an ensemble of
-            modes: r-hat is judged within each chain (``max_rhat``: the largest split r-hat of
-            a chain on its own), the r-hat across chains is reported as
+            modes: r-hat is judged within each chain (``max_rhat``: the largest rank-normalised
+            r-hat of a chain on its own), the r-hat across chains is reported as
             ``between_chain_rhat`` and not warned about (decision 0012).
         warn: NUTS only: warn (:class:`~cppjax.CppjaxWarning`) when r-hat or divergences say
             the chains may not have converged; ``False`` where the caller reports the
@@ -117,15 +120,14 @@ def run_inference(
             q = np.asarray(identified(samples)).reshape(inference.num_chains,
                                                         inference.num_samples, -1)
             if chains_are_modes:
-                diag["max_rhat"] = float(max(np.nanmax(split_gelman_rubin(c[None]))
-                                             for c in q))
+                diag["max_rhat"] = float(max(np.nanmax(rank_rhat(c[None])) for c in q))
                 diag["min_ess"] = float(min(np.nanmin(effective_sample_size(c[None]))
                                             for c in q))
                 if inference.num_chains > 1:
-                    diag["between_chain_rhat"] = float(np.nanmax(split_gelman_rubin(q)))
+                    diag["between_chain_rhat"] = float(np.nanmax(rank_rhat(q)))
             else:
                 if inference.num_chains > 1:
-                    diag["max_rhat"] = float(np.nanmax(split_gelman_rubin(q)))
+                    diag["max_rhat"] = float(np.nanmax(rank_rhat(q)))
                 diag["min_ess"] = float(np.nanmin(effective_sample_size(q)))
         res = InferenceResult(samples, "nuts", inference.num_chains, diag,
                               sample_stats={"diverging": div})

@@ -51,6 +51,22 @@ class ModelSpec(LegacyAttributes):
     #: through (``None``: the table's own); what the stack's candidates and the command line use
     #: (``ScoreMatrix.renormalized``; decision 0023)
     preferred_normalization: ClassVar[str | None] = None
+    #: the inferences (by name) that read a table through :attr:`preferred_normalization`;
+    #: the others fit the table's own (PMF: SVI and MAP; its NUTS mixes worse through the
+    #: logit, decision 0025)
+    preferred_under: ClassVar[tuple[str, ...]] = ("nuts", "svi", "map", "adam")
+
+    def normalization_for(self, inference) -> str | None:
+        """The normalisation this model reads a table cppjax normalised through under
+        ``inference`` (an inference object, or its name); ``None``: the table's own.
+
+        Example:
+            >>> from cppjax.models import PMF
+            >>> PMF().normalization_for("svi"), PMF().normalization_for("nuts")
+            ('task_logit', None)
+        """
+        name = inference if isinstance(inference, str) else getattr(inference, "name", None)
+        return self.preferred_normalization if name in self.preferred_under else None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -178,19 +194,19 @@ class BayesSpec(ModelSpec):
                 steps (what :meth:`BayesPosterior.refit` passes; decision 0015).
 
         A table whose normalisation cppjax chose (``normalization="auto"``) is read through
-        :attr:`preferred_normalization` where this model has one, the posterior presented on
-        ``train`` (:class:`~cppjax.posterior.renormalized.RenormalizedPosterior`; decision
-        0024); a normalisation the user named is the one fitted.
+        :meth:`normalization_for` the inference where this model has one, the posterior
+        presented on ``train`` (:class:`~cppjax.posterior.renormalized.RenormalizedPosterior`;
+        decisions 0024, 0025); a normalisation the user named is the one fitted.
         """
+        inference = self.resolve_inference(inference, method)
         if train.normalization.auto:
-            through = train.renormalized(self.preferred_normalization)
+            through = train.renormalized(self.normalization_for(inference))
             if through is not train:
                 from cppjax.posterior.renormalized import RenormalizedPosterior
 
-                inner = self.fit(through, rng_key=rng_key, inference=inference, method=method,
+                inner = self.fit(through, rng_key=rng_key, inference=inference,
                                  progress=progress, start=start)
                 return RenormalizedPosterior(inner, train)
-        inference = self.resolve_inference(inference, method)
         can_warm = bool(getattr(inference, "warm_steps", None))
         start = start if can_warm else None
         fitting = inference.warm() if start is not None else inference  # fewer steps

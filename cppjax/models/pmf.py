@@ -168,6 +168,9 @@ class PMF(BayesSpec):
     #: bounded tasks through the logit of their place between the bounds: lower error on 9 of
     #: 10 protocols of 5 tables and no interval clipped onto a bound (decision 0023)
     preferred_normalization: ClassVar[str | None] = "task_logit"
+    #: NUTS keeps the table's min-max: through the logit its chains split between modes on
+    #: sparse tasks (r-hat up to 1.38) for no gain inside the table (decision 0025)
+    preferred_under: ClassVar[tuple[str, ...]] = ("svi", "map")
     dims: ClassVar[dict] = {
         "family_offset_z": ["families"], "family_latent_z": ["families", "latent"],
         "model_offset": ["models"], "task_offset": ["tasks"], "sigma": ["tasks"],
