@@ -15,6 +15,14 @@ from cppjax.models.scaling_mf import compute_axis
 from cppjax.splits import split_cells
 
 MIN_MODELS = 8  # fewer models with a score cannot be backtested
+#: a backtest aims at this many held-out cells: the calibration fits a few global terms and a
+#: scale per task on them; a rebuilt frontier with fewer holds out all of its models' tasks,
+#: a random backtest up to a quarter of the table
+MIN_CELLS = 20
+#: fewer held-out cells than this cannot calibrate anything: a rebuilt frontier then takes the
+#: next models down the compute axis too (up to MIN_CELLS cells, said in the protocol); a
+#: table that still cannot give them is refused by the stack (DataError)
+MIN_BACKTEST_CELLS = 5
 
 
 def backtest_split(sm: ScoreMatrix, kind: str = "auto", share: float = 0.2, rng_key=0):
@@ -53,10 +61,14 @@ def backtest_split(sm: ScoreMatrix, kind: str = "auto", share: float = 0.2, rng_
         tasks_asked[:] = True
     if kind == "random":
         obs_i, obs_j = np.nonzero(sm.mask)
-        held = rng.permutation(obs_i.size)[: max(1, int(round(0.1 * obs_i.size)))]
+        n_hold = max(1, int(round(0.1 * obs_i.size)))
+        if n_hold < MIN_CELLS:  # a small table: up to a quarter of it
+            n_hold = max(n_hold, min(MIN_CELLS, int(round(0.25 * obs_i.size))))
+        held = rng.permutation(obs_i.size)[:n_hold]
         held_i, held_j = obs_i[held], obs_j[held]
         models = sorted({sm.models[i] for i in held_i})
-        why = "the asked cells sit inside the table: 10% of the observed cells at random"
+        why = (f"the asked cells sit inside the table: {n_hold / obs_i.size:.0%} of the "
+               f"observed cells at random")
         keep = _keep_tasks_alive(sm, held_i, held_j)
         split = split_cells(sm, held_i[keep], held_j[keep], "backtest(random)", {}, "train")
         return split, {"kind": "random", "models": models, "why": why}
@@ -67,24 +79,32 @@ def backtest_split(sm: ScoreMatrix, kind: str = "auto", share: float = 0.2, rng_
                                                       or wt @ largest > wt @ top))
     k_keep = (int(np.median(np.repeat(sm.mask[asked].sum(axis=1), n_asked.astype(int))))
               if asked.size else 0)
-    held_i, held_j = [], []
-    for i in chosen:
-        obs = np.flatnonzero(sm.mask[i])
-        hide = obs[tasks_asked[obs]]
-        kept = obs.size - hide.size
-        if kept < k_keep and hide.size:
-            back = rng.permutation(hide.size)[: k_keep - kept]
-            hide = np.delete(hide, back)
-        held_i.extend([i] * hide.size)
-        held_j.extend(hide.tolist())
-    held_i, held_j = np.asarray(held_i, int), np.asarray(held_j, int)
-    keep = _keep_tasks_alive(sm, held_i, held_j)
+    held_i, held_j, keep = _held_cells(sm, chosen, tasks_asked, k_keep, rng)
+    widened = ""
+    if keep.sum() < MIN_CELLS and not tasks_asked[sm.mask[chosen].any(axis=0)].all():
+        # the asked tasks give too few cells to calibrate on: every task of those models
+        widened = (f"; every task of those models (the asked tasks gave {int(keep.sum())} "
+                   f"cells, fewer than {MIN_CELLS})")
+        tasks_asked = np.ones(sm.n_tasks, bool)
+        held_i, held_j, keep = _held_cells(sm, chosen, tasks_asked, k_keep, rng)
+    if keep.sum() < MIN_BACKTEST_CELLS:
+        # too few to calibrate on at all (the asked models miss one or two scores each): the
+        # next models down the compute axis too, one at a time, until there are enough cells
+        n0 = len(chosen)
+        rest = [i for i in pool[np.argsort(-np.where(placed[pool], z[pool], -np.inf),
+                                           kind="stable")] if i not in set(chosen)]
+        chosen = list(chosen)
+        while keep.sum() < MIN_CELLS and rest:
+            chosen.append(rest.pop(0))
+            held_i, held_j, keep = _held_cells(sm, chosen, tasks_asked, k_keep, rng)
+        widened += (f"; {len(chosen) - n0} more models down the compute axis (for "
+                    f"{int(keep.sum())} cells)")
     split = split_cells(sm, held_i[keep], held_j[keep], "backtest(frontier)", {}, "train")
     why = (f"of the asked cells, {wt @ top:.0%} are of models in the top {share:.0%} by compute, "
            f"{wt @ largest:.0%} of their family's largest (no score: both) and {wt @ latest:.0%} "
            f"of a run's next checkpoint; held out: "
            + {"family": "each family's largest", "run": "each run's latest checkpoint"}.get(
-               how, f"the top {share:.0%}"))
+               how, f"the top {share:.0%}") + widened)
     return split, {"kind": "frontier", "held_out": how,
                    "models": [sm.models[i] for i in chosen],
                    "revealed_per_model": k_keep, "why": why}
@@ -186,6 +206,23 @@ def _shares(sm):
         lo = np.where(np.isfinite(lo), lo, np.nanmin(obs, axis=0))
         hi = np.where(np.isfinite(hi), hi, np.nanmax(obs, axis=0))
     return (obs - lo) / np.where(hi > lo, hi - lo, 1.0)
+
+
+def _held_cells(sm, chosen, tasks, k_keep, rng):
+    """The cells of the ``chosen`` models on ``tasks`` held out, ``k_keep`` scores of each
+    model left revealed; ``keep``: which of them can go (:func:`_keep_tasks_alive`)."""
+    held_i, held_j = [], []
+    for i in chosen:
+        obs = np.flatnonzero(sm.mask[i])
+        hide = obs[tasks[obs]]
+        kept = obs.size - hide.size
+        if kept < k_keep and hide.size:
+            back = rng.permutation(hide.size)[: k_keep - kept]
+            hide = np.delete(hide, back)
+        held_i.extend([i] * hide.size)
+        held_j.extend(hide.tolist())
+    held_i, held_j = np.asarray(held_i, int), np.asarray(held_j, int)
+    return held_i, held_j, _keep_tasks_alive(sm, held_i, held_j)
 
 
 def _keep_tasks_alive(sm, held_i, held_j, min_left: int = 3):

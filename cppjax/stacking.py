@@ -47,7 +47,7 @@ import jax
 import numpy as np
 from scipy import optimize, special, stats
 
-from cppjax.backtest import backtest_split, families
+from cppjax.backtest import MIN_BACKTEST_CELLS, backtest_split, families
 from cppjax.data import ScoreMatrix
 from cppjax.errors import DataError
 from cppjax.inference.keys import as_key
@@ -147,6 +147,13 @@ class Stack(ModelSpec):
         t0 = time.perf_counter()
         key_bt, key_fit, key_pred = jax.random.split(as_key(rng_key), 3)
         split, protocol = backtest_split(train, self.backtest, self.share, key_bt)
+        if (n_bt := int(split.test.mask.sum())) < MIN_BACKTEST_CELLS:
+            raise DataError(
+                f"the backtest could hold out only {n_bt} cells (at least {MIN_BACKTEST_CELLS} "
+                f"are needed to calibrate on): a table of {train.n_models} models and "
+                f"{int(train.mask.sum())} scores is too small to choose a method by "
+                f"backtesting; fit one method instead, e.g. cppjax.fit('pmf_svi', train, "
+                f"rng_key=0)")
         say = _printer(progress)
         say(f"stack: backtest '{protocol['kind']}' holds out {int(split.test.mask.sum())} cells "
             f"of {len(protocol['models'])} models; {len(self._made())} candidates")

@@ -105,6 +105,19 @@ def ladder(seed=0, n_fam=6, sizes=5, n_tasks=6):
                        task_info={t: {"chance": 0.25} for t in tasks})
 
 
+def test_scaling_mf_fits_a_table_without_families():
+    """A table with compute and no family column: every model on the pooled law (a plate of
+    size 0 was an AssertionError from NumPyro that stopped the whole stack)."""
+    sm = ladder()
+    bare = ScoreMatrix(sm.scores, sm.models, sm.tasks,
+                       model_factors=sm.model_factors.drop(columns=["family"]),
+                       task_info=sm.task_info)
+    post = ScalingMF(rank=2).fit(bare, rng_key=0, progress=False,
+                                 inference=SVI(num_steps=50, num_samples=20))
+    assert not any(k.startswith(("family", "s_family")) for k in post.samples)
+    assert np.isfinite(post.predict("missing", rng_key=1).draws).all()
+
+
 def test_scaling_mf_extrapolates_a_family_law_within_the_bounds():
     sm = ladder()
     split = S.largest_of_family(sm)

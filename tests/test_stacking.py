@@ -266,6 +266,35 @@ def test_too_small_a_table_is_a_clear_error():
         Stack(candidates=("copy_sibling",)).fit(sm, rng_key=0, progress=False)
 
 
+def test_a_small_table_gets_a_backtest_big_enough_to_calibrate_or_a_clear_error():
+    """Asked models missing one score each make a rebuilt frontier of too few cells to
+    calibrate on (4 < MIN_BACKTEST_CELLS), so more models down the compute axis join it, up to
+    MIN_CELLS (said in the protocol); a table that cannot give MIN_BACKTEST_CELLS is refused
+    before any fit."""
+    from cppjax.backtest import MIN_BACKTEST_CELLS, MIN_CELLS, backtest_split
+
+    rng = np.random.default_rng(0)
+    n, m = 20, 6
+    size = np.geomspace(1e8, 7e10, n)
+    s = np.clip(0.1 * np.log10(size)[:, None] - 0.5 + 0.05 * rng.normal(size=(n, m)), 0, 1)
+    s[[17, 19], [1, 4]] = np.nan  # the two largest models miss one score each
+    mf = pd.DataFrame({"family": np.array(list("abcd"))[np.arange(n) % 4],
+                       "parameters": size, "tokens": 20 * size},
+                      index=[f"m{i}" for i in range(n)])
+    sm = ScoreMatrix(s, list(mf.index), [f"t{j}" for j in range(m)], model_factors=mf,
+                     scale="fraction")
+    split, protocol = backtest_split(sm, "auto", 0.2, 0)
+    assert protocol["kind"] == "frontier"
+    held = int(split.test.mask.sum())
+    assert held >= min(MIN_CELLS, 18) and "more models down the compute axis" in protocol["why"]
+    assert (split.test.mask.sum(axis=1) <= 1).all()  # each keeps 5 scores, as the asked do
+    tiny = sm.subset(models=[f"m{i}" for i in range(8)], tasks=["t0", "t1"])
+    tiny = ScoreMatrix(tiny.scores, tiny.models, tiny.tasks, model_factors=tiny.model_factors,
+                       scale="fraction")
+    with pytest.raises(DataError, match=f"at least {MIN_BACKTEST_CELLS} are needed"):
+        Stack(candidates=("copy_sibling",)).fit(tiny, rng_key=0, progress=False)
+
+
 def test_bad_settings_are_named():
     with pytest.raises(ValueError, match="unknown candidate"):
         Stack(candidates=("nope",))

@@ -65,17 +65,26 @@ def scaling_mf_model(Xm, Xt, model_idx, task_idx, y=None, mask=None, *, rank: in
     slope = numpyro.sample("slope", dist.Normal(0.0, 1.0).expand([k]).to_event(1))
     unknown = numpyro.sample("unknown_compute", dist.Normal(0.0, 1.0).expand([k]).to_event(1))
     shift = numpyro.sample("imputed_shift", dist.Normal(0.0, 1.0).expand([k]).to_event(1))
-    s_w = numpyro.sample("s_family_slope", dist.HalfNormal(1.0))
-    s_h = numpyro.sample("s_family_offset", dist.HalfNormal(1.0))
+    # a table without families (no family column): every model on the pooled law, and no
+    # family sites (a plate of size 0 is an error, and their scales would be prior only)
+    n_fam = families.shape[1]
+    if n_fam:
+        s_w = numpyro.sample("s_family_slope", dist.HalfNormal(1.0))
+        s_h = numpyro.sample("s_family_offset", dist.HalfNormal(1.0))
     tau = numpyro.sample("s_residual", dist.HalfNormal(1.0).expand([k]).to_event(1))
     W = _weights("W_z", Xm.shape[1], k)
-    with numpyro.plate("families", families.shape[1]):
-        h_z = numpyro.sample("family_offset_z", dist.Normal(0.0, 1.0).expand([k]).to_event(1))
-        w_z = numpyro.sample("family_slope_z", dist.Normal(0.0, 1.0).expand([k]).to_event(1))
+    fam_offset = jnp.zeros((n_models, k))
+    w = slope  # a model without a family: the pooled slope
+    if n_fam:
+        with numpyro.plate("families", n_fam):
+            h_z = numpyro.sample("family_offset_z",
+                                 dist.Normal(0.0, 1.0).expand([k]).to_event(1))
+            w_z = numpyro.sample("family_slope_z", dist.Normal(0.0, 1.0).expand([k]).to_event(1))
+        fam_offset = families @ (s_h * h_z)
+        w = slope + families @ (s_w * w_z)
     with numpyro.plate("models", n_models):
         e = numpyro.sample("e_z", dist.Normal(0.0, 1.0).expand([k]).to_event(1))
-    w = slope + families @ (s_w * w_z)  # a model without a family: the pooled slope
-    s = (families @ (s_h * h_z) + placed[:, None] * w * z[:, None]
+    s = (fam_offset + placed[:, None] * w * z[:, None]
          + (1.0 - placed[:, None]) * unknown + imputed[:, None] * shift + r_m * (Xm @ W)
          + tau * e)
     s = numpyro.deterministic("capability", s)
@@ -92,15 +101,18 @@ def scaling_mf_model(Xm, Xt, model_idx, task_idx, y=None, mask=None, *, rank: in
     V = (r_t * (Xt @ G) + v_z) * lam
     # each family's own law on each task, around what the capabilities give: the per-family
     # power law of the scaling-law baseline, partially pooled (s_ft, s_fs learned)
-    s_ft = numpyro.sample("s_family_task_offset", dist.HalfNormal(0.5))
-    s_fs = numpyro.sample("s_family_task_slope", dist.HalfNormal(1.0))
-    with numpyro.plate("family_rows", families.shape[1], dim=-2), \
-            numpyro.plate("task_cols", n_tasks, dim=-1):
-        ft_z = numpyro.sample("family_task_offset_z", dist.Normal(0.0, 1.0))
-        fs_z = numpyro.sample("family_task_slope_z", dist.Normal(0.0, 1.0))
+    fam_task = jnp.zeros((n_models, n_tasks))
+    if n_fam:
+        s_ft = numpyro.sample("s_family_task_offset", dist.HalfNormal(0.5))
+        s_fs = numpyro.sample("s_family_task_slope", dist.HalfNormal(1.0))
+        with numpyro.plate("family_rows", n_fam, dim=-2), \
+                numpyro.plate("task_cols", n_tasks, dim=-1):
+            ft_z = numpyro.sample("family_task_offset_z", dist.Normal(0.0, 1.0))
+            fs_z = numpyro.sample("family_task_slope_z", dist.Normal(0.0, 1.0))
+        fam_task = (families @ (s_ft * ft_z)
+                    + (placed * z)[:, None] * (families @ (s_fs * fs_z)))
     nu = (numpyro.sample("link_shape", dist.LogNormal(0.0, 1.0)) if link == "richards"
           else None)
-    fam_task = families @ (s_ft * ft_z) + (placed * z)[:, None] * (families @ (s_fs * fs_z))
 
     def cell_means(idx):
         r, c = (model_idx, task_idx) if idx is None else (model_idx[idx], task_idx[idx])
