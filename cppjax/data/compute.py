@@ -79,7 +79,11 @@ def family_scale(factors: pd.DataFrame, *, family: str = "family", **kwargs) -> 
         ``axis`` (``"compute"``, ``"parameters"`` or ``"none"``) and ``source`` of the compute.
     """
     if family not in factors.columns:
-        raise KeyError(f"no {family!r} column among the model factors {list(factors.columns)}")
+        raise KeyError(f"no {family!r} column among the model factors {list(factors.columns)}: "
+                       f"a per-family scaling law needs each model's family and its parameters "
+                       f"(and tokens) or FLOPs; give them as model factors (Python: "
+                       f"model_factors=; command line: --model-factors FILE), or use a method "
+                       f"without laws (pmf_svi, auto)")
     comp = model_compute(factors, **kwargs)
     params = (
         pd.to_numeric(factors[kwargs.get("parameters", "parameters")], errors="coerce")
