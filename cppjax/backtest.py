@@ -90,10 +90,10 @@ def backtest_split(sm: ScoreMatrix, kind: str = "auto", share: float = 0.2, rng_
     if keep.sum() < MIN_BACKTEST_CELLS:
         # too few to calibrate on at all (the asked models miss one or two scores each): the
         # next models down the compute axis too, one at a time, until there are enough cells
-        n0 = len(chosen)
-        rest = [i for i in pool[np.argsort(-np.where(placed[pool], z[pool], -np.inf),
-                                           kind="stable")] if i not in set(chosen)]
-        chosen = list(chosen)
+        n0, chosen = len(chosen), list(chosen)
+        down = pool[np.argsort(-np.where(placed[pool], z[pool], -np.inf), kind="stable")]
+        taken = set(chosen)
+        rest = [i for i in down if i not in taken]
         while keep.sum() < MIN_CELLS and rest:
             chosen.append(rest.pop(0))
             held_i, held_j, keep = _held_cells(sm, chosen, tasks_asked, k_keep, rng)

@@ -155,7 +155,7 @@ class Stack(ModelSpec):
                 f"backtesting; fit one method instead, e.g. cppjax.fit('pmf_svi', train, "
                 f"rng_key=0)")
         say = _printer(progress)
-        say(f"stack: backtest '{protocol['kind']}' holds out {int(split.test.mask.sum())} cells "
+        say(f"stack: backtest '{protocol['kind']}' holds out {n_bt} cells "
             f"of {len(protocol['models'])} models; {len(self._made())} candidates")
         has_compute = bool(compute_axis(train)[1].any())
         feats_bt = _features(split.train, *np.nonzero(split.test.mask))

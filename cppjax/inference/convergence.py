@@ -69,8 +69,7 @@ def rank_rhat(x) -> np.ndarray:
     x = np.asarray(x, dtype=float)
     if x.ndim < 2 or x.shape[1] < 4:
         raise ValueError(f"r-hat needs (chains, draws >= 4, ...) draws; got shape {x.shape}")
+    pooled = x.reshape(-1, *x.shape[2:])  # every chain's draws of each quantity
     bulk = _rhat(_z_scale(_split(x)))
-    tail = _rhat(_z_scale(_split(np.abs(x - np.median(x.reshape(-1, *x.shape[2:]), axis=0)))))
-    out = np.maximum(bulk, tail)
-    const = np.ptp(x.reshape(-1, *x.shape[2:]), axis=0) == 0
-    return np.where(const, np.nan, out)
+    tail = _rhat(_z_scale(_split(np.abs(x - np.median(pooled, axis=0)))))
+    return np.where(np.ptp(pooled, axis=0) == 0, np.nan, np.maximum(bulk, tail))

@@ -1,11 +1,12 @@
 """A posterior fitted through another normalisation than the table's, presented in the table's.
 
 When cppjax chose a table's normalisation (``ScoreMatrix(normalization="auto")``, the default),
-a model that reads bounded tasks better through another one (``ModelSpec.preferred_normalization``:
-PMF through the logit) is fitted on ``train.renormalized(kind)`` and wrapped here, so that the
-user's table is what :attr:`~RenormalizedPosterior.matrix` holds and every normalised value
+a model that reads bounded tasks better through another one under its inference
+(``ModelSpec.normalization_for``: PMF's SVI and MAP through the logit) is fitted on
+``train.renormalized(kind)`` and wrapped here, so that the user's table is what
+:attr:`~RenormalizedPosterior.matrix` holds and every normalised value
 (``Predictive.draws_normalized``, the log density of a held-out score) is in its units, as for
-any other posterior; original units are the same either way. Decision 0024.
+any other posterior; original units are the same either way. Decisions 0024, 0025.
 
 Example:
     >>> from cppjax import fit
@@ -24,6 +25,7 @@ from dataclasses import replace
 import numpy as np
 
 from cppjax.data import Normalization, ScoreMatrix
+from cppjax.data.normalization import EDGE
 from cppjax.posterior.base import Posterior
 from cppjax.posterior.files import WRAPPER_CLASSES
 
@@ -124,7 +126,7 @@ class RenormalizedPosterior(Posterior):
             if inner.logit is not None:
                 lo, hi, lg = inner._bounds_at(np.asarray(task_idx))
                 span = np.where(lg, hi - lo, 1.0)
-                p = np.clip((x - np.where(lg, lo, 0.0)) / span, 0.01, 0.99)
+                p = np.clip((x - np.where(lg, lo, 0.0)) / span, EDGE, 1.0 - EDGE)
                 dz = dz * np.where(lg, 1.0 / (p * (1.0 - p) * span), 1.0)
             return np.asarray(ll(z)) + np.log(np.abs(dz))
 
