@@ -28,12 +28,14 @@ before trusting an extrapolation:
    (``combine="select"``). A draw of the stack is a draw of one candidate (chosen with its
    weight; the same candidate for every cell of the draw, so joint draws, ranks and planning
    stay coherent), its spread around the median scaled by the factor that maximises the
-   backtest log score (a mixture of candidates that disagree is wider than each). The weights, the
-   spread factor, the backtest scores and the calibration are in ``diagnostics``.
+   backtest log score (a mixture of candidates that disagree is wider than each) on the held-out
+   models nearest the asked ones (on a checkpoint ladder, the nearer half of the runs). The
+   weights, the spread factor, the backtest scores and the calibration are in ``diagnostics``.
 
 Why and with what figures: ``docs/decisions/0014-stacking-by-backtest.md``,
-``docs/decisions/0016-backtest-that-asks-the-question.md`` and
-``docs/decisions/0019-spread-by-log-score-and-unseen-references.md``.
+``docs/decisions/0016-backtest-that-asks-the-question.md``,
+``docs/decisions/0019-spread-by-log-score-and-unseen-references.md`` and
+``docs/decisions/0026-ladder-spread-on-the-nearest-runs.md``.
 """
 
 from __future__ import annotations
@@ -215,7 +217,13 @@ class Stack(ModelSpec):
         groups = np.nonzero(split.test.mask)[0][common]
         w = _weights(L[common], self.combine, groups, self.prior_weight, rng)
         weights = {c: float(x) for c, x in zip(names, w, strict=True)}
-        kappa = (_sharpness([tuple(a[common] if np.ndim(a) else a for a in resid[c])
+        # the spread is set on the held-out models that resemble the asked ones most (on a
+        # ladder, the runs nearest in compute; decision 0026), the weights on every one
+        rows = np.nonzero(split.test.mask)[0]
+        near = common & np.isin(rows, [train.model_index(m)
+                                       for m in protocol.get("nearest", ())])
+        sel = near if near.sum() >= MIN_BACKTEST_CELLS else common
+        kappa = (_sharpness([tuple(a[sel] if np.ndim(a) else a for a in resid[c])
                              for c in names], w, rng) if self.calibrate else 1.0)
         say("stack: weights " + ", ".join(f"{c} {x:.2f}" for c, x in weights.items() if x > .005)
             + f"; spread x {kappa:.2f}")

@@ -132,7 +132,9 @@ def _checkpoints():
 
 def test_backtest_of_a_checkpoint_ladder_holds_out_each_runs_latest():
     """Asked: the final checkpoints of the largest size. The backtest asks the same of every
-    run: each (family, size)'s latest checkpoint, not only each family's largest model."""
+    run: each (family, size)'s latest checkpoint, not only each family's largest model; the
+    runs nearest the asked ones in compute (the nearer half) are named, for the stack's spread
+    (decision 0026: a small run's checkpoints move more from one to the next)."""
     sm = _checkpoints()
     finals = [m for m in sm.models if m.endswith("4e+09@4")]
     split = S.split_cells(sm, [sm.model_index(m) for m in finals for _ in (0, 1)],
@@ -142,6 +144,13 @@ def test_backtest_of_a_checkpoint_ladder_holds_out_each_runs_latest():
     assert sorted(proto["models"]) == sorted(
         [f"{f}-{s}@4" for f in "ab" for s in ("1e+08", "4e+08", "1e+09")] + ["a-4e+09@3",
                                                                                 "b-4e+09@3"])
+    assert sorted(proto["nearest"]) == ["a-1e+09@4", "a-4e+09@3", "b-1e+09@4", "b-4e+09@3"]
+    # a middle run asked: its neighbours on both sides, not the top of the ladder
+    mid = [m for m in sm.models if m.endswith("4e+08@4")]
+    middle = S.split_cells(sm, [sm.model_index(m) for m in mid for _ in (0, 1)],
+                           [0, 1] * len(mid), "mid", normalization="parent")
+    near = backtest_split(middle.train, rng_key=0)[1]["nearest"]
+    assert "a-4e+08@3" in near and not any(m.startswith(("a-4e+09", "b-4e+09")) for m in near)
     # distance beyond the family's own frontier on the task: the asked final checkpoint is
     # beyond its family's step-3 checkpoint of the same size
     from cppjax.stacking import _features
