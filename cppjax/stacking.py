@@ -59,6 +59,7 @@ from cppjax.models.baselines import BASELINES
 from cppjax.models.registry import METHODS, make_spec
 from cppjax.models.scaling_mf import compute_axis
 from cppjax.posterior import NotSaveable, Posterior
+from cppjax.stack_transform import Transform as _Transform
 
 #: the candidates of ``fit("auto")``: fast enough to fit twice per table at OSL size in about a
 #: minute on 2 cores (docs/decisions/0014-stacking-by-backtest.md)
@@ -69,7 +70,6 @@ DEFAULT_CANDIDATES = ("scaling_mf_svi", "pmf_svi", "ncf_factors", "scaling_law_h
 NEEDS_COMPUTE = ("scaling_mf", "scaling_law")
 #: Student-t degrees of freedom the calibration chooses among (by the backtest likelihood)
 DFS = (2.5, 4.0, 8.0, 30.0)
-EPS = 0.02  # a bounded share is squeezed into [EPS, 1 - EPS] before the logit (decision 0014)
 TASK_SD = 0.5  # prior sd of a task's log scale of the calibrated spread
 
 
@@ -181,11 +181,12 @@ class Stack(ModelSpec):
                               progress=False)
                 full = spec.fit(train.renormalized(prefer), rng_key=k2, inference=inf,
                                 progress=False)
-            except (ValueError, KeyError, DataError, np.linalg.LinAlgError) as e:
+                draws = candidate_draws(bt, split.test, k3)
+            except (ValueError, KeyError, DataError, np.linalg.LinAlgError,
+                    FloatingPointError) as e:  # one candidate that fails does not stop the rest
                 skipped[name] = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
                 say(f"stack: {name} skipped: {skipped[name]}")
                 continue
-            draws = candidate_draws(bt, split.test, k3)
             m, s = tr.moments(draws, ti_bt)
             e = tr.forward(y_bt, ti_bt) - m
             ok = np.isfinite(m)
@@ -241,43 +242,9 @@ class Stack(ModelSpec):
 
 
 # -- calibration -------------------------------------------------------------------------------
-class _Transform:
-    """Scores to a space where errors compare across tasks: the logit of the share of a bounded
-    task's range squeezed into [EPS, 1 - EPS] (so that a score at the bound does not dominate
-    the residuals); a score standardised by the task's training spread
-    otherwise."""
-
-    def __init__(self, sm: ScoreMatrix):
-        info = sm.task_info
-        self.lo = info["lower"].to_numpy(float)
-        self.hi = info["upper"].to_numpy(float)
-        self.bounded = np.isfinite(self.lo) & np.isfinite(self.hi) & (self.hi > self.lo)
-        obs = np.where(sm.mask, sm.scores, np.nan)
-        with np.errstate(all="ignore"):
-            self.mu = np.where(np.isfinite(np.nanmean(obs, 0)), np.nanmean(obs, 0), 0.0)
-            sd = np.nanstd(obs, 0)
-        self.sd = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
-
-    def forward(self, y, tj):
-        b = self.bounded[tj]
-        u = (y - self.lo[tj]) / np.where(b, self.hi[tj] - self.lo[tj], 1.0)
-        u = EPS + (1 - 2 * EPS) * np.clip(u, 0.0, 1.0)
-        return np.where(b, special.logit(u), (y - self.mu[tj]) / self.sd[tj])
-
-    def inverse(self, t, tj):
-        b = self.bounded[tj]
-        with np.errstate(all="ignore"):
-            u = np.clip((special.expit(t) - EPS) / (1 - 2 * EPS), 0.0, 1.0)
-        return np.where(b, self.lo[tj] + u * (self.hi[tj] - self.lo[tj]),
-                        self.mu[tj] + t * self.sd[tj])
-
-    def moments(self, draws, tj):
-        """Mean and spread of ``draws`` (n_draws, n_cells) in the transformed space."""
-        t = self.forward(draws, tj[None, :])
-        return t.mean(axis=0), (t.std(axis=0) if t.shape[0] > 1 else np.zeros(t.shape[1]))
-
-
 _PARAMS = ("alpha", "tau", "tau_distance", "tau_new_family", "tau_no_score")
+
+
 def _raw(n_tasks):
     return np.array([1.0, 1e-6, 0.0, 0.0, 0.0]), np.zeros(n_tasks), 1e6
 

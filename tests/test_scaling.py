@@ -124,3 +124,37 @@ def test_scaling_law_input_errors(synth):
                                scale="percent")
     with pytest.raises(KeyError, match="family"):
         ScalingLaw().fit(nofam, rng_key=0, inference="map", progress=False)
+
+
+def test_a_law_of_a_mixed_table_reads_each_task_on_its_own_terms(synth):
+    """A perplexity beside percents: the law of its excess over the floor (log perplexity
+    linear in log compute), lower is better; the percents as before. It gave non-finite draws
+    (one scale for the whole table) and stopped the stack (decision 0027)."""
+    sm, _ = synth
+    placed = [m for m in sm.models if m != "mystery"]
+    x = np.log10(sm.model_factors.loc[placed, "flops"].to_numpy(float))
+    ppl = 1.0 + np.exp(3.0 - 0.4 * (x - 20.0))  # falls with compute towards its floor
+    wide = pd.DataFrame(sm.scores[[sm.model_index(m) for m in placed]] / 100, index=placed,
+                        columns=sm.tasks).assign(lambada_ppl=ppl)
+    mixed = cppjax.ScoreMatrix.from_wide(wide, models_as="rows",
+                                         model_factors=sm.model_factors.loc[placed])
+    assert mixed.scale == "mixed"
+    assert tuple(mixed.task_info.loc["lambada_ppl", ["lower", "upper"]]) == (0.0, np.inf)
+    split = S.largest_of_family(mixed)
+    post = ScalingLaw(pooling="hierarchical").fit(split.train, rng_key=0, inference="map",
+                                                  progress=False)
+    pred = post.predict(split.test, rng_key=1)
+    mi, ti = np.nonzero(split.test.mask)
+    y = split.test.scores[mi, ti]
+    med = np.median(pred.draws, axis=0)
+    assert np.isfinite(pred.draws).all()
+    on_ppl = ti == mixed.task_index("lambada_ppl")
+    assert (med[on_ppl] > 0).all()
+    np.testing.assert_allclose(med[on_ppl], y[on_ppl], rtol=0.25)  # a power law, recovered
+    assert np.abs(med[~on_ppl] - y[~on_ppl]).max() < 0.1
+    # a law of the error needs the good side bounded: a signed score says so, by name
+    signed = mixed.subset(tasks=["t0"])
+    signed = cppjax.ScoreMatrix(signed.scores - 0.5, signed.models, signed.tasks,
+                                model_factors=signed.model_factors, scale="unbounded")
+    with pytest.raises(ValueError, match="'t0'"):
+        ScalingLaw().fit(signed, rng_key=0, inference="map", progress=False)

@@ -311,3 +311,22 @@ def test_bad_settings_are_named():
         Stack(combine="average")
     with pytest.raises(TypeError, match="takes no inference"):
         cppjax.fit("auto", _ladder(), rng_key=0, inference="svi")
+
+
+def test_a_candidate_that_fails_is_skipped_with_its_reason(largest, monkeypatch):
+    """Non-finite draws of one candidate (a law on a table it cannot read) leave the others to
+    stack, the reason in ``diagnostics["skipped"]`` (it stopped the whole fit; decision 0027)."""
+    import cppjax.stacking as stacking
+
+    real = stacking.candidate_draws
+
+    def failing(post, cells, key):
+        if post.method.startswith("pc_sigmoid"):
+            raise FloatingPointError("pc_sigmoid: non-finite predictive draws; the fit failed")
+        return real(post, cells, key)
+
+    monkeypatch.setattr(stacking, "candidate_draws", failing)
+    post = cppjax.fit("auto", largest.train, rng_key=0, candidates=FAST, progress=False)
+    assert "pc_sigmoid" in post.diagnostics["skipped"]
+    assert "FloatingPointError" in post.diagnostics["skipped"]["pc_sigmoid"]
+    assert set(post.diagnostics["weights"]) == {"copy_sibling", "scaling_law_hierarchical_map"}

@@ -45,8 +45,9 @@ def test_mixed_table_loads_without_a_flag():
     assert (info.loc["rouge_l", ["lower", "upper"]] == [0, 100]).all()
     assert math.isinf(info.loc["win_rate_delta", "lower"])
     # bits per byte: non-negative with no upper bound, lower is better, by its name (it was
-    # read as a percent in [0, 100] before 0.8); ECE: a rate, lower is better
-    assert list(sm.normalization.logit[0]) == [True, True, True, False, True, False]
+    # read as a percent in [0, 100] before 0.8), through the log of its distance from 0
+    # (decision 0027); ECE: a rate, lower is better; the signed win-rate delta: affine
+    assert list(sm.normalization.logit[0]) == [True, True, True, True, True, False]
     assert tuple(info.loc["bits_per_byte", ["lower", "upper"]]) == (0.0, math.inf)
     assert not info.loc["bits_per_byte", "higher_is_better"]
     assert not info.loc["ece_qa", "higher_is_better"]
@@ -66,6 +67,31 @@ def test_logit_normalisation_round_trip_and_bounds():
     np.testing.assert_allclose(back[inner & ~np.isnan(v)], v[inner & ~np.isnan(v)], atol=1e-9)
     far = norm.inverse(np.array([-1e4, 1e4]), np.array([0, 1]), np.array([0, 0]))
     assert 0.0 <= far[0] < far[1] <= 1.0  # any normalised value maps inside the bounds
+
+
+def test_a_task_bounded_on_one_side_goes_through_the_log_of_its_distance():
+    """A perplexity ([1, inf)) or a log-likelihood ((-inf, 0]): every normalised value maps
+    strictly inside the bound (a perplexity extrapolated below its floor was clipped to it:
+    0 [0, 0]), and the change of variables matches a numerical derivative."""
+    scores = np.array([[3.9, -2.0], [12.0, -0.5], [110.0, -7.0]])
+    norm = Normalization.fit(scores, "task_logit", "mixed", lower=[1.0, -np.inf],
+                             upper=[np.inf, 0.0])
+    assert list(norm.logit[0]) == [True, True] and norm.one_sided
+    mi, ti = np.indices(scores.shape)
+    mi, ti = mi.ravel(), ti.ravel()
+    z = norm.transform(scores.ravel(), mi, ti)
+    np.testing.assert_allclose(norm.inverse(z, mi, ti), scores.ravel(), rtol=1e-9)
+    far = norm.inverse(np.array([-50.0, 50.0, -50.0, 50.0]), np.zeros(4, int),
+                       np.array([0, 0, 1, 1]))
+    assert 1.0 <= far[0] < far[1] and far[2] < far[3] <= 0.0
+    near = norm.inverse(np.array([-1.0, 2.0]), np.zeros(2, int), np.array([0, 1]))
+    assert near[0] > 1.0 and near[1] < 0.0  # beyond the observed range, inside the bound
+    # log perplexity is affine in the normalised units: a step down keeps the ratio
+    assert np.isclose(np.log(scores[1, 0] - 1) - np.log(scores[0, 0] - 1),
+                      (z[2] - z[0]) * norm.scale[0, 0])
+    x, h = np.array([5.0, -1.5]), 1e-6
+    num = (norm.transform(x + h, [0, 0], [0, 1]) - norm.transform(x - h, [0, 0], [0, 1])) / (2 * h)
+    np.testing.assert_allclose(num * norm.scale[0], norm.link_slope(x, [0, 1]), rtol=1e-5)
 
 
 def test_task_info_is_checked_and_named():
@@ -119,7 +145,10 @@ def test_helm_style_table_through_predict_and_rank(tmp_path, capsys):
     hi = pred["task"].map(sm.task_info["upper"])
     assert len(pred) == (~sm.mask).sum()
     assert (pred["lower_90"] >= lo).all() and (pred["upper_90"] <= hi).all()
-    assert (pred["lower_90"] <= pred["upper_90"]).all()
+    # no interval of zero width; bits per byte strictly above its floor, through the log of
+    # its distance from it (decision 0027)
+    assert (pred["lower_90"] < pred["upper_90"]).all()
+    assert (pred.loc[pred["task"] == "bits_per_byte", "lower_90"] > 0).all()
 
     assert main(["rank", *common, "--task", "bits_per_byte", "--lower-is-better", "ece_qa",
                  "--out", str(tmp_path / "r")]) == 0

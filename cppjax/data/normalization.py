@@ -6,11 +6,13 @@ Kinds:
   1 (an affine map). A task whose observed scores are all equal gets the width of its bounds (100
   for percent, 1 for fraction) so that nothing is divided by zero.
 * ``"task_logit"``: for every task with a lower and an upper bound, the scores are first mapped
-  to the logit of their place between the bounds, then min-max'ed as above; unbounded tasks as
-  ``task_minmax``. Every prediction mapped back lies strictly within its task's bounds, by
-  construction, not by clipping (which piles draws on a bound). Scores on a bound are taken
-  ``EDGE`` of the range inside it. The default of tables whose bounds differ by task
-  (``scale="mixed"``).
+  to the logit of their place between the bounds, then min-max'ed as above; a task bounded on
+  one side only (a perplexity or loss: ``[0, inf)``) through the log of its distance from that
+  bound (decision 0027); unbounded tasks as ``task_minmax``. Every prediction mapped back lies
+  strictly within its task's bounds, by construction, not by clipping (which piles draws on a
+  bound: a perplexity predicted 0 [0, 0]). Scores on a bound are taken ``EDGE`` of the range
+  (``TINY`` where one side is open) inside it. The default of tables whose bounds differ by
+  task (``scale="mixed"``).
 * ``"model_max"`` (the official CPP code on its crowdsource data): each model's row is divided by
   that model's maximum observed score.
 * ``"none"``: identity.
@@ -29,12 +31,16 @@ from cppjax.errors import DataError
 NormKind = Literal["task_minmax", "task_logit", "model_max", "none"]
 #: where a score on a bound sits for the logit: this share of the range inside it
 EDGE = 0.01
+#: where a score on the one bound of a half-open task sits for the log: this far inside it
+TINY = 1e-6
 
 
 @dataclass(frozen=True, eq=False)
 class Normalization:
     """``normalised = (g(score) - loc) / scale``, ``g`` the identity or (``task_logit``, tasks
-    with ``logit`` True) the logit of the score's place between ``lower`` and ``upper``.
+    with ``logit`` True: the linked tasks) the logit of the score's place between ``lower`` and
+    ``upper``, or where one of them is infinite the log of the distance from the other
+    (``log(score - lower)``, ``-log(upper - score)``: increasing in the score either way).
 
     ``loc`` and ``scale`` have shape ``(1, n_tasks)`` for per-task normalisation and
     ``(n_models, 1)`` for per-model normalisation; they broadcast to the score matrix.
@@ -82,7 +88,7 @@ class Normalization:
         lower = np.full((1, n_tasks), lo_u) if lower is None else np.reshape(lower, (1, -1))
         upper = np.full((1, n_tasks), hi_u) if upper is None else np.reshape(upper, (1, -1))
         bounded = np.isfinite(lower) & np.isfinite(upper)
-        logit = bounded if kind == "task_logit" else None
+        logit = (np.isfinite(lower) | np.isfinite(upper)) if kind == "task_logit" else None
         g = _link(scores, lower, upper, logit)
         lo = np.nanmin(g, axis=0, keepdims=True)
         width = np.nanmax(g, axis=0, keepdims=True) - lo
@@ -128,10 +134,29 @@ class Normalization:
         if self.logit is None:
             return u
         lo, hi, lg = self._bounds_at(np.broadcast_to(task_idx, np.shape(u)[-1:]))
-        span = np.where(lg, hi - lo, 1.0)
-        with np.errstate(over="ignore"):
-            inside = np.where(lg, lo, 0.0) + span / (1.0 + np.exp(-np.where(lg, u, 0.0)))
-        return np.where(lg, inside, u)
+        return _unlink(u, lo, hi, lg)
+
+    def link_slope(self, values, task_idx):
+        """``|d g / d score|`` of each cell's link ``g`` at ``values`` (original units; 1 off
+        the linked tasks): the change of variables between this normalisation and another."""
+        v = np.asarray(values, dtype=float)
+        if self.logit is None:
+            return np.ones(np.shape(v))
+        lo, hi, lg = self._bounds_at(np.broadcast_to(task_idx, np.shape(v)[-1:]))
+        both, below, above = _sides(lo, hi, lg)
+        span = np.where(both, hi - lo, 1.0)
+        p = np.clip((v - np.where(both, lo, 0.0)) / span, EDGE, 1.0 - EDGE)
+        d_lo = np.maximum(v - np.where(below, lo, 0.0), TINY)
+        d_hi = np.maximum(np.where(above, hi, 0.0) - v, TINY)
+        return np.where(both, 1.0 / (p * (1.0 - p) * span),
+                        np.where(below, 1.0 / d_lo, np.where(above, 1.0 / d_hi, 1.0)))
+
+    @property
+    def one_sided(self) -> bool:
+        """Whether a linked task is bounded on one side only (through the log)."""
+        if self.logit is None:
+            return False
+        return bool(np.any(self.logit & ~(np.isfinite(self.lower) & np.isfinite(self.upper))))
 
     def cell_scale(self, model_idx, task_idx):
         """Multiplier from normalised to original units of each cell (for errors and widths;
@@ -139,12 +164,35 @@ class Normalization:
         return self._at(model_idx, task_idx)[1]
 
 
+def _sides(lower, upper, logit):
+    """Which linked tasks have both bounds, only a lower one, only an upper one."""
+    lo_ok, hi_ok = np.isfinite(lower), np.isfinite(upper)
+    return logit & lo_ok & hi_ok, logit & lo_ok & ~hi_ok, logit & ~lo_ok & hi_ok
+
+
 def _link(v, lower, upper, logit):
     """``v`` where ``logit`` is False (or None), else the logit of ``v``'s place between
-    ``lower`` and ``upper``, a score on a bound taken ``EDGE`` of the range inside it."""
+    ``lower`` and ``upper`` (a score on a bound taken ``EDGE`` of the range inside it), or where
+    one bound is infinite the log of the distance from the other (at least ``TINY``)."""
+    v = np.asarray(v, dtype=float)
     if logit is None or not np.any(logit):
-        return np.asarray(v, dtype=float)
-    span = np.where(logit, upper - lower, 1.0)
-    p = np.clip((v - np.where(logit, lower, 0.0)) / span, EDGE, 1.0 - EDGE)
+        return v
+    both, below, above = _sides(lower, upper, logit)
+    span = np.where(both, upper - lower, 1.0)
+    p = np.clip((v - np.where(both, lower, 0.0)) / span, EDGE, 1.0 - EDGE)
+    d_lo = np.maximum(v - np.where(below, lower, 0.0), TINY)
+    d_hi = np.maximum(np.where(above, upper, 0.0) - v, TINY)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(logit, np.log(p) - np.log1p(-p), v)
+        return np.where(both, np.log(p) - np.log1p(-p),
+                        np.where(below, np.log(d_lo), np.where(above, -np.log(d_hi), v)))
+
+
+def _unlink(u, lower, upper, logit):
+    """The inverse of :func:`_link`: strictly inside the bounds."""
+    both, below, above = _sides(lower, upper, logit)
+    span = np.where(both, upper - lower, 1.0)
+    with np.errstate(over="ignore"):
+        inside = np.where(both, lower, 0.0) + span / (1.0 + np.exp(-np.where(both, u, 0.0)))
+        up = np.where(below, lower, 0.0) + np.exp(np.where(below, u, 0.0))
+        down = np.where(above, upper, 0.0) - np.exp(-np.where(above, u, 0.0))
+    return np.where(both, inside, np.where(below, up, np.where(above, down, u)))

@@ -3,7 +3,11 @@
 The traditional baseline the CPP paper compares against fits, for each model family ``f`` and
 task ``j`` separately, a power law of a task's error in the family's training compute::
 
-    log(err_mj) = w_fj * log10(C_m) + b_fj + noise,      err_mj = 1 - score_mj / max_score
+    log(err_mj) = w_fj * log10(C_m) + b_fj + noise
+
+``err_mj``: the score's distance from the task's best bound (``sm.task_info``), as a share of
+the range where both bounds are finite: ``1 - score / 100`` on a percent task, a perplexity's
+excess over its floor (decision 0027).
 
 ``C_m`` is placed by :func:`cppjax.data.compute.family_scale`: reported training FLOPs, else
 6 x parameters x tokens, else (for a family where some member lacks both) the parameter count;
@@ -47,7 +51,7 @@ import numpyro.distributions as dist
 import pandas as pd
 from numpyro.infer import Predictive as NPredictive
 
-from cppjax.data import SCALE_RANGE, ScoreMatrix
+from cppjax.data import ScoreMatrix
 from cppjax.data.compute import family_scale
 from cppjax.errors import did_you_mean
 from cppjax.inference import InferenceResult, run_inference
@@ -159,24 +163,50 @@ class ScalingLaw(ModelSpec):
             raise ValueError(f"target must be 'log_error' or 'logit'; got {self.target!r}")
 
     # -- transforms ---------------------------------------------------------------------------
-    def _top(self, sm: ScoreMatrix) -> float:
-        if sm.scale == "unbounded":
-            raise ValueError("a scaling law of the error needs scores on a bounded scale "
-                             "(scale='percent' or 'fraction'); this matrix is 'unbounded'")
-        return SCALE_RANGE[sm.scale][1]
+    def bounds(self, sm: ScoreMatrix) -> np.ndarray:
+        """Each task's ``(lower, upper, higher_is_better)`` from ``sm.task_info``, ``(3,
+        n_tasks)``: the error of a score is its distance from the task's best bound (a
+        percent task's ``1 - score / 100``; a loss or perplexity's excess over its floor), so
+        a table of mixed kinds fits each task on its own terms (was one scale for the table:
+        a perplexity task in a mixed table gave non-finite draws)."""
+        info = sm.task_info
+        lo, hi = info["lower"].to_numpy(float), info["upper"].to_numpy(float)
+        up = info["higher_is_better"].to_numpy(bool)
+        best = np.where(up, hi, lo)
+        need = np.isfinite(lo) & np.isfinite(hi) if self.target == "logit" else np.isfinite(best)
+        if not need.all():
+            bad = [t for t, ok in zip(sm.tasks, need, strict=True) if not ok]
+            what = ("a lower and an upper bound" if self.target == "logit" else
+                    "a ceiling where higher is better, a floor where lower is better")
+            raise ValueError(
+                f"a scaling law of the {'logit' if self.target == 'logit' else 'error'} needs "
+                f"each task on a bounded scale ({what}); {len(bad)} task(s) have none: "
+                f"{', '.join(map(repr, bad[:8]))}; set their bounds with task_info=, or use "
+                f"a method without a law (e.g. pmf_svi)")
+        return np.stack([lo, hi, up.astype(float)])
 
-    def transform(self, scores, top):
-        p = np.asarray(scores, float) / top
+    def transform(self, scores, bounds, task_idx):
+        """Scores of tasks ``task_idx`` to the law's scale: the log of the error (a share of
+        the range where both bounds are finite), or the logit of the share."""
+        lo, hi, up = (b[task_idx] for b in bounds)
+        y = np.asarray(scores, float)
+        both = np.isfinite(lo) & np.isfinite(hi)
+        width = np.where(both, hi - lo, 1.0)
         if self.target == "log_error":
-            return np.log(np.clip(1.0 - p, self.min_error, 1.0))
-        p = np.clip(p, self.min_error, 1.0 - self.min_error)
+            err = np.where(up > 0, hi - y, y - lo) / width
+            return np.log(np.clip(err, self.min_error, np.where(both, 1.0, np.inf)))
+        p = np.clip(np.where(up > 0, y - lo, hi - y) / width, self.min_error, 1 - self.min_error)
         return np.log(p) - np.log1p(-p)
 
-    def inverse(self, t, top):
+    def inverse(self, t, bounds, task_idx):
+        lo, hi, up = (b[task_idx] for b in bounds)
         t = np.asarray(t, float)
+        width = np.where(np.isfinite(lo) & np.isfinite(hi), hi - lo, 1.0)
         if self.target == "log_error":
-            return top * (1.0 - np.exp(t))
-        return top / (1.0 + np.exp(-t))
+            err = width * np.exp(t)
+            return np.where(up > 0, hi - err, lo + err)
+        share = width / (1.0 + np.exp(-t))
+        return np.where(up > 0, lo + share, hi - share)
 
     # -- layout --------------------------------------------------------------------------------
     def layout(self, sm: ScoreMatrix) -> dict:
@@ -217,7 +247,7 @@ class ScalingLaw(ModelSpec):
         inference = self.resolve_inference(inference, method)
         require_cells(train)
         key = as_key(rng_key)
-        top = self._top(train)
+        bounds = self.bounds(train)
         lay = self.layout(train)
         if not lay["families"]:
             raise ValueError(f"no model can be placed on a compute or parameter axis: the model "
@@ -228,7 +258,7 @@ class ScalingLaw(ModelSpec):
         raw = train.scores[mi, ti]
         args = (jnp.asarray(lay["model_family"][mi]), jnp.asarray(ti),
                 jnp.asarray(lay["x"][mi], jnp.float32))
-        y = jnp.asarray(self.transform(raw, top), jnp.float32)
+        y = jnp.asarray(self.transform(raw, bounds, ti), jnp.float32)
         t0 = time.perf_counter()
         res = run_inference(self.model_fn(train, lay), args, y, inference=inference, rng_key=key,
                             progress=progress, identified=lambda s: s["cell_mean"])
@@ -254,7 +284,7 @@ class ScalingLawPosterior(SampledPosterior):
         self.result = result
         self.layout = layout
         self.n_points = n_points
-        self._top = spec._top(matrix)
+        self._bounds = spec.bounds(matrix)
 
     def coords(self) -> dict:
         return {"families": self.families, "tasks": list(self.matrix.tasks), "axes": list(AXES)}
@@ -317,11 +347,14 @@ class ScalingLawPosterior(SampledPosterior):
                 f"parameters or tokens, or no family): {', '.join(map(repr, bad))}; predict "
                 f"cells of placed models only, e.g. post.predict(post.placed_cells('missing'))")
         t = self._transformed_draws(fam, task_idx, self.layout["x"][model_idx], rng_key, noise)
-        scores = np.clip(self.inverse(t), *SCALE_RANGE[self.matrix.scale])
+        scores = self.inverse(t, task_idx)
         return self.matrix.normalize(scores, model_idx, task_idx)
 
-    def inverse(self, t):
-        return self.spec.inverse(t, self._top)
+    def inverse(self, t, task_idx):
+        """Draws on the law's scale back to the scores of tasks ``task_idx``, within their
+        bounds."""
+        lo, hi = self._bounds[0][task_idx], self._bounds[1][task_idx]
+        return np.clip(self.spec.inverse(t, self._bounds, task_idx), lo, hi)
 
     def curve(self, family: str, task: str, sizes, *, rng_key, noise: bool = True) -> np.ndarray:
         """Predictive draws ``(n_draws, len(sizes))`` of the score of ``family`` on ``task`` at
@@ -336,7 +369,7 @@ class ScalingLawPosterior(SampledPosterior):
         key = as_key(rng_key)
         t = self._transformed_draws(np.full(x.shape, f), np.full(x.shape, j), x[None, :], key,
                                     noise, shared_noise=True)
-        return np.clip(self.inverse(t), *SCALE_RANGE[self.matrix.scale])
+        return self.inverse(t, np.full(x.shape, j))
 
     def family_axis(self, family: str) -> str:
         return AXES[self.layout["family_axis"][self.families.index(family)]]

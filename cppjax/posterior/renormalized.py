@@ -25,7 +25,6 @@ from dataclasses import replace
 import numpy as np
 
 from cppjax.data import Normalization, ScoreMatrix
-from cppjax.data.normalization import EDGE
 from cppjax.posterior.base import Posterior
 from cppjax.posterior.files import WRAPPER_CLASSES
 
@@ -68,7 +67,8 @@ class RenormalizedPosterior(Posterior):
     def _draws(self, model_idx, task_idx, rng_key, noise):
         raw = np.asarray(self.inner._draws(model_idx, task_idx, rng_key, noise))
         inner, outer = self.inner.matrix.normalization, self.matrix.normalization
-        if outer.logit is not None or outer.loc.shape[0] != 1 or inner.loc.shape[0] != 1:
+        if (outer.logit is not None or outer.loc.shape[0] != 1 or inner.loc.shape[0] != 1
+                or inner.one_sided):
             x = inner.inverse(raw, model_idx, task_idx)  # not what renormalized() makes
             return np.asarray(outer.transform(x, model_idx, task_idx), raw.dtype)
         # min-max outside, logit (or min-max) inside: y = b + a / (1 + exp(-(raw s_i + l_i)))
@@ -123,11 +123,7 @@ class RenormalizedPosterior(Posterior):
             x = outer.inverse(y, model_idx, task_idx)
             z = inner.transform(x, model_idx, task_idx)
             dz = outer.cell_scale(model_idx, task_idx) / inner.cell_scale(model_idx, task_idx)
-            if inner.logit is not None:
-                lo, hi, lg = inner._bounds_at(np.asarray(task_idx))
-                span = np.where(lg, hi - lo, 1.0)
-                p = np.clip((x - np.where(lg, lo, 0.0)) / span, EDGE, 1.0 - EDGE)
-                dz = dz * np.where(lg, 1.0 / (p * (1.0 - p) * span), 1.0)
+            dz = dz * inner.link_slope(x, task_idx) / outer.link_slope(x, task_idx)
             return np.asarray(ll(z)) + np.log(np.abs(dz))
 
         return log_lik
