@@ -1,9 +1,9 @@
 """Tasks bounded on one side (a perplexity, a loss) in a table of rates: the Pythia-v1 ladder's 8
 0-shot accuracies plus LAMBADA's perplexity (Biderman et al. 2023;
-``../shared/data/pythia_v1_evals``), read as a user's table is (``ScoreMatrix.from_long``: the perplexity's
-bounds [0, inf) and its direction from its name), beyond the table: the final checkpoints of
-6.9B and 12B (``largest``), and each of 410M, 1.4B and 2.8B's final checkpoint from its
-earlier ones and the smaller sizes (``final``), as in ``benchmarks/suite.py``.
+``../shared/data/pythia_v1_evals``), read as a user's table is (``ScoreMatrix.from_long``: the
+perplexity's bounds [0, inf) and its direction from its name), beyond the table: the final
+checkpoints of 6.9B and 12B (``largest``), and each of 410M, 1.4B and 2.8B's final checkpoint
+from its earlier ones and the smaller sizes (``final``), as in ``benchmarks/suite.py``.
 
     python benchmarks/halfopen.py --seeds 2       # about 12 minutes on 2 cores
 
