@@ -167,3 +167,22 @@ def test_a_rating_column_makes_a_table_mixed():
         {"acc": [0.4, 0.5, 0.6], "error rate": [0.6, 0.5, 0.4]}, index=["a-1b", "b-2b", "c-3b"]))
     assert plain.scale == "fraction"
     assert not plain.task_info.loc["error rate", "higher_is_better"]
+
+
+def test_a_bleu_column_beside_fractions_makes_a_table_mixed():
+    """Accuracies in [0, 1] beside a 0-100 BLEU (the OSL emergent table's
+    ipa_transliterate_2_bleu): fractions and a 0-100 column, not one percent table (the
+    accuracies' 90% intervals reached 5.97 on a 0-1 accuracy); a percent table with a BLEU
+    column stays percent."""
+    idx = ["llama-7b", "llama-13b", "pythia-1b", "pythia-2.8b"]
+    df = pd.DataFrame({"arithmetic_acc": [0.1, 0.3, 0.05, 0.2],
+                       "ipa_transliterate_bleu": [12.0, 31.5, 4.2, 20.0]}, index=idx)
+    sm = cppjax.ScoreMatrix.from_wide(df)
+    assert sm.scale == "mixed"
+    assert tuple(sm.task_info.loc["arithmetic_acc", ["lower", "upper"]]) == (0.0, 1.0)
+    assert tuple(sm.task_info.loc["ipa_transliterate_bleu", ["lower", "upper"]]) == (0.0, 100.0)
+    pct = cppjax.ScoreMatrix.from_wide(df.assign(arithmetic_acc=df["arithmetic_acc"] * 100))
+    assert pct.scale == "percent"
+    # a BLEU column whose values all lie in [0, 1] beside fractions: one fraction table
+    frac = cppjax.ScoreMatrix.from_wide(df.assign(ipa_transliterate_bleu=[.12, .31, .04, .2]))
+    assert frac.scale == "fraction"

@@ -181,6 +181,14 @@ def auto_scale(values, tasks, source) -> str:
     plain = all(k.kind in ("rate", "percent", "unknown") or k.kind.startswith("text overlap")
                 for k in kinds)
     obs = values[~np.isnan(values)]
+    # a 0-100 metric by its name (BLEU, ROUGE) beside tasks whose every score lies in [0, 1]:
+    # fractions and a 0-100 column, not one percent table (accuracies in [0, 1] were read as
+    # percents beside a BLEU column, their intervals up to 5.97; decision 0027)
+    named = np.array([k.kind == "text overlap (0-100)" for k in kinds], bool)
+    rest = values[:, ~named]
+    rest = rest[~np.isnan(rest)]
+    if named.any() and rest.size and rest.min() >= 0 and rest.max() <= 1 and obs.max() > 1:
+        plain = False
     if plain and obs.size and obs.min() >= 0 and obs.max() <= 100:
         scale = "percent" if obs.max() > 1.0 else "fraction"
         log.info("%s: scores read as %s (scale='auto'; pass scale= to fix it)", source, scale)
