@@ -7,7 +7,7 @@ import numpy as np
 from scipy import special
 
 from cppjax.data import ScoreMatrix
-from cppjax.data.normalization import TINY
+from cppjax.data.normalization import link, unlink
 
 EPS = 0.02  # a bounded share is squeezed into [EPS, 1 - EPS] before the logit (decision 0014)
 
@@ -24,8 +24,9 @@ class Transform:
         self.lo = info["lower"].to_numpy(float)
         self.hi = info["upper"].to_numpy(float)
         self.bounded = np.isfinite(self.lo) & np.isfinite(self.hi) & (self.hi > self.lo)
-        self.below = np.isfinite(self.lo) & ~np.isfinite(self.hi)  # [lo, inf)
-        self.above = ~np.isfinite(self.lo) & np.isfinite(self.hi)  # (-inf, hi]
+        # a half-open task (a perplexity) through the normalisation's log of the distance
+        # from its bound; a task with both bounds or none as the score itself here
+        self.half = np.isfinite(self.lo) ^ np.isfinite(self.hi)
         cols = np.broadcast_to(np.arange(sm.n_tasks), sm.scores.shape)
         obs = np.where(sm.mask, self._g(np.where(sm.mask, sm.scores, 0.0), cols), np.nan)
         with np.errstate(all="ignore"):
@@ -34,17 +35,10 @@ class Transform:
         self.sd = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
 
     def _g(self, y, tj):
-        """The log of a half-open task's distance from its bound; the score elsewhere."""
-        lo, hi = np.where(self.below[tj], self.lo[tj], 0.0), np.where(self.above[tj],
-                                                                      self.hi[tj], 0.0)
-        with np.errstate(all="ignore"):
-            return np.where(self.below[tj], np.log(np.maximum(y - lo, TINY)),
-                            np.where(self.above[tj], -np.log(np.maximum(hi - y, TINY)), y))
+        return link(y, self.lo[tj], self.hi[tj], self.half[tj])
 
     def _g_inv(self, g, tj):
-        with np.errstate(all="ignore"):
-            return np.where(self.below[tj], self.lo[tj] + np.exp(g),
-                            np.where(self.above[tj], self.hi[tj] - np.exp(-g), g))
+        return unlink(g, self.lo[tj], self.hi[tj], self.half[tj])
 
     def forward(self, y, tj):
         b = self.bounded[tj]
@@ -54,10 +48,10 @@ class Transform:
 
     def inverse(self, t, tj):
         b = self.bounded[tj]
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"):  # the unbounded tasks' inf - inf, not selected
             u = np.clip((special.expit(t) - EPS) / (1 - 2 * EPS), 0.0, 1.0)
-        return np.where(b, self.lo[tj] + u * (self.hi[tj] - self.lo[tj]),
-                        self._g_inv(self.mu[tj] + t * self.sd[tj], tj))
+            return np.where(b, self.lo[tj] + u * (self.hi[tj] - self.lo[tj]),
+                            self._g_inv(self.mu[tj] + t * self.sd[tj], tj))
 
     def moments(self, draws, tj):
         """Mean and spread of ``draws`` (n_draws, n_cells) in the transformed space."""

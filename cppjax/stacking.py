@@ -160,10 +160,10 @@ class Stack(ModelSpec):
         say(f"stack: backtest '{protocol['kind']}' holds out {n_bt} cells "
             f"of {len(protocol['models'])} models; {len(self._made())} candidates")
         has_compute = bool(compute_axis(train)[1].any())
-        feats_bt = _features(split.train, *np.nonzero(split.test.mask))
+        mi_bt, ti_bt = np.nonzero(split.test.mask)
+        feats_bt = _features(split.train, mi_bt, ti_bt)
         y_bt = split.test.scores[split.test.mask]
         tr = _Transform(train)
-        ti_bt = np.nonzero(split.test.mask)[1]
         fits, scores, calib, skipped, logdens, resid = {}, {}, {}, {}, {}, {}
         for n, (name, spec, inf) in enumerate(self._made()):
             if not has_compute and name.startswith(NEEDS_COMPUTE):
@@ -215,14 +215,13 @@ class Stack(ModelSpec):
         L = np.column_stack([logdens[c] for c in names])
         common = np.isfinite(L).all(axis=1)
         rng = np.random.default_rng(np.asarray(jax.random.key_data(key_bt)).ravel())
-        groups = np.nonzero(split.test.mask)[0][common]
+        groups = mi_bt[common]
         w = _weights(L[common], self.combine, groups, self.prior_weight, rng)
         weights = {c: float(x) for c, x in zip(names, w, strict=True)}
         # the spread is set on the held-out models that resemble the asked ones most (on a
         # ladder, the runs nearest in compute; decision 0026), the weights on every one
-        rows = np.nonzero(split.test.mask)[0]
-        near = common & np.isin(rows, [train.model_index(m)
-                                       for m in protocol.get("nearest", ())])
+        near = common & np.isin(mi_bt, [train.model_index(m)
+                                        for m in protocol.get("nearest", ())])
         sel = near if near.sum() >= MIN_BACKTEST_CELLS else common
         kappa = (_sharpness([tuple(a[sel] if np.ndim(a) else a for a in resid[c])
                              for c in names], w, rng) if self.calibrate else 1.0)

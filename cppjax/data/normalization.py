@@ -89,7 +89,7 @@ class Normalization:
         upper = np.full((1, n_tasks), hi_u) if upper is None else np.reshape(upper, (1, -1))
         bounded = np.isfinite(lower) & np.isfinite(upper)
         logit = (np.isfinite(lower) | np.isfinite(upper)) if kind == "task_logit" else None
-        g = _link(scores, lower, upper, logit)
+        g = link(scores, lower, upper, logit)
         lo = np.nanmin(g, axis=0, keepdims=True)
         width = np.nanmax(g, axis=0, keepdims=True) - lo
         # a task with one distinct score: the width of its bounds (1 where unbounded)
@@ -118,7 +118,7 @@ class Normalization:
         loc, scale = self._at(model_idx, task_idx)
         v = np.asarray(values, dtype=float)
         if self.logit is not None:
-            v = _link(v, *self._bounds_at(np.broadcast_to(task_idx, np.shape(v)[-1:])))
+            v = link(v, *self._bounds_at(np.broadcast_to(task_idx, np.shape(v)[-1:])))
         return (v - loc) / scale
 
     def inverse(self, values, model_idx, task_idx):
@@ -134,7 +134,7 @@ class Normalization:
         if self.logit is None:
             return u
         lo, hi, lg = self._bounds_at(np.broadcast_to(task_idx, np.shape(u)[-1:]))
-        return _unlink(u, lo, hi, lg)
+        return unlink(u, lo, hi, lg)
 
     def link_slope(self, values, task_idx):
         """``|d g / d score|`` of each cell's link ``g`` at ``values`` (original units; 1 off
@@ -143,11 +143,7 @@ class Normalization:
         if self.logit is None:
             return np.ones(np.shape(v))
         lo, hi, lg = self._bounds_at(np.broadcast_to(task_idx, np.shape(v)[-1:]))
-        both, below, above = _sides(lo, hi, lg)
-        span = np.where(both, hi - lo, 1.0)
-        p = np.clip((v - np.where(both, lo, 0.0)) / span, EDGE, 1.0 - EDGE)
-        d_lo = np.maximum(v - np.where(below, lo, 0.0), TINY)
-        d_hi = np.maximum(np.where(above, hi, 0.0) - v, TINY)
+        both, below, above, span, p, d_lo, d_hi = _parts(v, lo, hi, lg)
         return np.where(both, 1.0 / (p * (1.0 - p) * span),
                         np.where(below, 1.0 / d_lo, np.where(above, 1.0 / d_hi, 1.0)))
 
@@ -170,25 +166,33 @@ def _sides(lower, upper, logit):
     return logit & lo_ok & hi_ok, logit & lo_ok & ~hi_ok, logit & ~lo_ok & hi_ok
 
 
-def _link(v, lower, upper, logit):
+def _parts(v, lower, upper, logit):
+    """What the link and its slope read: which linked tasks have both bounds, only a lower one,
+    only an upper one; the range of the first, the place in it (within ``EDGE`` of a bound at
+    most), and the distances from a lone bound (at least ``TINY``)."""
+    both, below, above = _sides(lower, upper, logit)
+    span = np.where(both, upper - lower, 1.0)
+    p = np.clip((v - np.where(both, lower, 0.0)) / span, EDGE, 1.0 - EDGE)
+    d_lo = np.maximum(v - np.where(below, lower, 0.0), TINY)
+    d_hi = np.maximum(np.where(above, upper, 0.0) - v, TINY)
+    return both, below, above, span, p, d_lo, d_hi
+
+
+def link(v, lower, upper, logit):
     """``v`` where ``logit`` is False (or None), else the logit of ``v``'s place between
     ``lower`` and ``upper`` (a score on a bound taken ``EDGE`` of the range inside it), or where
     one bound is infinite the log of the distance from the other (at least ``TINY``)."""
     v = np.asarray(v, dtype=float)
     if logit is None or not np.any(logit):
         return v
-    both, below, above = _sides(lower, upper, logit)
-    span = np.where(both, upper - lower, 1.0)
-    p = np.clip((v - np.where(both, lower, 0.0)) / span, EDGE, 1.0 - EDGE)
-    d_lo = np.maximum(v - np.where(below, lower, 0.0), TINY)
-    d_hi = np.maximum(np.where(above, upper, 0.0) - v, TINY)
+    both, below, above, _, p, d_lo, d_hi = _parts(v, lower, upper, logit)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(both, np.log(p) - np.log1p(-p),
                         np.where(below, np.log(d_lo), np.where(above, -np.log(d_hi), v)))
 
 
-def _unlink(u, lower, upper, logit):
-    """The inverse of :func:`_link`: strictly inside the bounds."""
+def unlink(u, lower, upper, logit):
+    """The inverse of :func:`link`: strictly inside the bounds."""
     both, below, above = _sides(lower, upper, logit)
     span = np.where(both, upper - lower, 1.0)
     with np.errstate(over="ignore"):
