@@ -592,7 +592,8 @@ def test_warm_refit_starts_from_the_fitted_guide(planted):
     assert cold.diagnostics["warm_start"] is False
     a = warm.predict("missing", rng_key=2)
     b = cold.predict("missing", rng_key=2)
-    assert np.mean(np.abs(a.mean() - b.mean())) < 0.02
+    # two fresh fits of other keys differ by 0.005-0.016 (measured over keys 1, 5, 9)
+    assert np.mean(np.abs(a.mean() - b.mean())) < 0.03
     np.testing.assert_allclose(a.draws.std(axis=0).mean(), b.draws.std(axis=0).mean(), rtol=0.2)
     # another shape (a model fewer): a fresh fit of num_steps, said
     smaller = cppjax.ScoreMatrix(planted.scores[1:], planted.models[1:], planted.tasks,
@@ -617,6 +618,31 @@ def test_predict_draws_are_bounded_and_chosen(pmf_svi, monkeypatch):
     assert post.predict("missing", rng_key=0, draws=300).n_draws == 300  # asked: as asked
     with pytest.raises(ValueError, match="draws must be a positive integer"):
         post.predict("missing", rng_key=0, draws=0)
+
+
+def test_draws_of_a_saturated_task_reach_its_bound():
+    """Decision 0028: on a saturated task (half the models at 100%) the draws of a held-out
+    cell reach the bound (the logit read 100% as 99% and mapped every draw back below 99%: no
+    interval could cover a held-out 100%), and no interval has zero width."""
+    rng = np.random.default_rng(0)
+    n = 30
+    skill = np.sort(rng.normal(size=n))
+    scores = 1 / (1 + np.exp(-(skill[:, None] + rng.normal(0, 0.3, (n, 4)))))
+    scores[:, 3] = np.where(skill > 0, 1.0, 1 / (1 + np.exp(-3 * skill - 2)))
+    held = [n - 1, n - 2, n - 3]
+    train = scores.copy()
+    train[held, 3] = np.nan
+    sm = cppjax.ScoreMatrix(train, [f"m{i}" for i in range(n)], list("abcd"), scale="fraction")
+    post = cppjax.fit("pmf_svi", sm, rng_key=0, progress=False,
+                      inference=SVI(num_steps=1500, num_samples=400))
+    top = post.predict((held, [3, 3, 3]), rng_key=1)
+    lo, hi = top.interval(0.9)
+    # past the old cap of 99% (PMF's Gaussian latent still shrinks a plateau of 100%s: their
+    # upper ends are 99.5-99.8%, not 100%; decision 0028)
+    assert (hi > 0.99).all() and (lo < hi).all()
+    pred = post.predict("missing", rng_key=1)
+    lo, hi = pred.interval(0.9)
+    assert (hi - lo > 0).all() and (lo >= 0).all() and (hi <= 1).all()
 
 
 @pytest.mark.parametrize("likelihood", ["normal", "student_t"])
@@ -660,9 +686,9 @@ def test_pmf_reads_an_automatic_normalisation_through_the_logit(pmf_svi, tmp_pat
     y = split.test.observed().values
     np.testing.assert_allclose(split.test.normalize(pred.draws, pred.model_idx, pred.task_idx),
                                pred.draws_normalized, atol=1e-4)
-    # strictly inside the bounds: no interval of zero width, none on 0 or 1
+    # within the bounds, no interval of zero width
     lo, hi = pred.interval(0.9)
-    assert (hi - lo > 0).all() and (lo > 0).all() and (hi < 1).all()
+    assert (hi - lo > 0).all() and (lo >= 0).all() and (hi <= 1).all()
     # the log density is of the user's normalised units: the change of variables integrates
     j = int(np.argmin(np.abs(y - 0.5)))
     mi, ti = pred.model_idx[j:j + 1], pred.task_idx[j:j + 1]

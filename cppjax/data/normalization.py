@@ -6,13 +6,15 @@ Kinds:
   1 (an affine map). A task whose observed scores are all equal gets the width of its bounds (100
   for percent, 1 for fraction) so that nothing is divided by zero.
 * ``"task_logit"``: for every task with a lower and an upper bound, the scores are first mapped
-  to the logit of their place between the bounds, then min-max'ed as above; a task bounded on
+  to the logit of their place between the bounds, the place squeezed into ``[EDGE, 1 - EDGE]``
+  so that a score on a bound has a finite logit, then min-max'ed as above; a task bounded on
   one side only (a perplexity or loss: ``[0, inf)``) through the log of its distance from that
-  bound (decision 0027); unbounded tasks as ``task_minmax``. Every prediction mapped back lies
-  strictly within its task's bounds, by construction, not by clipping (which piles draws on a
-  bound: a perplexity predicted 0 [0, 0]). Scores on a bound are taken ``EDGE`` of the range
-  (``TINY`` where one side is open) inside it. The default of tables whose bounds differ by
-  task (``scale="mixed"``).
+  bound (decision 0027), a score on it taken ``TINY`` inside; unbounded tasks as
+  ``task_minmax``. Every prediction mapped back lies within its task's bounds by construction,
+  not by clipping onto the bound the models' own values (which piled draws of a perplexity on
+  0: 0 [0, 0]); a draw of a two-bounded task beyond the squeeze's edge is a score on the bound
+  (a model can score 100%, and a held-out 100% must be reachable: decision 0028). The default
+  of tables whose bounds differ by task (``scale="mixed"``).
 * ``"model_max"`` (the official CPP code on its crowdsource data): each model's row is divided by
   that model's maximum observed score.
 * ``"none"``: identity.
@@ -29,7 +31,8 @@ import numpy as np
 from cppjax.errors import DataError
 
 NormKind = Literal["task_minmax", "task_logit", "model_max", "none"]
-#: where a score on a bound sits for the logit: this share of the range inside it
+#: the place of a two-bounded task's score in its range is squeezed into [EDGE, 1 - EDGE]
+#: before the logit, and a score on a bound sits there (decision 0028)
 EDGE = 0.01
 #: where a score on the one bound of a half-open task sits for the log: this far inside it
 TINY = 1e-6
@@ -144,7 +147,7 @@ class Normalization:
             return np.ones(np.shape(v))
         lo, hi, lg = self._bounds_at(np.broadcast_to(task_idx, np.shape(v)[-1:]))
         both, below, above, span, p, d_lo, d_hi = _parts(v, lo, hi, lg)
-        return np.where(both, 1.0 / (p * (1.0 - p) * span),
+        return np.where(both, (1.0 - 2.0 * EDGE) / (p * (1.0 - p) * span),
                         np.where(below, 1.0 / d_lo, np.where(above, 1.0 / d_hi, 1.0)))
 
     @property
@@ -168,11 +171,11 @@ def _sides(lower, upper, logit):
 
 def _parts(v, lower, upper, logit):
     """What the link and its slope read: which linked tasks have both bounds, only a lower one,
-    only an upper one; the range of the first, the place in it (within ``EDGE`` of a bound at
-    most), and the distances from a lone bound (at least ``TINY``)."""
+    only an upper one; the range of the first, the place in it squeezed into ``[EDGE, 1 -
+    EDGE]``, and the distances from a lone bound (at least ``TINY``)."""
     both, below, above = _sides(lower, upper, logit)
     span = np.where(both, upper - lower, 1.0)
-    p = np.clip((v - np.where(both, lower, 0.0)) / span, EDGE, 1.0 - EDGE)
+    p = EDGE + (1.0 - 2.0 * EDGE) * np.clip((v - np.where(both, lower, 0.0)) / span, 0.0, 1.0)
     d_lo = np.maximum(v - np.where(below, lower, 0.0), TINY)
     d_hi = np.maximum(np.where(above, upper, 0.0) - v, TINY)
     return both, below, above, span, p, d_lo, d_hi
@@ -180,7 +183,7 @@ def _parts(v, lower, upper, logit):
 
 def link(v, lower, upper, logit):
     """``v`` where ``logit`` is False (or None), else the logit of ``v``'s place between
-    ``lower`` and ``upper`` (a score on a bound taken ``EDGE`` of the range inside it), or where
+    ``lower`` and ``upper`` (that place squeezed into ``[EDGE, 1 - EDGE]``), or where
     one bound is infinite the log of the distance from the other (at least ``TINY``)."""
     v = np.asarray(v, dtype=float)
     if logit is None or not np.any(logit):
@@ -192,11 +195,15 @@ def link(v, lower, upper, logit):
 
 
 def unlink(u, lower, upper, logit):
-    """The inverse of :func:`link`: strictly inside the bounds."""
+    """The inverse of :func:`link`, within the bounds: a two-bounded task's value beyond the
+    squeeze's edge is a score on the bound (decision 0028); a one-bounded task's strictly off
+    its bound."""
     both, below, above = _sides(lower, upper, logit)
     span = np.where(both, upper - lower, 1.0)
     with np.errstate(over="ignore"):
-        inside = np.where(both, lower, 0.0) + span / (1.0 + np.exp(-np.where(both, u, 0.0)))
+        p = 1.0 / (1.0 + np.exp(-np.where(both, u, 0.0)))
+        inside = np.where(both, lower, 0.0) + span * np.clip(
+            (p - EDGE) / (1.0 - 2.0 * EDGE), 0.0, 1.0)
         up = np.where(below, lower, 0.0) + np.exp(np.where(below, u, 0.0))
         down = np.where(above, upper, 0.0) - np.exp(-np.where(above, u, 0.0))
     return np.where(both, inside, np.where(below, up, np.where(above, down, u)))

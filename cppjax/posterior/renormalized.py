@@ -25,6 +25,7 @@ from dataclasses import replace
 import numpy as np
 
 from cppjax.data import Normalization, ScoreMatrix
+from cppjax.data.normalization import EDGE
 from cppjax.posterior.base import Posterior
 from cppjax.posterior.files import WRAPPER_CLASSES
 
@@ -71,7 +72,8 @@ class RenormalizedPosterior(Posterior):
                 or inner.one_sided):
             x = inner.inverse(raw, model_idx, task_idx)  # not what renormalized() makes
             return np.asarray(outer.transform(x, model_idx, task_idx), raw.dtype)
-        # min-max outside, logit (or min-max) inside: y = b + a / (1 + exp(-(raw s_i + l_i)))
+        # min-max outside, logit (or min-max) inside: y = b + a unsqueeze(1 / (1 + exp(-(raw
+        # s_i + l_i))))
         # on a logit task, y = raw c + d on another; in the draws' dtype, in place, a block of
         # draws at a time (800,000 cells x 200 draws: GBs of float64 temporaries otherwise)
         dt = raw.dtype if raw.dtype == np.float32 else np.float64
@@ -101,7 +103,11 @@ class RenormalizedPosterior(Posterior):
             with np.errstate(over="ignore"):
                 np.exp(y, out=y)
             y += 1
-            np.divide(a, y, out=y)
+            np.divide(1.0, y, out=y)  # the place in the squeezed range; unsqueezed onto the
+            y -= EDGE  # bounds (normalization.unlink; decision 0028)
+            y *= 1.0 / (1.0 - 2.0 * EDGE)
+            np.clip(y, 0.0, 1.0, out=y)
+            y *= a
             y += b
             if other is not None:  # the other tasks of a mixed table: affine
                 y[:, ~lg] = other * c[~lg] + d[~lg]
