@@ -115,6 +115,25 @@ def test_backtest_rebuilds_the_protocol_asked(osl, largest):
     assert backtest_split(rand.train, rng_key=0)[1]["kind"] == "random"
 
 
+def test_the_frontier_of_a_table_with_sizes_only_is_backtested_as_a_frontier():
+    """No FLOPs or token counts, parameters only: the largest models' missing cells are a
+    frontier question (they were backtested as random cells: decision 0028)."""
+    rng = np.random.default_rng(0)
+    fams, sizes = ("a", "b", "c", "d"), (1e8, 4e8, 1e9, 4e9, 1e10)
+    names = [f"{f}-{s:.0e}" for f in fams for s in sizes]
+    params = np.array([s for _ in fams for s in sizes])
+    scores = np.clip(0.1 * np.log10(params)[:, None] - 0.5 + rng.normal(0, 0.03, (20, 4)), 0, 1)
+    scores[params == 1e10, 2:] = np.nan  # each family's largest: two tasks asked
+    mf = pd.DataFrame({"family": [n.split("-")[0] for n in names], "parameters": params},
+                      index=names)
+    sm = ScoreMatrix(scores, names, ["t1", "t2", "t3", "t4"], model_factors=mf,
+                     scale="fraction")
+    split, proto = backtest_split(sm, rng_key=0)
+    assert proto["kind"] == "frontier"
+    held = {sm.models[i] for i in np.nonzero(split.test.mask)[0]}
+    assert held == {f"{f}-4e+09" for f in fams}  # each family's largest with scores
+
+
 def _checkpoints():
     """Two families x 4 sizes x 4 checkpoints; the score grows with log compute."""
     mf, rows = {}, []

@@ -144,7 +144,9 @@ def compute_axis(sm: ScoreMatrix, family: str | None = "family"
     else 6ND: :func:`cppjax.data.compute.model_compute`) and whether it is imputed: a model with a
     parameter count but no token count is placed at 6 x parameters x the median token count of
     its family's models that have one (else of the table's), flagged so that the model learns
-    how far such placements sit off (``imputed_shift``). Unknown otherwise (0)."""
+    how far such placements sit off (``imputed_shift``). A table with no FLOPs and no token
+    count at all but parameter counts: compute proportional to parameters (a size axis).
+    Unknown otherwise (0)."""
     mf = sm.model_factors
     comp = model_compute(mf)
     known = comp["source"].isin(["flops", "6ND"]).to_numpy()
@@ -163,6 +165,12 @@ def compute_axis(sm: ScoreMatrix, family: str | None = "family"
             same = ok_t & (fam == fam[i])
             c[i] = 6.0 * params[i] * (np.median(tokens[same]) if same.any() else overall)
     placed = known | imputed
+    ok_p = np.isfinite(params) & (params > 0)
+    if known.sum() < 2 and not ok_t.any() and ok_p.sum() >= 2:
+        # no FLOPs and no token count anywhere (a leaderboard that gives sizes only): compute
+        # taken as proportional to parameters, one unknown token count for all (decision 0028)
+        known, imputed, placed = ok_p, np.zeros_like(ok_p), ok_p
+        c = np.where(ok_p, params, np.nan)
     logc = np.log10(np.where(placed, c, 1.0))
     if known.sum() >= 2:
         mu, sd = logc[known].mean(), logc[known].std()
