@@ -284,7 +284,7 @@ def test_no_compute_skips_the_compute_candidates_with_a_message(largest):
                        scale="fraction", task_info=train.task_info)
     post = Stack(candidates=("copy_sibling", "pc_sigmoid", "scaling_law_hierarchical_map")).fit(
         bare, rng_key=0, progress=False)
-    assert "training compute" in post.diagnostics["skipped"]["scaling_law_hierarchical_map"]
+    assert "size axis" in post.diagnostics["skipped"]["scaling_law_hierarchical_map"]
     assert set(post.weights) == {"copy_sibling", "pc_sigmoid"}
 
 
