@@ -167,7 +167,8 @@ class Stack(ModelSpec):
         fits, scores, calib, skipped, logdens, resid = {}, {}, {}, {}, {}, {}
         for n, (name, spec, inf) in enumerate(self._made()):
             if not has_compute and name.startswith(NEEDS_COMPUTE):
-                skipped[name] = "needs a size axis (FLOPs, parameters and tokens, or parameters)"
+                skipped[name] = ("needs a size axis: give each model's 'parameters' (and "
+                                 "'tokens' or 'flops') as model factors")
                 say(f"stack: {name} skipped: {skipped[name]}")
                 continue
             say(f"stack: [{n + 1}/{len(self._made())}] {name}")

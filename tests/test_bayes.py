@@ -621,9 +621,10 @@ def test_predict_draws_are_bounded_and_chosen(pmf_svi, monkeypatch):
 
 
 def test_draws_of_a_saturated_task_reach_its_bound():
-    """Decision 0028: on a saturated task (half the models at 100%) the draws of a held-out
-    cell reach the bound (the logit read 100% as 99% and mapped every draw back below 99%: no
-    interval could cover a held-out 100%), and no interval has zero width."""
+    """Decision 0028: on a saturated task (half the models at 100%) the predictive of a cell
+    observed at 100% covers 100% (the logit read 100% as 99% and mapped every draw back below
+    the bound: 0 of 11 such cells covered, their upper ends at most 99.6%), held-out cells pass
+    the old 99%, and no interval has zero width."""
     rng = np.random.default_rng(0)
     n = 30
     skill = np.sort(rng.normal(size=n))
@@ -635,6 +636,10 @@ def test_draws_of_a_saturated_task_reach_its_bound():
     sm = cppjax.ScoreMatrix(train, [f"m{i}" for i in range(n)], list("abcd"), scale="fraction")
     post = cppjax.fit("pmf_svi", sm, rng_key=0, progress=False,
                       inference=SVI(num_steps=1500, num_samples=400))
+    at = np.flatnonzero(train[:, 3] == 1.0)
+    seen = post.predict((at, np.full(at.size, 3)), rng_key=2)
+    lo, hi = seen.interval(0.9)
+    assert at.size >= 10 and (hi == 1.0).all() and (seen.draws == 1.0).any()
     top = post.predict((held, [3, 3, 3]), rng_key=1)
     lo, hi = top.interval(0.9)
     # past the old cap of 99% (PMF's Gaussian latent still shrinks a plateau of 100%s: their

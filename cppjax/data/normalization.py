@@ -169,41 +169,41 @@ def _sides(lower, upper, logit):
     return logit & lo_ok & hi_ok, logit & lo_ok & ~hi_ok, logit & ~lo_ok & hi_ok
 
 
-def _parts(v, lower, upper, logit):
+def _parts(v, lower, upper, logit, edge=EDGE):
     """What the link and its slope read: which linked tasks have both bounds, only a lower one,
-    only an upper one; the range of the first, the place in it squeezed into ``[EDGE, 1 -
-    EDGE]``, and the distances from a lone bound (at least ``TINY``)."""
+    only an upper one; the range of the first, the place in it squeezed into ``[edge, 1 -
+    edge]``, and the distances from a lone bound (at least ``TINY``)."""
     both, below, above = _sides(lower, upper, logit)
     span = np.where(both, upper - lower, 1.0)
-    p = EDGE + (1.0 - 2.0 * EDGE) * np.clip((v - np.where(both, lower, 0.0)) / span, 0.0, 1.0)
+    p = edge + (1.0 - 2.0 * edge) * np.clip((v - np.where(both, lower, 0.0)) / span, 0.0, 1.0)
     d_lo = np.maximum(v - np.where(below, lower, 0.0), TINY)
     d_hi = np.maximum(np.where(above, upper, 0.0) - v, TINY)
     return both, below, above, span, p, d_lo, d_hi
 
 
-def link(v, lower, upper, logit):
+def link(v, lower, upper, logit, edge=EDGE):
     """``v`` where ``logit`` is False (or None), else the logit of ``v``'s place between
-    ``lower`` and ``upper`` (that place squeezed into ``[EDGE, 1 - EDGE]``), or where
+    ``lower`` and ``upper`` (that place squeezed into ``[edge, 1 - edge]``), or where
     one bound is infinite the log of the distance from the other (at least ``TINY``)."""
     v = np.asarray(v, dtype=float)
     if logit is None or not np.any(logit):
         return v
-    both, below, above, _, p, d_lo, d_hi = _parts(v, lower, upper, logit)
+    both, below, above, _, p, d_lo, d_hi = _parts(v, lower, upper, logit, edge)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(both, np.log(p) - np.log1p(-p),
                         np.where(below, np.log(d_lo), np.where(above, -np.log(d_hi), v)))
 
 
-def unlink(u, lower, upper, logit):
-    """The inverse of :func:`link`, within the bounds: a two-bounded task's value beyond the
-    squeeze's edge is a score on the bound (decision 0028); a one-bounded task's strictly off
-    its bound."""
+def unlink(u, lower, upper, logit, edge=EDGE):
+    """The inverse of :func:`link` (of the same ``edge``), within the bounds: a two-bounded
+    task's value beyond the squeeze's edge is a score on the bound (decision 0028); a
+    one-bounded task's strictly off its bound."""
     both, below, above = _sides(lower, upper, logit)
     span = np.where(both, upper - lower, 1.0)
     with np.errstate(over="ignore"):
         p = 1.0 / (1.0 + np.exp(-np.where(both, u, 0.0)))
         inside = np.where(both, lower, 0.0) + span * np.clip(
-            (p - EDGE) / (1.0 - 2.0 * EDGE), 0.0, 1.0)
+            (p - edge) / (1.0 - 2.0 * edge), 0.0, 1.0)
         up = np.where(below, lower, 0.0) + np.exp(np.where(below, u, 0.0))
         down = np.where(above, upper, 0.0) - np.exp(-np.where(above, u, 0.0))
     return np.where(both, inside, np.where(below, up, np.where(above, down, u)))

@@ -169,7 +169,7 @@ def compute_axis(sm: ScoreMatrix, family: str | None = "family"
     if known.sum() < 2 and not ok_t.any() and ok_p.sum() >= 2:
         # no FLOPs and no token count anywhere (a leaderboard that gives sizes only): compute
         # taken as proportional to parameters, one unknown token count for all (decision 0028)
-        known, imputed, placed = ok_p, np.zeros_like(ok_p), ok_p
+        known = placed = ok_p  # (nothing was imputed: no token count to impute from)
         c = np.where(ok_p, params, np.nan)
     logc = np.log10(np.where(placed, c, 1.0))
     if known.sum() >= 2:
