@@ -93,10 +93,14 @@ def test_empty_rows_error_or_drop(tmp_path):
     sm = ScoreMatrix.from_wide(p, scale="percent", drop_empty=True)
     assert sm.models == ("A", "B") and sm.tasks == ("t1",)
     assert sm.dropped_models == ("C",) and sm.dropped_tasks == ("t2", "t3")
-    # a matrix built in code (a split, a thinned table) names the task too, not its index
-    with pytest.raises(DataError, match=r"task\(s\) with no observed score: \['t2'\]"):
+    # a matrix built in code (a split, a thinned table) names the task too, not its index,
+    # where it has no bounds to borrow a range within (decision 0029; a bounded one borrows)
+    with pytest.raises(DataError, match=r"no observed score and no lower.*\['t2'\]"):
         ScoreMatrix(np.array([[0.5, np.nan], [0.2, np.nan]]), ["A", "B"], ["t1", "t2"],
-                    scale="fraction")
+                    scale="unbounded")
+    kept = ScoreMatrix(np.array([[0.5, np.nan], [0.2, np.nan]]), ["A", "B"], ["t1", "t2"],
+                       scale="fraction")
+    assert kept.normalization.borrowed.tolist() == [False, True]
 
 
 def test_normalisation_is_invertible_and_shared():

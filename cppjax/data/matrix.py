@@ -62,7 +62,6 @@ from cppjax.errors import DataError, did_you_mean
 Scale = Literal["percent", "fraction", "unbounded", "mixed"]
 
 
-
 class Observations(NamedTuple):
     """Observed cells as flat arrays, ready for a JAX model."""
 
@@ -71,17 +70,14 @@ class Observations(NamedTuple):
     values: np.ndarray  # float32 normalised scores, (n_obs,)
 
 
-# ---------------------------------------------------------------------------------------------
-# The container
-# ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class ScoreMatrix:
     """Scores of ``n_models`` models on ``n_tasks`` tasks (``NaN`` = unobserved), with factors.
 
     Build one with :meth:`from_wide`, :meth:`from_long` or the bundled loaders in
     :mod:`cppjax.datasets`; the direct constructor validates shapes and names. The readers refuse a
-    model or task without any score (unless ``drop_empty``); the constructor keeps it, as the
-    splits do: a model without scores is a cold start, predicted from its design factors.
+    model or task without any score (unless ``drop_empty``); the constructor and :meth:`extended`
+    keep it, as the splits do: a cold start, predicted from its design factors.
 
     Attributes:
         scores: ``(n_models, n_tasks)`` float array in original units.
@@ -291,6 +287,13 @@ class ScoreMatrix:
             check_new_score(self, i, j, float(value), model, task)
             scores[i, j] = float(value)
         return self.with_scores(scores)
+
+    def extended(self, models=(), tasks=(), *, model_factors=None, task_factors=None,
+                 task_info=None) -> ScoreMatrix:
+        """With new models and tasks that have no score yet, predicted from their factors (a
+        new task's range borrowed from the others): :func:`cppjax.data.extend.extended`."""
+        from cppjax.data.extend import extended
+        return extended(self, models, tasks, model_factors, task_factors, task_info)
 
     def subset(self, models: Sequence[str] | None = None, tasks: Sequence[str] | None = None):
         """A sub-matrix on the named models and tasks (normalisation re-fitted on what remains)."""

@@ -23,6 +23,7 @@ Kinds:
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -59,6 +60,7 @@ class Normalization:
     upper: np.ndarray | None = None
     logit: np.ndarray | None = None
     auto: bool = False
+    _borrowed: np.ndarray | None = None
 
     @classmethod
     def fit(cls, scores: np.ndarray, kind: NormKind, unit: str, names=None, lower=None,
@@ -75,10 +77,9 @@ class Normalization:
                              f"'model_max', 'none'")
         axis = 1 if kind == "model_max" else 0
         empty = ~obs.any(axis=axis)
-        if empty.any():
-            label = "task" if axis == 0 else "model"
+        if empty.any() and kind == "model_max":
             bad = [names[i] if names is not None else i for i in np.flatnonzero(empty)]
-            raise DataError(f"cannot normalise: {label}(s) with no observed score: {bad}")
+            raise DataError(f"cannot normalise: model(s) with no observed score: {bad}")
         if kind == "model_max":
             hi = np.nanmax(scores, axis=1, keepdims=True)
             if (hi <= 0).any():
@@ -93,16 +94,28 @@ class Normalization:
         bounded = np.isfinite(lower) & np.isfinite(upper)
         logit = (np.isfinite(lower) | np.isfinite(upper)) if kind == "task_logit" else None
         g = link(scores, lower, upper, logit)
-        lo = np.nanmin(g, axis=0, keepdims=True)
-        width = np.nanmax(g, axis=0, keepdims=True) - lo
+        with warnings.catch_warnings():  # a task without scores: all-NaN, borrowed below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            lo = np.nanmin(g, axis=0, keepdims=True)
+            width = np.nanmax(g, axis=0, keepdims=True) - lo
         # a task with one distinct score: the width of its bounds (1 where unbounded)
         fallback = np.where(bounded, upper - lower, 1.0)
         if logit is not None:
             fallback = np.where(logit, 1.0, fallback)
         width = np.where(width > 0, width, fallback)
+        if empty.any():
+            lo, width = _borrowed(lo, width, empty, bounded, logit, lower, upper, names)
+        kept = empty if empty.any() else None
         if logit is None:
-            return cls(kind, lo, width)
-        return cls(kind, lo, width, lower.astype(float), upper.astype(float), logit)
+            return cls(kind, lo, width, _borrowed=kept)
+        return cls(kind, lo, width, lower.astype(float), upper.astype(float), logit,
+                   _borrowed=kept)
+
+    @property
+    def borrowed(self) -> np.ndarray:
+        """Per task: its range was borrowed from the other tasks (it had no observed score
+        when the normalisation was fitted: a brand-new task, predicted from its factors)."""
+        return np.zeros(self.loc.shape[1], bool) if self._borrowed is None else self._borrowed
 
     def _at(self, model_idx, task_idx):
         model_idx = np.asarray(model_idx)
@@ -179,6 +192,39 @@ def _parts(v, lower, upper, logit, edge=EDGE):
     d_lo = np.maximum(v - np.where(below, lower, 0.0), TINY)
     d_hi = np.maximum(np.where(above, upper, 0.0) - v, TINY)
     return both, below, above, span, p, d_lo, d_hi
+
+
+def _borrowed(lo, width, empty, bounded, logit, lower, upper, names):
+    """A task without an observed score (a new benchmark, asked from its factors) borrows its
+    range from the tasks with scores: the median of their ranges as shares of their bounds (in
+    the logit where the task is read through it), placed between its own bounds (its whole
+    range where no task has both bounds). A task with no score and without both bounds has
+    nothing to be placed by: an error naming it."""
+    lo, width = lo.copy(), width.copy()
+    bad = empty & ~bounded[0]
+    if bad.any():
+        who = [names[i] if names is not None else i for i in np.flatnonzero(bad)]
+        raise DataError(f"cannot normalise: task(s) with no observed score and no lower and "
+                        f"upper bound to place them by: {who}; give their bounds "
+                        f"(task_info={{task: {{'lower': ..., 'upper': ...}}}}) or one score each")
+    span = np.where(bounded, upper - lower, 1.0)
+    read = np.zeros_like(bounded) if logit is None else (logit & bounded)
+    for through in (False, True):  # tasks read through the logit borrow from such tasks
+        want = empty & (read[0] == through)
+        if not want.any():
+            continue
+        donors = ~empty & bounded[0] & (read[0] == through)
+        if through:  # logit units: no unit of the task's own (no donor: the whole range)
+            edge = 2 * np.log(1 / EDGE - 1)
+            lo[0, want] = np.median(lo[0, donors]) if donors.any() else -edge / 2
+            width[0, want] = np.median(width[0, donors]) if donors.any() else edge
+        else:
+            share_lo = (np.median((lo[0, donors] - lower[0, donors]) / span[0, donors])
+                        if donors.any() else 0.0)
+            share_w = np.median(width[0, donors] / span[0, donors]) if donors.any() else 1.0
+            lo[0, want] = lower[0, want] + share_lo * span[0, want]
+            width[0, want] = share_w * span[0, want]
+    return lo, width
 
 
 def link(v, lower, upper, logit, edge=EDGE):
