@@ -8,11 +8,11 @@ extended with the task and its factors (``ScoreMatrix.extended``), so the task's
 borrowed from the other tasks (decision 0029) rather than read from the held-out scores, as the
 CPP paper's new-task protocol (``cppjax.splits.new_task``, CPP-T0) does. Rows: ``pmf_svi``,
 ``bncf_svi``, ``ncf_factors`` (point), the baseline ``model_mean`` (each model's mean score over
-its other tasks: the table's units) and, as a reference, ``pmf_svi (task's own range)`` (the
-paper's protocol: the held-out task's min-max known). Tables: the CPP collaborative table (72 x 29,
-task factors: ability, family, output format, shots; Zhang et al. 2024) and the OSL base table
-(148 x 8, no task factors; Ruan et al. 2024). Errors in points of the task's range (0-100),
-pooled over the tasks' cells; ``spearman``: the models' order on the task, mean over tasks;
+its other tasks: the table's units) and, as a reference, ``ncf_factors (task's own range)``
+(the paper's protocol: the held-out task's min-max known). Tables: the CPP collaborative table
+(72 x 29, task factors: ability, family, output format, shots; Zhang et al. 2024) and the OSL
+base table (148 x 8, no task factors; Ruan et al. 2024). Errors in points of the task's range
+(0-100), pooled over the tasks' cells; ``spearman``: the models' order on the task, mean over tasks;
 coverage of the 90% interval pooled over cells; one seed per task (seed 0).
 """
 
@@ -71,13 +71,14 @@ def run_table(name, sm, log):
         with np.errstate(all="ignore"):
             mean = np.nanmean(np.where(ext.mask, ext.scores, np.nan), axis=1)[cells[0]]
         parts.setdefault("model_mean", []).append({**score(mean[None], y, span), "secs": 0.0})
-        # the paper's protocol, for reference: the held-out task's own range known
+        # the paper's protocol, for reference: the held-out task's own range known (the
+        # parent's min-max, which NCF reads the table through)
         j = sm.task_index(task)
         rows = np.flatnonzero(sm.mask[:, j])
         split = split_cells(sm, rows, np.full(rows.size, j), f"new_task({task})")
-        post = cppjax.fit("pmf_svi", split.train, rng_key=0, progress=False)
+        post = cppjax.fit("ncf_factors", split.train, rng_key=0, progress=False)
         pred = post.predict((rows.astype(np.int32), np.full(rows.size, j, np.int32)), rng_key=1)
-        parts.setdefault("pmf_svi (task's own range)", []).append(
+        parts.setdefault("ncf_factors (task's own range)", []).append(
             {**score(pred.draws, y, span), "secs": 0.0})
         log(f"{name} {task}: " + ", ".join(
             f"{m} {np.abs(p[-1]['err']).mean():.1f}" for m, p in parts.items()))
@@ -101,10 +102,11 @@ def run_table(name, sm, log):
 def markdown(groups):
     lines = ["# A new task: every model's score on a benchmark no model has a score on\n",
              "See `benchmarks/new_task.py`: each task held out whole, its range unseen (borrowed "
-             "from the other tasks); `pmf_svi (task's own range)`: the CPP paper's protocol, the "
-             "held-out task's min-max known (a leak a user does not have). Points of the task's "
-             "range; `bias`: mean signed error; `spearman`: the models' order on the task (mean "
-             "± sd over tasks); `width_90`: median width of the 90% interval.\n"]
+             "from the other tasks); `ncf_factors (task's own range)`: the CPP paper's "
+             "protocol, the held-out task's min-max known (a leak a user does not have). "
+             "Points of the task's range; `bias`: mean signed error; `spearman`: the models' "
+             "order on the task (mean ± sd over tasks); `width_90`: median width of the 90% "
+             "interval.\n"]
     for name, rows in groups.items():
         lines += [f"## {name}\n", "| method | MAE | RMSE | bias | spearman | coverage_90 | "
                   "width_90 |", "|---|---|---|---|---|---|---|"]
