@@ -8,8 +8,9 @@ extended with the task and its factors (``ScoreMatrix.extended``), so the task's
 borrowed from the other tasks (decision 0029) rather than read from the held-out scores, as the
 CPP paper's new-task protocol (``cppjax.splits.new_task``, CPP-T0) does. Rows: ``pmf_svi``,
 ``bncf_svi``, ``ncf_factors`` (point), the baseline ``model_mean`` (each model's mean score over
-its other tasks: the table's units) and, as a reference, ``ncf_factors (task's own range)``
-(the paper's protocol: the held-out task's min-max known). Tables: the CPP collaborative table
+its other tasks, the table's mean for a model with none: the table's units) and, as a
+reference, ``ncf_factors (task's own range)`` (the paper's protocol: the held-out task's min-max
+known). Tables: the CPP collaborative table
 (72 x 29, task factors: ability, family, output format, shots; Zhang et al. 2024) and the OSL
 base table (148 x 8, no task factors; Ruan et al. 2024). Errors in points of the task's range
 (0-100), pooled over the tasks' cells; ``spearman``: the models' order on the task, mean over tasks;
@@ -68,8 +69,9 @@ def run_table(name, sm, log):
             pred = post.predict(cells, rng_key=1)
             parts.setdefault(method, []).append(
                 {**score(pred.draws, y, span), "secs": time.perf_counter() - t0})
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"):  # a model with no other score: the table's mean
             mean = np.nanmean(np.where(ext.mask, ext.scores, np.nan), axis=1)[cells[0]]
+        mean = np.where(np.isfinite(mean), mean, np.nanmean(ext.scores))
         parts.setdefault("model_mean", []).append({**score(mean[None], y, span), "secs": 0.0})
         # the paper's protocol, for reference: the held-out task's own range known (the
         # parent's min-max, which NCF reads the table through)

@@ -17,7 +17,9 @@ own results (``benchmarks/results/suite.json``: every candidate, the baselines a
 
 Variants: ``current`` (the fitted stack: Dirichlet prior 0.5, spread by the backtest log score);
 ``prior=<p>`` (the weights again under a prior worth ``p`` of the evidence, the spread factor
-recomputed); ``select`` (the backtest's best candidate alone); ``spread=1`` (no spread factor);
+recomputed); ``prior=cv`` (the prior strength chosen per table by 5-fold cross-validation over
+the backtest's held-out models, on the mixture's log predictive density); ``select`` (the
+backtest's best candidate alone); ``spread=1`` (no spread factor);
 ``pit_beta`` and ``pit_beta_sym`` (the current stack, its quantile levels mapped through a Beta
 distribution fitted to the backtest PIT of the scaled mixture: free, or symmetric so that only
 the shape moves, not the centre).
@@ -35,7 +37,7 @@ from pathlib import Path
 import jax
 import numpy as np
 from common import RESULTS, fmt, write_results
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 from suite import PROTOCOLS, cluster_se, splits_for
 
 import cppjax.stacking as stacking
@@ -92,6 +94,24 @@ def stack_draws(T, w, k, rng):
     return centre + k * (t - centre)
 
 
+def cv_prior(L, groups, seed, grid=(0.1, 0.25, 0.5, 1.0), folds=5):
+    """The prior strength whose weights, fitted on the other held-out models of the backtest,
+    give the best log predictive density of the mixture on each fold's models."""
+    names = np.unique(groups)
+    fold = np.random.default_rng(seed).permutation(names.size) % min(folds, names.size)
+    of = dict(zip(names, fold, strict=True))
+    cell_fold = np.array([of[g] for g in groups])
+    score = []
+    for p in grid:
+        total = 0.0
+        for f in range(fold.max() + 1):
+            tr, te = cell_fold != f, cell_fold == f
+            w = stacking._weights(L[tr], "stacking", groups[tr], p, np.random.default_rng(seed))
+            total += special.logsumexp(L[te] + np.log(np.maximum(w, 1e-300)), axis=1).sum()
+        score.append(total)
+    return grid[int(np.argmax(score))]
+
+
 def backtest_pit(resid, w, k, rng, n_draws=400):
     """PIT of the backtest truths under the scaled mixture (``resid``: per candidate
     ``(e, sd, df)``, ``e`` the truth minus the centre), randomised over ties."""
@@ -142,6 +162,10 @@ def variants(r, seed):
         w = stacking._weights(L, "stacking", groups, p, np.random.default_rng(seed))
         k = stacking._sharpness(resid, w, np.random.default_rng(seed))
         out[f"prior={p:g}"] = stack_draws(r["T"], w, k, np.random.default_rng(seed))
+    p_cv = cv_prior(L, groups, seed)
+    w = stacking._weights(L, "stacking", groups, p_cv, np.random.default_rng(seed))
+    k = stacking._sharpness(resid, w, np.random.default_rng(seed))
+    out["prior=cv"] = stack_draws(r["T"], w, k, np.random.default_rng(seed))
     w = stacking._weights(L, "select", groups, 0.0, None)
     k = stacking._sharpness(resid, w, np.random.default_rng(seed))
     out["select"] = stack_draws(r["T"], w, k, np.random.default_rng(seed))
