@@ -57,9 +57,9 @@ def rows(groups: dict) -> list[str]:
 HEADER = ("| protocol | method | MSE | coverage 50/80/90/95 | ± se (50 / 90) | CRPS | LPD "
           "| s per fit (first / later) | r-hat |\n|---|---|---|---|---|---|---|---|---|")
 #: the benchmarks' own pages, in the order they appear
-PAGES = ("suite", "halfopen", "table1", "table1_kfold", "beyond", "extrapolation", "importance",
-         "speed", "speed_gpu", "scale", "scale_gpu", "guide", "guide_rank", "planning",
-         "leaderboard", "cod", "fuzz")
+PAGES = ("suite", "stack_choices", "new_task", "halfopen", "table1", "table1_kfold", "beyond",
+         "extrapolation", "importance", "speed", "speed_gpu", "scale", "scale_gpu", "guide",
+         "guide_rank", "planning", "leaderboard", "cod", "fuzz")
 
 
 def calibration_table(results: Path = RESULTS) -> str:
