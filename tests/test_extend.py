@@ -92,3 +92,21 @@ def test_pmf_predicts_a_new_task_from_its_factors_with_honest_width(cpp):
     own = inside.task_idx != ext.n_tasks - 1
     width_in = np.median(np.subtract(*np.quantile(inside.draws[:, own], [0.95, 0.05], axis=0)))
     assert np.median(hi - lo) > 1.5 * width_in
+
+
+def test_a_split_keeps_its_parents_range_through_the_logit(cpp):
+    """A held-out task of a split keeps the parent's range (the protocol gave it) when a model
+    reads the table through the logit; a task new to the table keeps a borrowed one."""
+    from cppjax.splits import new_task
+
+    j = 3
+    train = new_task(cpp, cpp.tasks[j], k=0).train
+    assert not train.mask[:, j].any() and not train.normalization.borrowed[j]
+    through = train.renormalized("task_logit").normalization
+    parent = cpp.renormalized("task_logit").normalization
+    assert through.loc[0, j] == pytest.approx(parent.loc[0, j])
+    assert through.scale[0, j] == pytest.approx(parent.scale[0, j])
+    assert not through.borrowed[j]
+    sub = cpp.subset(tasks=[t for t in cpp.tasks if t != cpp.tasks[j]])
+    ext = sub.extended(tasks=[cpp.tasks[j]], task_factors=cpp.task_factors.iloc[[j]])
+    assert ext.renormalized("task_logit").normalization.borrowed[-1]

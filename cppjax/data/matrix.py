@@ -255,7 +255,7 @@ class ScoreMatrix:
         (chosen by the caller) and predicting in the same original units: what a model reads an
         automatic normalisation through (``ModelSpec.preferred_normalization``, decision 0024).
         Itself for None, its own kind, or a logit that changes nothing; only a ``task_minmax``
-        table goes to ``task_logit``."""
+        table goes to ``task_logit``; a task without scores keeps the range it had (0029)."""
         if kind is None or kind == self.normalization.kind:
             return self
         if kind == "task_logit" and self.normalization.kind != "task_minmax":
@@ -263,7 +263,7 @@ class ScoreMatrix:
         new = replace(self, normalization=kind, _index=None)
         if kind == "task_logit" and not np.any(new.normalization.logit):
             return self
-        return new
+        return replace(new, normalization=new.normalization.ranges_from(self.normalization))
 
     def add_scores(self, new) -> ScoreMatrix:
         """This matrix with newly observed scores: a long table ``model, task, score`` or a dict

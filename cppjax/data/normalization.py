@@ -22,6 +22,7 @@ Kinds:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -116,6 +117,21 @@ class Normalization:
         """Per task: its range was borrowed from the other tasks (it had no observed score
         when the normalisation was fitted: a brand-new task, predicted from its factors)."""
         return np.zeros(self.loc.shape[1], bool) if self._borrowed is None else self._borrowed
+
+    def ranges_from(self, old: Normalization) -> Normalization:
+        """This (a ``task_logit`` refit of a ``task_minmax`` table) with each task that has no
+        score and a range in ``old`` not borrowed (a split's held-out task keeps its parent's
+        range: ``cppjax.splits``) given that range through its link: the range a user or a
+        protocol gave is kept, not replaced by a borrowed one (decision 0029)."""
+        take = self.borrowed & ~old.borrowed
+        if self.logit is None or old.loc.shape != self.loc.shape or not take.any():
+            return self
+        lo_u, hi_u = old.loc[0], old.loc[0] + old.scale[0]
+        g_lo, g_hi = (link(v, self.lower[0], self.upper[0], self.logit[0]) for v in (lo_u, hi_u))
+        take &= np.isfinite(g_lo) & np.isfinite(g_hi) & (g_hi > g_lo)
+        loc, scale = self.loc.copy(), self.scale.copy()
+        loc[0, take], scale[0, take] = g_lo[take], (g_hi - g_lo)[take]
+        return dataclasses.replace(self, loc=loc, scale=scale, _borrowed=self.borrowed & ~take)
 
     def _at(self, model_idx, task_idx):
         model_idx = np.asarray(model_idx)
