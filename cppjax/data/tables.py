@@ -277,7 +277,8 @@ def empty_rows_cols(values, models, tasks, source, drop_empty):
         raise DataError(
             f"{source}: {'; '.join(parts)}. Remove them, or pass drop_empty=True (on the "
             f"command line: --drop-empty) to drop them (their names are kept in "
-            f".dropped_models / .dropped_tasks)"
+            f".dropped_models / .dropped_tasks); to predict them from their factors, add them "
+            f"to the table read without them with ScoreMatrix.extended(...)"
         )
     if empty_m and len(empty_m) == len(models) or empty_t and len(empty_t) == len(tasks):
         raise DataError(f"{source}: no observed score at all")
