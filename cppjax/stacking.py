@@ -424,6 +424,8 @@ def _printer(progress):
 class StackPosterior(Posterior):
     """Candidates fitted on the full table, their stacking weights and their calibration."""
 
+    _mixes_borrowed = False  # its candidates' predictions did (decision 0029)
+
     def __init__(self, matrix, spec, inference, fits, weights, calib, fit_seconds, info,
                  rng_key, spread=1.0, feats_bt=None):
         super().__init__(matrix, spec, inference, fit_seconds)

@@ -36,6 +36,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 import pandas as pd
 
+from cppjax.data.extend import extended, similar_tasks
 from cppjax.data.factors import factor_frame, join_factors, read_factors, type_factor_columns
 from cppjax.data.names import orient
 from cppjax.data.normalization import Normalization, NormKind
@@ -141,7 +142,7 @@ class ScoreMatrix:
             norm = Normalization.fit(scores, norm, self.scale,  # names for its errors
                                      names=models if norm == "model_max" else tasks,
                                      lower=info["lower"].to_numpy(),
-                                     upper=info["upper"].to_numpy())
+                                     upper=info["upper"].to_numpy(), like=similar_tasks(tf, scores))
             if auto:  # cppjax chose it: a model may read the table through another (0024)
                 norm = replace(norm, auto=True)
         else:
@@ -292,7 +293,6 @@ class ScoreMatrix:
                  task_info=None) -> ScoreMatrix:
         """With new models and tasks that have no score yet, predicted from their factors (a
         new task's range borrowed from the others): :func:`cppjax.data.extend.extended`."""
-        from cppjax.data.extend import extended
         return extended(self, models, tasks, model_factors, task_factors, task_info)
 
     def subset(self, models: Sequence[str] | None = None, tasks: Sequence[str] | None = None):

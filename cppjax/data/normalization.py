@@ -62,12 +62,15 @@ class Normalization:
     logit: np.ndarray | None = None
     auto: bool = False
     _borrowed: np.ndarray | None = None
+    #: per task without scores, the ranges of the tasks it borrowed from (loc, scale arrays)
+    _donors: dict | None = None
 
     @classmethod
     def fit(cls, scores: np.ndarray, kind: NormKind, unit: str, names=None, lower=None,
-            upper=None) -> Normalization:
+            upper=None, like=None) -> Normalization:
         """Fit ``kind`` on the observed cells of ``scores``; ``lower``/``upper``: each task's
-        bounds (``unit``'s, the table's scale, where not given)."""
+        bounds (``unit``'s, the table's scale, where not given); ``like``: the tasks a task
+        without scores borrows its range from (:func:`_borrowed`)."""
         scores = np.asarray(scores, dtype=float)
         n_models, n_tasks = scores.shape
         obs = ~np.isnan(scores)
@@ -105,12 +108,13 @@ class Normalization:
             fallback = np.where(logit, 1.0, fallback)
         width = np.where(width > 0, width, fallback)
         if empty.any():
-            lo, width = _borrowed(lo, width, empty, bounded, logit, lower, upper, names)
-        kept = empty if empty.any() else None
+            lo, width, donors = _borrowed(lo, width, empty, bounded, logit, lower, upper, names,
+                                          like)
+        kept, donors = (empty, donors) if empty.any() else (None, None)
         if logit is None:
-            return cls(kind, lo, width, _borrowed=kept)
+            return cls(kind, lo, width, _borrowed=kept, _donors=donors)
         return cls(kind, lo, width, lower.astype(float), upper.astype(float), logit,
-                   _borrowed=kept)
+                   _borrowed=kept, _donors=donors)
 
     @property
     def borrowed(self) -> np.ndarray:
@@ -131,7 +135,32 @@ class Normalization:
         take &= np.isfinite(g_lo) & np.isfinite(g_hi) & (g_hi > g_lo)
         loc, scale = self.loc.copy(), self.scale.copy()
         loc[0, take], scale[0, take] = g_lo[take], (g_hi - g_lo)[take]
-        return dataclasses.replace(self, loc=loc, scale=scale, _borrowed=self.borrowed & ~take)
+        donors = {j: r for j, r in (self._donors or {}).items() if not take[j]}
+        return dataclasses.replace(self, loc=loc, scale=scale, _borrowed=self.borrowed & ~take,
+                                   _donors=donors)
+
+    def mix_borrowed(self, z, task_idx):
+        """Normalised draws ``(n_draws, n_cells)`` with each cell of a task without scores
+        re-read through the range of one of the tasks it borrowed from, draw ``s`` through
+        donor ``s mod n_donors`` (every cell of a draw the same donor, so the models' order on
+        the task is kept): the level of a new task is as uncertain as its donors' ranges are
+        apart, not known at their median (decision 0029). ``z`` itself where no cell is on
+        such a task or there is one draw."""
+        z = np.asarray(z)
+        if not self._donors or z.ndim != 2 or z.shape[0] < 2:
+            return z
+        ti = np.broadcast_to(np.asarray(task_idx), z.shape[-1:])
+        hit = [j for j in self._donors if (ti == j).any()]
+        if not hit:
+            return z
+        z = np.array(z, dtype=np.result_type(z.dtype, np.float32))
+        for j in hit:
+            locs, scales = self._donors[j]
+            d = np.arange(z.shape[0]) % locs.size
+            cols = ti == j
+            z[:, cols] = ((locs[d, None] - self.loc[0, j] + z[:, cols] * scales[d, None])
+                          / self.scale[0, j]).astype(z.dtype)
+        return z
 
     def _at(self, model_idx, task_idx):
         model_idx = np.asarray(model_idx)
@@ -210,13 +239,15 @@ def _parts(v, lower, upper, logit, edge=EDGE):
     return both, below, above, span, p, d_lo, d_hi
 
 
-def _borrowed(lo, width, empty, bounded, logit, lower, upper, names):
+def _borrowed(lo, width, empty, bounded, logit, lower, upper, names, like=None):
     """A task without an observed score (a new benchmark, asked from its factors) borrows its
     range from the tasks with scores: the median of their ranges as shares of their bounds (in
     the logit where the task is read through it), placed between its own bounds (its whole
-    range where no task has both bounds). A task with no score and without both bounds has
-    nothing to be placed by: an error naming it."""
-    lo, width = lo.copy(), width.copy()
+    range where no task has both bounds). ``like``: per task, the tasks it is most like (the
+    most task-factor values shared: :func:`cppjax.data.extend.similar_tasks`), the donors where
+    any of them has scores. A task with no score and without both bounds has nothing to be
+    placed by: an error naming it."""
+    lo, width, ranges = lo.copy(), width.copy(), {}
     bad = empty & ~bounded[0]
     if bad.any():
         who = [names[i] if names is not None else i for i in np.flatnonzero(bad)]
@@ -225,22 +256,23 @@ def _borrowed(lo, width, empty, bounded, logit, lower, upper, names):
                         f"(task_info={{task: {{'lower': ..., 'upper': ...}}}}) or one score each")
     span = np.where(bounded, upper - lower, 1.0)
     read = np.zeros_like(bounded) if logit is None else (logit & bounded)
-    for through in (False, True):  # tasks read through the logit borrow from such tasks
-        want = empty & (read[0] == through)
-        if not want.any():
-            continue
+    edge = 2 * np.log(1 / EDGE - 1)
+    for j in np.flatnonzero(empty):
+        through = read[0, j]  # tasks read through the logit borrow from such tasks
         donors = ~empty & bounded[0] & (read[0] == through)
-        if through:  # logit units: no unit of the task's own (no donor: the whole range)
-            edge = 2 * np.log(1 / EDGE - 1)
-            lo[0, want] = np.median(lo[0, donors]) if donors.any() else -edge / 2
-            width[0, want] = np.median(width[0, donors]) if donors.any() else edge
+        if like is not None and (donors & like[j]).any():
+            donors = donors & like[j]
+        if not donors.any():  # no donor: the whole range
+            lo[0, j], width[0, j] = (-edge / 2, edge) if through else (lower[0, j], span[0, j])
+            continue
+        if through:  # logit units: no unit of the task's own
+            locs, scales = lo[0, donors], width[0, donors]
         else:
-            share_lo = (np.median((lo[0, donors] - lower[0, donors]) / span[0, donors])
-                        if donors.any() else 0.0)
-            share_w = np.median(width[0, donors] / span[0, donors]) if donors.any() else 1.0
-            lo[0, want] = lower[0, want] + share_lo * span[0, want]
-            width[0, want] = share_w * span[0, want]
-    return lo, width
+            locs = lower[0, j] + (lo[0, donors] - lower[0, donors]) / span[0, donors] * span[0, j]
+            scales = width[0, donors] / span[0, donors] * span[0, j]
+        lo[0, j], width[0, j] = np.median(locs), np.median(scales)
+        ranges[int(j)] = (locs.astype(float), scales.astype(float))
+    return lo, width, ranges
 
 
 def link(v, lower, upper, logit, edge=EDGE):

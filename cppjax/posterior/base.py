@@ -55,6 +55,9 @@ class Posterior(abc.ABC):
 
     #: whether ``_draws`` returns a fresh array that predict may clip in place
     _owns_draws = False
+    #: re-read a task without scores through its donors' ranges (Normalization.mix_borrowed);
+    #: False where the draws are made of other posteriors' predictions, which did (the stack)
+    _mixes_borrowed = True
 
     def __init__(self, matrix: ScoreMatrix, spec, inference, fit_seconds: float,
                  method: str | None = None):
@@ -162,9 +165,13 @@ class Posterior(abc.ABC):
         if mi.size == 0:  # nothing to predict (e.g. a complete table): no draws to make
             out = np.zeros((post.n_draws, 0))
         else:
-            raw = post._draws(mi, ti, key, noise)
-            out = _clip_to_scale(self.matrix, np.asarray(raw), mi, ti,
-                                 in_place=post._owns_draws)
+            raw = np.asarray(post._draws(mi, ti, key, noise))
+            if self._mixes_borrowed:  # a task without scores: its donors' ranges (0029)
+                mixed = self.matrix.normalization.mix_borrowed(raw, ti)
+                raw, owns = mixed, post._owns_draws or mixed is not raw
+            else:
+                owns = post._owns_draws
+            out = _clip_to_scale(self.matrix, raw, mi, ti, in_place=owns)
         return Predictive(self.matrix, mi, ti, out, post._log_lik(mi, ti), self.method)
 
     def _thinned(self, n_cells: int, draws: int | None) -> Posterior:
