@@ -110,3 +110,23 @@ def test_a_split_keeps_its_parents_range_through_the_logit(cpp):
     sub = cpp.subset(tasks=[t for t in cpp.tasks if t != cpp.tasks[j]])
     ext = sub.extended(tasks=[cpp.tasks[j]], task_factors=cpp.task_factors.iloc[[j]])
     assert ext.renormalized("task_logit").normalization.borrowed[-1]
+
+
+def test_a_saved_posterior_predicts_a_new_task_as_before(cpp, tmp_path):
+    """The donors' ranges travel with a saved posterior: its draws of a new task are the
+    same after loading; each draw goes through one donor's range (the level is uncertain)."""
+    task = "WinoGrande(1-shot)"
+    sub = cpp.subset(tasks=[t for t in cpp.tasks if t != task])
+    ext = sub.extended(tasks=[task], task_factors=cpp.task_factors.loc[[task]])
+    donors = ext.normalization._donors[ext.n_tasks - 1]
+    assert donors[0].size >= 2  # the other WinoGrande variants
+    post = cppjax.fit("pmf_svi", ext, rng_key=0, inference=SVI(num_steps=200, num_samples=40),
+                      progress=False)
+    cells = (np.arange(5, dtype=np.int32), np.full(5, ext.n_tasks - 1, np.int32))
+    before = post.predict(cells, rng_key=1).draws
+    post.save(tmp_path / "p.npz")
+    after = cppjax.load(tmp_path / "p.npz").predict(cells, rng_key=1).draws
+    np.testing.assert_allclose(after, before, rtol=1e-5)
+    z = np.zeros((4, 1))  # the median place of the table's units, through each donor in turn
+    mixed = ext.normalization.mix_borrowed(z, np.array([ext.n_tasks - 1]))
+    assert np.unique(mixed.round(6)).size == min(4, donors[0].size)

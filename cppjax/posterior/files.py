@@ -66,9 +66,10 @@ def _frame(js: str, dtypes: dict, names) -> pd.DataFrame:
     return df
 
 
-def _matrix_from(meta: dict, scores, loc, scale, link=()) -> ScoreMatrix:
+def _matrix_from(meta: dict, scores, loc, scale, link=(), borrowed=None) -> ScoreMatrix:
     """The training matrix of a saved posterior (files of 0.1/0.2 have no task_info and no
-    link arrays: their tasks take the scale's bounds)."""
+    link arrays: their tasks take the scale's bounds); ``borrowed``: the ``norm_borrowed`` and
+    ``norm_donor_*`` arrays of a table with a task without scores."""
     info = None
     if meta.get("task_info"):
         info = pd.read_json(io.StringIO(meta["task_info"]), orient="split")
@@ -79,9 +80,20 @@ def _matrix_from(meta: dict, scores, loc, scale, link=()) -> ScoreMatrix:
         scores, meta["models"], meta["tasks"],
         _frame(meta["model_factors"], meta["model_factor_dtypes"], meta["models"]),
         _frame(meta["task_factors"], meta["task_factor_dtypes"], meta["tasks"]),
-        scale=meta["scale"], normalization=Normalization(meta["norm_kind"], loc, scale, *link,
-                                                         auto=meta.get("norm_auto", False)),
+        scale=meta["scale"], normalization=Normalization(
+            meta["norm_kind"], loc, scale, *link, auto=meta.get("norm_auto", False),
+            **_donors(borrowed)),
         source=meta["source"], task_info=info)
+
+
+def _donors(arrays) -> dict:
+    if not arrays:
+        return {}
+    task = arrays["norm_donor_task"].astype(int)
+    return {"_borrowed": arrays["norm_borrowed"].astype(bool),
+            "_donors": {int(j): (arrays["norm_donor_loc"][task == j],
+                                 arrays["norm_donor_scale"][task == j])
+                        for j in np.unique(task)}}
 
 
 def save(posterior, path) -> Path:
@@ -93,6 +105,11 @@ def save(posterior, path) -> Path:
     norm = sm.normalization
     link = {} if norm.logit is None else {"norm_lower": norm.lower, "norm_upper": norm.upper,
                                           "norm_logit": norm.logit}
+    if norm._donors:  # a task without scores: the ranges its draws go through (0029)
+        link.update(norm_borrowed=norm.borrowed, **{
+            f"norm_donor_{k}": np.concatenate([np.full(r[0].size, j) if k == "task" else r[i]
+                                               for j, r in norm._donors.items()])
+            for i, k in ((0, "loc"), (1, "scale"), (0, "task"))})
     arrays = {"scores": sm.scores, "norm_loc": norm.loc, "norm_scale": norm.scale, **link,
               **own}
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
@@ -201,8 +218,10 @@ def load(path):
                                                                              ["name"]), **inf_args)
     link = tuple(arrays.pop(k) for k in ("norm_lower", "norm_upper", "norm_logit")
                  if k in arrays)
+    borrowed = {k: arrays.pop(k) for k in ("norm_borrowed", "norm_donor_loc",
+                                           "norm_donor_scale", "norm_donor_task") if k in arrays}
     sm = _matrix_from(meta["matrix"], arrays.pop("scores"), arrays.pop("norm_loc"),
-                      arrays.pop("norm_scale"), link)
+                      arrays.pop("norm_scale"), link, borrowed)
     restore = spec.posterior_class()._restore
     for key, cls in WRAPPER_CLASSES.items():  # e.g. fitted through another normalisation
         if key in meta["posterior"]:
