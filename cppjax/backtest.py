@@ -12,7 +12,7 @@ from cppjax.data import ScoreMatrix
 from cppjax.errors import DataError
 from cppjax.inference.keys import as_key
 from cppjax.models.scaling_mf import compute_axis
-from cppjax.splits import split_cells
+from cppjax.splits import Split, split_cells
 
 MIN_MODELS = 8  # fewer models with a score cannot be backtested
 #: a backtest aims at this many held-out cells: the calibration fits a few global terms and a
@@ -30,8 +30,9 @@ def backtest_split(sm: ScoreMatrix, kind: str = "auto", share: float = 0.2, rng_
 
     Returns ``(split, protocol)``: a :class:`cppjax.splits.Split` of the observed cells and a
     dict (``kind``, the held-out ``models``, ``revealed`` scores kept per model and why)."""
-    if kind not in ("auto", "frontier", "random"):
-        raise ValueError(f"kind must be 'auto', 'frontier' or 'random'; got {kind!r}")
+    if kind not in ("auto", "frontier", "random", "new_task"):
+        raise ValueError(f"kind must be 'auto', 'frontier', 'random' or 'new_task'; got "
+                         f"{kind!r}")
     n_obs = sm.mask.sum(axis=1)
     if (n_obs > 0).sum() < MIN_MODELS:
         raise DataError(f"backtesting needs at least {MIN_MODELS} models with a score; the "
@@ -52,6 +53,9 @@ def backtest_split(sm: ScoreMatrix, kind: str = "auto", share: float = 0.2, rng_
     # each asked model counts by its asked cells: a stray missing cell is not the question
     n_asked = np.bincount(mi, minlength=sm.n_models)[asked].astype(float)
     wt = n_asked / max(n_asked.sum(), 1.0)
+    empty = ~sm.mask.any(axis=0)  # a task without scores is in the table to be predicted:
+    if kind == "new_task" or kind == "auto" and empty.any():  # the hardest question it asks
+        return _new_task_split(sm, empty, rng)
     if kind == "auto":
         kind = "frontier" if asked.size and wt @ beyond >= 0.5 else "random"
     far = np.isin(mi, asked[beyond])  # the tasks asked of the models beyond the frontier
@@ -252,3 +256,32 @@ def _keep_tasks_alive(sm, held_i, held_j, min_left: int = 3):
         else:
             left[j] -= 1
     return keep
+
+
+def _new_task_split(sm: ScoreMatrix, empty, rng):
+    """The question "a task no model has a score on" asked of the table: a fifth of its tasks
+    with scores (at least 2) held out whole, each made a task without scores whose range is
+    borrowed as the asked one's is (decision 0029), not read from its held-out scores."""
+    have = np.flatnonzero(~empty)
+    if have.size < 3:
+        raise DataError(f"backtesting a new task needs at least 3 tasks with scores; the table "
+                        f"has {have.size}: fit one method instead (e.g. cppjax.fit('pmf_svi', "
+                        f"train, rng_key=0))")
+    tasks = np.sort(rng.permutation(have)[:max(2, int(round(0.2 * have.size)))])
+    held_i, held_j = np.nonzero(sm.mask[:, tasks])
+    held_j = tasks[held_j]
+    scores = np.array(sm.scores)
+    scores[held_i, held_j] = np.nan
+    norm = "auto" if sm.normalization.auto else sm.normalization.kind
+    train = ScoreMatrix(scores, sm.models, sm.tasks, sm.model_factors, sm.task_factors,
+                        scale=sm.scale, normalization=norm, source=sm.source,
+                        task_info=sm.task_info)
+    test = np.full(sm.shape, np.nan)
+    test[held_i, held_j] = sm.scores[held_i, held_j]
+    split = Split("backtest(new_task)", train, train.with_scores(test),
+                  {"normalization": "train"})
+    names = [sm.tasks[j] for j in tasks]
+    return split, {"kind": "new_task", "models": sorted({sm.models[i] for i in held_i}),
+                   "tasks": names, "why": f"the asked cells are on tasks without scores: "
+                                          f"{len(names)} tasks with scores held out whole, "
+                                          f"their ranges borrowed"}

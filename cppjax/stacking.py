@@ -80,7 +80,8 @@ class Stack(ModelSpec):
     Args:
         candidates: method names (:data:`cppjax.models.registry.METHODS`, ``"copy_sibling"``,
             ``"pc_sigmoid"``) or ``(name, spec, inference)`` triples.
-        backtest: ``"auto"`` (read from the cells asked), ``"frontier"`` or ``"random"``.
+        backtest: ``"auto"`` (read from the cells asked), ``"frontier"``, ``"random"`` or
+            ``"new_task"`` (tasks held out whole, their ranges borrowed: decision 0029).
         combine: ``"stacking"`` (weights on the backtest log predictive density) or
             ``"select"`` (the best candidate only).
         calibrate: widen (or narrow) each candidate's intervals by its backtest residuals; if
@@ -102,9 +103,9 @@ class Stack(ModelSpec):
     kind: ClassVar[str] = "stack"
 
     def __post_init__(self):
-        if self.backtest not in ("auto", "frontier", "random"):
-            raise ValueError(f"backtest must be 'auto', 'frontier' or 'random'; got "
-                             f"{self.backtest!r}")
+        if self.backtest not in ("auto", "frontier", "random", "new_task"):
+            raise ValueError(f"backtest must be 'auto', 'frontier', 'random' or 'new_task'; "
+                             f"got {self.backtest!r}")
         if self.combine not in ("stacking", "select"):
             raise ValueError(f"combine must be 'stacking' or 'select'; got {self.combine!r}")
         if not 0.0 < self.share < 1.0:

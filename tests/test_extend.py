@@ -132,3 +132,21 @@ def test_a_saved_posterior_predicts_a_new_task_as_before(cpp, tmp_path):
     z = np.zeros((4, 1))  # the median place of the table's units, through each donor in turn
     mixed = ext.normalization.mix_borrowed(z, np.array([ext.n_tasks - 1]))
     assert np.unique(mixed.round(6)).size == min(4, donors[0].size)
+
+
+def test_the_stacks_backtest_asks_the_new_task_question(cpp):
+    """A table with a task without scores is backtested by holding out whole tasks, whose
+    ranges are borrowed (not read from their held-out scores)."""
+    from cppjax.backtest import backtest_split
+
+    task = cpp.tasks[3]
+    sub = cpp.subset(tasks=[t for t in cpp.tasks if t != task])
+    ext = sub.extended(tasks=[task], task_factors=cpp.task_factors.loc[[task]])
+    split, protocol = backtest_split(ext, rng_key=0)
+    assert protocol["kind"] == "new_task" and len(protocol["tasks"]) >= 2
+    for t in protocol["tasks"]:
+        j = ext.task_index(t)
+        assert not split.train.mask[:, j].any()  # held out whole
+        assert (split.test.mask[:, j] == ext.mask[:, j]).all()
+        assert split.train.normalization.borrowed[j]
+    assert split.test.normalization is split.train.normalization
