@@ -38,7 +38,7 @@ import jax
 import numpy as np
 from common import RESULTS, fmt, write_results
 from scipy import optimize, special, stats
-from suite import PROTOCOLS, cluster_se, splits_for
+from suite import PROTOCOLS, cluster_se, splits_for, test_cells
 
 import cppjax.stacking as stacking
 from cppjax.stacking import Stack, _features, _in_backtest_terms
@@ -218,14 +218,8 @@ def best_other(protocol):
 def run_protocol(protocol, seeds, cached, log):
     parts = {}
     for s_i, (split, _) in enumerate(splits_for(protocol)):
-        test = split.test
-        mi, ti = (a.astype(np.int32) for a in np.nonzero(test.mask))
-        y = test.scores[mi, ti]
-        info = test.task_info
-        span = (info["upper"] - info["lower"]).to_numpy(float)[ti]
-        floor = np.nan_to_num((info["chance"].fillna(info["lower"]) - info["lower"])
-                              .to_numpy(float)[ti] / span)
-        groups = np.array([f"{split.name}/{test.models[i]}" for i in mi])
+        mi, ti, y, span, floor, groups = test_cells(split)
+        mi, ti = mi.astype(np.int32), ti.astype(np.int32)
         for seed in seeds:
             path = CACHE / f"{protocol}-{s_i}-{seed}.pkl"
             if cached and path.exists():

@@ -194,17 +194,24 @@ def cell_rows(draws, y, floor, groups=None):
     return rec
 
 
+def test_cells(split):
+    """A split's held-out cells: index arrays, truths, each cell's task range and chance floor
+    (as a share of the range) and held-out model (the cluster its errors share)."""
+    test = split.test
+    mi, ti = np.nonzero(test.mask)
+    info = test.task_info
+    span = (info["upper"] - info["lower"]).to_numpy(float)[ti]
+    floor = np.nan_to_num((info["chance"].fillna(info["lower"]) - info["lower"])
+                          .to_numpy(float)[ti] / span)
+    groups = np.array([f"{split.name}/{test.models[i]}" for i in mi])
+    return mi, ti, test.scores[mi, ti], span, floor, groups
+
+
 def run_protocol(protocol, seeds, log):
     rows = {}
     for split, peer_arg in splits_for(protocol):
         test = split.test
-        mi, ti = np.nonzero(test.mask)
-        y = test.scores[mi, ti]
-        info = test.task_info
-        span = (info["upper"] - info["lower"]).to_numpy(float)[ti]
-        floor = np.nan_to_num((info["chance"].fillna(info["lower"]) - info["lower"])
-                              .to_numpy(float)[ti] / span)
-        groups = np.array([f"{split.name}/{test.models[i]}" for i in mi])
+        mi, ti, y, span, floor, groups = test_cells(split)
         with np.errstate(all="ignore"):
             fill = np.nanmedian(np.where(split.train.mask, split.train.scores, np.nan), axis=0)[ti]
         # the issue's copy-the-largest-sibling, as defined there (the candidate copies a
