@@ -35,7 +35,7 @@ from cppjax.inference.keys import as_key
 from cppjax.inference.sharding import cell_mesh, pad_to_multiple, shard_cells
 from cppjax.models.bayes import BayesPosterior
 from cppjax.models.legacy import LegacyAttributes, legacy_method
-from cppjax.models.likelihood import pad_cells
+from cppjax.models.likelihood import bound_sides, pad_cells
 from cppjax.posterior.files import SPEC_CLASSES
 
 
@@ -145,6 +145,9 @@ class BayesSpec(ModelSpec):
     noise_tau: float = 0.5
     noise_floor: float = 0.03
     likelihood: Literal["normal", "student_t"] = "normal"
+    #: a score on its task's bound is read as "at or beyond the bound" (its likelihood the
+    #: predictive's mass there, not its density: decision 0031); False: as any other score
+    censored: bool = True
 
     inference_defaults: ClassVar[dict[str, dict]] = {"nuts": {}, "svi": {}, "map": {}}
     #: NUTS chains are an ensemble of modes the posterior cannot cross (BNCF)
@@ -217,6 +220,10 @@ class BayesSpec(ModelSpec):
         obs = train.observed()
         n = len(obs.values)
         mi, ti, y, mask = pad_cells(obs.model_idx, obs.task_idx, obs.values)
+        cells = [mi, ti, y]
+        sides = bound_sides(train) if self.censored else None
+        if sides is not None and sides.any():  # scores on a bound (decision 0031)
+            cells.append(np.concatenate([sides, np.zeros(len(mi) - n, np.int32)]))
         model, data = self.model_parts(train, data_cells=True)
         if getattr(inference, "subsample_size", None) is not None:
             model = partial(model, subsample_size=inference.subsample_size)
@@ -224,10 +231,12 @@ class BayesSpec(ModelSpec):
         # (cppjax.inference.sharding)
         mesh = cell_mesh(getattr(inference, "devices", 1))
         if mesh is not None:
-            (mi, ti, y), mask = pad_to_multiple((mi, ti, y), mask, mesh.size)
-        (mi, ti, y, mask), (X, data) = shard_cells(
-            mesh, [jnp.asarray(a) for a in (mi, ti, y, mask)],
+            cells, mask = pad_to_multiple(cells, mask, mesh.size)
+        (mi, ti, y, *censor, mask), (X, data) = shard_cells(
+            mesh, [jnp.asarray(a) for a in (*cells, mask)],
             ((jnp.asarray(Xm), jnp.asarray(Xt)), data))
+        if censor:
+            data = {**data, "censor": censor[0]}
         run = partial(run_inference, model, (*X, mi, ti), y, inference=fitting, rng_key=key,
                       progress=progress, identified=lambda s: s["cell_mean"][:, :n],
                       chains_are_modes=self.chains_are_modes,

@@ -19,7 +19,7 @@ from cppjax.models.nets import NCFNet, factor_arrays
 def bncf_model(
     Xm, Xt, model_idx, task_idx, y=None, mask=None, *, net: NCFNet, factors: tuple,
     prior_scale: float = 0.3, noise_tau: float = 0.5, noise_floor: float = 0.0,
-    likelihood: str = "normal", subsample_size: int | None = None,
+    likelihood: str = "normal", subsample_size: int | None = None, censor=None,
 ):
     """Bayesian NCF: Normal(0, prior_scale) priors on all weights, per-task noise."""
     nn = random_flax_module(
@@ -27,7 +27,7 @@ def bncf_model(
     )
     mean = nn(model_idx, task_idx, *factors)
     sigma = task_noise(Xt.shape[0], noise_tau, floor=noise_floor)
-    observe(mean, sigma, task_idx, y, likelihood, mask, subsample_size)
+    observe(mean, sigma, task_idx, y, likelihood, mask, subsample_size, censor)
 
 
 @accepts_legacy_settings

@@ -27,7 +27,7 @@ def task_noise(n_tasks, tau_scale: float = 0.5, log_s0_loc: float = -2.5, floor:
 
 
 def observe(mean, sigma, task_idx, y, likelihood: str, mask=None,
-            subsample_size: int | None = None):
+            subsample_size: int | None = None, censor=None):
     """The observation model of every cell: Normal, or Student-t with learned degrees of freedom
     (heavier tails: a few cells far off the low-rank structure do not inflate every interval).
     ``mean``: the cells' means, or a function of cell indices returning theirs (so that a
@@ -35,7 +35,12 @@ def observe(mean, sigma, task_idx, y, likelihood: str, mask=None,
     False out of the likelihood: the padding that rounds the number of cells up
     (:func:`pad_cells`). ``subsample_size``: a minibatch of that many cells per evaluation,
     drawn with replacement, their log-likelihood scaled by ``n_cells / subsample_size`` (an
-    unbiased estimate of the whole; for SVI)."""
+    unbiased estimate of the whole; for SVI). ``censor`` (one value per cell, or None): +1
+    where the cell's score sits on the bound at the top of its normalised range, -1 at the
+    bottom, 0 inside (:func:`bound_sides`): such a score says only that the cell's value is at
+    or beyond its bound (a 100% may be a model that would score 120% on a harder scale), so
+    its likelihood is the predictive's mass beyond the bound rather than its density there
+    (decision 0031)."""
     if likelihood == "student_t":
         nu = numpyro.sample("nu", dist.Gamma(2.0, 0.1))
     elif likelihood != "normal":  # the specs check this at construction; the model functions
@@ -55,6 +60,7 @@ def observe(mean, sigma, task_idx, y, likelihood: str, mask=None,
         t = task_idx[idx]
         yy = None if y is None else y[idx]
         mk = None if mask is None else mask[idx]
+        censor = None if censor is None else censor[idx]
         size, weight = subsample_size, handlers.scale(scale=n / subsample_size)
     with numpyro.plate("cells", size), weight:
         numpyro.deterministic("cell_mean", m)
@@ -62,8 +68,64 @@ def observe(mean, sigma, task_idx, y, likelihood: str, mask=None,
             obs = dist.StudentT(nu + 1.0, m, sigma[t])
         else:
             obs = dist.Normal(m, sigma[t])
-        with handlers.mask(mask=mk) if mk is not None else nullcontext():
-            numpyro.sample("y", obs, obs=yy)
+        if censor is None or yy is None:
+            with handlers.mask(mask=mk) if mk is not None else nullcontext():
+                numpyro.sample("y", obs, obs=yy)
+        else:  # the cells on a bound: their mass beyond it (a factor), not their density
+            inside = censor == 0
+            with handlers.mask(mask=inside if mk is None else mk & inside):
+                numpyro.sample("y", obs, obs=yy)
+            beyond = ~inside if mk is None else mk & ~inside
+            tail = log_tail(yy, m, sigma[t], censor, None if likelihood == "normal" else nu + 1.0)
+            numpyro.factor("y_on_bound", jnp.where(beyond, tail, 0.0))
+
+
+def log_tail(y, loc, scale, side, df=None):
+    """``log P(Y >= y)`` where ``side`` is +1, ``log P(Y <= y)`` elsewhere, of a Normal
+    (``df=None``) or Student-t of ``loc`` and ``scale``. The t's CDF is the regularised
+    incomplete beta function, whose gradient JAX gives in ``x`` only: ``df`` is held fixed
+    here (the cells inside the bounds learn it). Both tails computed where they are accurate
+    (the near one through ``log1p``), no ``-inf``: a tiny mass is floored, not zero."""
+    z = jnp.where(side > 0, -1.0, 1.0) * (y - loc) / scale  # log P(Z <= z)
+    if df is None:
+        return jax.scipy.special.log_ndtr(z)
+    df = jax.lax.stop_gradient(df)
+    # the beta function's gradient in x is infinite at x = 1 (z = 0): near the centre the
+    # CDF's first-order expansion, 1/2 + z t(0), with t(0) the density at 0
+    small = jnp.abs(z) < 1e-2
+    zs = jnp.where(small, 1e-2, z)
+    x = df / (df + zs * zs)
+    half = 0.5 * jax.scipy.special.betainc(0.5 * df, 0.5, x)  # P(T <= -|z|)
+    far = jnp.log(jnp.maximum(half, jnp.finfo(jnp.float32).tiny))
+    dens0 = jnp.exp(jax.scipy.special.gammaln(0.5 * df + 0.5) - jax.scipy.special.gammaln(
+        0.5 * df) - 0.5 * jnp.log(df * jnp.pi))
+    centre = jnp.log(0.5 + z * dens0)
+    return jnp.where(small, centre, jnp.where(z < 0, far, jnp.log1p(-half)))
+
+
+def bound_sides(sm) -> np.ndarray:
+    """Per observed cell of ``sm`` (the order of ``sm.observed()``): +1 where the score is on
+    a bound of its task (``sm.task_info``'s ``lower``/``upper``) that is the top of the
+    task's normalised range, -1 on one that is its bottom, 0 elsewhere (for
+    :func:`observe`'s ``censor``). A lower-is-better task's best score is on the bottom
+    of its range or the top, whichever its normalisation makes it."""
+    mi, ti = np.nonzero(sm.mask)
+    out = np.zeros(len(mi), np.int32)
+    info = sm.task_info
+    if info is None or not {"lower", "upper"} <= set(info.columns) or not len(mi):
+        return out
+    lo = info["lower"].to_numpy(float)[ti]
+    hi = info["upper"].to_numpy(float)[ti]
+    v = sm.scores[mi, ti].astype(float)
+    step = np.where(np.isfinite(lo) & np.isfinite(hi), (hi - lo) * 1e-3, 1e-3)
+    for bound, inward in ((lo, step), (hi, -step)):
+        on = np.isfinite(bound) & ((v <= bound) if inward is step else (v >= bound))
+        if not on.any():
+            continue
+        at = sm.normalize(bound[on], mi[on], ti[on])
+        near = sm.normalize(bound[on] + inward[on], mi[on], ti[on])
+        out[np.flatnonzero(on)] = np.where(at > near, 1, -1)
+    return out
 
 
 #: draws per block of :func:`predictive_noise`: each block has its own generator, so that the

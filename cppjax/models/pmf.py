@@ -40,7 +40,7 @@ from cppjax.models.regression import (
 def pmf_model(Xm, Xt, model_idx, task_idx, y=None, mask=None, *, rank: int = 5,
               noise_tau: float = 0.5, noise_floor: float = 0.0, likelihood: str = "normal",
               reg_scale: float | None = None, bases=None, data_cells: bool = False,
-              families=None, subsample_size: int | None = None):
+              families=None, subsample_size: int | None = None, censor=None):
     """Probabilistic MF with per-dimension shrinkage, factor regressions (coefficients integrated
     out) and per-task noise; ``bases``: the :func:`prior_basis` or :func:`conditional_basis` of
     ``Xm`` and of ``Xt`` (prior bases computed here when not given); ``reg_scale=None`` learns
@@ -136,7 +136,7 @@ def pmf_model(Xm, Xt, model_idx, task_idx, y=None, mask=None, *, rank: int = 5,
         return out + jnp.einsum("ck,ck->c", U[r] * lam, V[c]) if rank else out
 
     sigma = task_noise(n_tasks, noise_tau, floor=noise_floor)
-    observe(cell_means, sigma, task_idx, y, likelihood, mask, subsample_size)
+    observe(cell_means, sigma, task_idx, y, likelihood, mask, subsample_size, censor)
 
 
 @accepts_legacy_settings

@@ -53,7 +53,7 @@ def scaling_mf_model(Xm, Xt, model_idx, task_idx, y=None, mask=None, *, rank: in
                      noise_tau: float = 0.5, noise_floor: float = 0.0,
                      likelihood: str = "normal", subsample_size: int | None = None,
                      link: str = "loglog", z=None, placed=None, imputed=None, families=None,
-                     floor=None, ceiling=None, bounded=None):
+                     floor=None, ceiling=None, bounded=None, censor=None):
     """The model of the module docstring. ``z``, ``placed`` (known or imputed), ``imputed``:
     ``(n_models,)`` (:func:`compute_axis`); ``families``:
     one-hot ``(n_models, n_families)`` (a row of zeros: no family); ``floor``, ``ceiling``,
@@ -127,7 +127,7 @@ def scaling_mf_model(Xm, Xt, model_idx, task_idx, y=None, mask=None, *, rank: in
         return jnp.where(bounded[c], floor[c] + span * share, eta)
 
     sigma = task_noise(n_tasks, noise_tau, floor=noise_floor)
-    observe(cell_means, sigma, task_idx, y, likelihood, mask, subsample_size)
+    observe(cell_means, sigma, task_idx, y, likelihood, mask, subsample_size, censor)
 
 
 def _weights(name: str, n_columns: int, k: int):
