@@ -145,9 +145,10 @@ class BayesSpec(ModelSpec):
     noise_tau: float = 0.5
     noise_floor: float = 0.03
     likelihood: Literal["normal", "student_t"] = "normal"
-    #: a score on its task's bound is read as "at or beyond the bound" (its likelihood the
-    #: predictive's mass there, not its density: decision 0031); False: as any other score
-    censored: bool = True
+    #: True: a score on its task's bound is read as "at or beyond the bound" (its likelihood
+    #: the predictive's mass there, not its density). Off by default: pooled over the suite it
+    #: helped PMF on saturated tasks and cost it elsewhere (decision 0031)
+    censored: bool = False
 
     inference_defaults: ClassVar[dict[str, dict]] = {"nuts": {}, "svi": {}, "map": {}}
     #: NUTS chains are an ensemble of modes the posterior cannot cross (BNCF)
