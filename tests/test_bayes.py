@@ -714,3 +714,20 @@ def test_pmf_reads_an_automatic_normalisation_through_the_logit(pmf_svi, tmp_pat
     fit = PMF(rank=2).fit(pinned, rng_key=0, inference=SVI(num_steps=50, num_samples=20),
                           progress=False)
     assert isinstance(fit, BayesPosterior) and fit.matrix is pinned
+
+
+def test_optimised_draws_of_a_large_table_are_the_same_draws(planted, monkeypatch):
+    """Above DRAW_OPTIMISED_ABOVE cells x draws SVI's draws are compiled with XLA's
+    optimisations (decision 0013's addendum): the same draws as unoptimised, to float
+    rounding. The threshold is lowered to reach that path on a small table."""
+    from cppjax.inference import programs
+
+    draws, flags = [], []
+    for limit in (programs.DRAW_OPTIMISED_ABOVE, 0):
+        monkeypatch.setattr(programs, "DRAW_OPTIMISED_ABOVE", limit)
+        inference = SVI(num_steps=300, num_samples=50)  # its own programs
+        post = cppjax.fit("pmf_svi", planted, rng_key=0, progress=False, inference=inference)
+        flags += [p.draws_optimised for p in inference.programs._programs.values()]
+        draws.append(post.predict("missing", rng_key=1).draws)
+    assert flags == [False, True]
+    np.testing.assert_allclose(draws[0], draws[1], rtol=1e-4, atol=1e-5)

@@ -254,6 +254,8 @@ class Programs:
         # a fresh process's fit + predict (warm cache) took 32.2-32.5 s with them unoptimised,
         # 25.1-26.5 s optimised (decision 0013)
         big = n_cells * n > DRAW_OPTIMISED_ABOVE
+        #: whether the draws are compiled with XLA's optimisations
+        self.draws_optimised = big
         self._init = jax.jit(init, compiler_options=_RUN_ONCE)
         self._warm_init = jax.jit(warm_init, compiler_options=_RUN_ONCE)
         self._svi, self._layout = svi, None
