@@ -118,8 +118,8 @@ def bound_sides(sm) -> np.ndarray:
     hi = info["upper"].to_numpy(float)[ti]
     v = sm.scores[mi, ti].astype(float)
     step = np.where(np.isfinite(lo) & np.isfinite(hi), (hi - lo) * 1e-3, 1e-3)
-    for bound, inward in ((lo, step), (hi, -step)):
-        on = np.isfinite(bound) & ((v <= bound) if inward is step else (v >= bound))
+    for bound, inward, reached in ((lo, step, v <= lo), (hi, -step, v >= hi)):
+        on = np.isfinite(bound) & reached
         if not on.any():
             continue
         at = sm.normalize(bound[on], mi[on], ti[on])
